@@ -1,0 +1,227 @@
+"""`foundry`: a thin map from a verb to the stage function that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a config field by dotted path, e.g. --set train.lr=3e-4 (repeatable)")
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .runs import Run
+    from .train import train
+
+    if args.resume:
+        run = train(None, resume=args.resume)  # type: ignore[arg-type]
+        print(run.path)
+        return 0
+    if args.config is None:
+        raise ValueError("foundry train: give a CONFIG file (or --resume RUN_DIR)")
+    cfg = load_config(args.config, args.overrides)
+    if args.nproc and args.nproc > 1:
+        run = Run.create(cfg.resolve_path(cfg.output_dir), cfg.name)
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "modelfoundry.cli", "train", str(args.config), "--run-dir", str(run.path)]
+        for o in args.overrides:
+            cmd += ["--set", o]
+        rc = subprocess.call(cmd, env=env)
+        if rc != 0:
+            print(f"error: {args.nproc} training processes failed (exit {rc}); see {run.path}", file=sys.stderr)
+            return rc
+        print(run.path)
+        return 0
+    run = train(cfg, run_dir=args.run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _summary(run.path)
+        print(run.path)
+    return 0
+
+
+def _summary(run_path: Path) -> None:
+    metrics = json.loads((Path(run_path) / "metrics.json").read_text())
+    test = metrics["test"]
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
+    print(f"{metrics['split']}: {shown}", file=sys.stderr)
+    for name, b in metrics.get("baselines", {}).items():
+        key = "f1_macro" if "f1_macro" in b else "rmse" if "rmse" in b else None
+        if key:
+            print(f"  baseline {name}: {key}={b[key]:.4f}", file=sys.stderr)
+    if "cv" in metrics:
+        print("  cv: " + "  ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in metrics["cv"].items()), file=sys.stderr)
+
+
+def _input_frame(run, path: str, overrides: list[str]):
+    """Read an input file with the run's data settings (encoding, delimiter, columns), overridable by --set."""
+    from .config import config_to_dict, load_config
+    from .data import read_frame
+
+    cfg = run.config()
+    if overrides:
+        cfg = load_config(config_to_dict(cfg), overrides)
+    return read_frame(cfg, str(Path(path).resolve()))
+
+
+def cmd_predict(args) -> int:
+    from .predictor import Predictor
+
+    pred = Predictor.load(args.run)
+    df = _input_frame(pred.run, args.input, args.overrides)
+    out = pred.predict(df)
+    if args.output:
+        from .runs import atomic_write_text
+
+        atomic_write_text(Path(args.output), out.to_csv(index=False))
+        print(f"{len(out)} predictions -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out.to_csv(index=False))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import Prepared
+    from .data.schema import check_target
+    from .evaluate import M, evaluate_data
+    from .predictor import Predictor
+    from .runs import write_json
+
+    pred = Predictor.load(args.run)
+    cfg = pred.run.config()
+    df = _input_frame(pred.run, args.data, args.overrides)
+    check_target(df, cfg.data.target, args.data)
+    enc = pred.preprocessor.transform(df)
+    y = pred.preprocessor.encode_target(df[cfg.data.target].iloc[enc.rows])
+    data = Prepared({"test": df}, {"test": enc}, {"test": y}, pred.preprocessor, {})
+    names = M.canonical(cfg.evaluate.metrics, pred.task)
+    result, _, _ = evaluate_data(pred.model, data, names, "test", baselines=False)
+    out = pred.run.path / "evaluations" / f"{Path(args.data).stem}.json"
+    write_json(out, {"data": str(Path(args.data).resolve()), **result})
+    print(json.dumps(result["test"], indent=2))
+    print(f"-> {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs
+
+    rows = list_runs(args.output_dir)
+    if not rows:
+        print(f"no runs under {args.output_dir}/", file=sys.stderr)
+        return 0
+    for r in rows:
+        m = r["metrics"]
+        key = next((k for k in ("accuracy", "rmse") if k in m), None)
+        score = f"{key}={m[key]:.4f}" if key and m[key] is not None else ""
+        print(f"{r['status']:<11} {r['created'] or '':<26} {score:<16} {r['run']}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import config_to_yaml, json_schema, load_config, reference_markdown
+
+    if args.action == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.action == "reference":
+        print(reference_markdown())
+        return 0
+    if args.file is None:
+        raise ValueError(f"foundry config {args.action}: give a config FILE")
+    cfg = load_config(args.file, args.overrides)
+    if args.action == "validate":
+        print(f"{args.file}: valid")
+    else:
+        print(config_to_yaml(cfg), end="")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    recipe = Path(__file__).parent / "quickstart" / "heart_disease.yaml"
+    cfg = load_config(recipe, [f"output_dir={Path(args.output_dir).resolve()}", *args.overrides])
+    print(f"quickstart: {recipe.name} (UCI heart disease, shipped with the package)", file=sys.stderr)
+    run = train(cfg)
+    _summary(run.path)
+    acc = json.loads((run.path / "metrics.json").read_text())["test"].get("accuracy")
+    print(f"\ntest accuracy {acc:.3f}. Next:\n"
+          f"  foundry predict {run.path} {recipe.parent / 'heart.csv'} -o predictions.csv\n"
+          f"  open {run.path / 'report.html'}\n"
+          f"  foundry runs list --output-dir {args.output_dir}", file=sys.stderr)
+    print(run.path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foundry", description="ModelFoundry: raw data to an evaluated model.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("train", help="train and evaluate; prints the run directory last")
+    p.add_argument("config", nargs="?")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or interrupted run from its last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, help="launch N processes with torchrun (DDP; gloo on CPU)")
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)
+    _add_set(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("predict", help="predict raw rows with a run's model and preprocessor")
+    p.add_argument("run")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", help="CSV to write (default: stdout)")
+    _add_set(p)
+    p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a run's model on another labelled file")
+    p.add_argument("run")
+    p.add_argument("data")
+    _add_set(p)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--output-dir", default="runs")
+    _add_set(p)
+    p.set_defaults(fn=cmd_runs)
+
+    p = sub.add_parser("config", help="validate, show (resolved), schema (JSON Schema), reference (Markdown)")
+    p.add_argument("action", choices=["validate", "show", "schema", "reference"])
+    p.add_argument("file", nargs="?")
+    _add_set(p)
+    p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("quickstart", help="train the embedded default recipe end to end")
+    p.add_argument("--output-dir", default="runs")
+    _add_set(p)
+    p.set_defaults(fn=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .data import DataError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

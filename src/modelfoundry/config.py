@@ -1,0 +1,475 @@
+"""The config: one YAML file describes a model's whole life.
+
+Validated once, at the edge (`load_config`); stage code reads typed fields and never
+`cfg.get(key, default)`. Every problem is reported at once with its dotted path, what is
+allowed, what was given and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "sequence", "ignore"]
+MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+# ----------------------------------------------------------------------------------------- data
+class MissingColumn(Section):
+    strategy: MissingStrategy
+    """What to do with a missing value in this column."""
+    value: Any = None
+    """The fill value for `strategy: constant`."""
+
+    @model_validator(mode="after")
+    def _constant_needs_value(self) -> MissingColumn:
+        if self.strategy == "constant" and self.value is None:
+            raise ValueError("strategy 'constant' needs a `value`; add e.g. `value: 0`")
+        return self
+
+
+class CleanConfig(Section):
+    numeric_missing: MissingStrategy = "median"
+    """Default strategy for missing numeric values (drop, mean, median, mode, constant needs a column entry, flag = median plus a 0/1 column)."""
+    categorical_missing: Literal["drop", "mode", "unknown", "flag"] = "unknown"
+    """Default for missing categorical/text values: 'unknown' keeps them as their own bucket."""
+    columns: dict[str, MissingStrategy | MissingColumn] = {}
+    """Per-column missing-value strategy, overriding the defaults: `{age: mean, city: {strategy: constant, value: none}}`."""
+    outliers: Literal["none", "iqr", "zscore"] = "none"
+    """Clip numeric outliers (fitted on the training split only)."""
+    outlier_threshold: float | None = None
+    """IQR multiplier (default 1.5) or z-score limit (default 3.0)."""
+    duplicates: bool = True
+    """Drop exact duplicate rows (counted in the profile)."""
+
+    @field_validator("numeric_missing")
+    @classmethod
+    def _no_bare_constant(cls, v: str) -> str:
+        if v == "constant":
+            raise ValueError("a default cannot be 'constant' (no value); set it per column in `columns`")
+        return v
+
+
+class SplitConfig(Section):
+    method: Literal["auto", "random", "stratified", "group", "time"] = "auto"
+    """auto = stratified for classification, random for regression."""
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    """Fraction held out for the test split (ignored with `data.test_path` or `column`)."""
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the remaining rows used for validation (early stopping, best checkpoint)."""
+    group_column: str | None = None
+    """For method 'group': rows sharing this column's value stay in one split."""
+    time_column: str | None = None
+    """For method 'time': the oldest rows train, the newest test."""
+    column: str | None = None
+    """An explicit split column whose values are train / val / test."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> SplitConfig:
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs `group_column`")
+        if self.method == "time" and not self.time_column:
+            raise ValueError("method 'time' needs `time_column`")
+        if self.test + self.val >= 1.0:
+            raise ValueError(f"test + val must be < 1, got {self.test} + {self.val}")
+        return self
+
+
+class TextConfig(Section):
+    tokenizer: str = "wordpiece"
+    """'wordpiece' or 'bpe' (trained on the training split; both split Chinese without spaces), or a tokenizer directory."""
+    vocab_size: int = Field(8000, gt=10)
+    """Vocabulary size for a trained tokenizer."""
+    min_frequency: int = Field(2, ge=1)
+    """A token must occur this often in the training split to enter the vocabulary."""
+    max_length: int = Field(128, gt=1)
+    """Longer texts are truncated (counted in the profile)."""
+    lowercase: bool = True
+
+
+class ImageConfig(Section):
+    size: tuple[int, int] = (32, 32)
+    """Images are resized to (height, width)."""
+    channels: Literal[1, 3] = 3
+    """1 = grayscale, 3 = RGB."""
+
+
+class SequenceConfig(Section):
+    group_column: str
+    """The column that identifies one series (an engine, a sensor)."""
+    order_column: str
+    """The column that orders rows within a series (time, cycle)."""
+    window: int = Field(30, gt=0)
+    """Rows per window; the target is the last row's."""
+    stride: int = Field(1, gt=0)
+    features: list[str] | None = None
+    """Numeric columns fed to the model; default: every numeric column but the group, order and target."""
+    test_windows: Literal["all", "last"] = "all"
+    """'last' scores only each test series' final window (as C-MAPSS is scored)."""
+
+
+class AugmentConfig(Section):
+    image_flip: bool = False
+    """Random horizontal flips of training images."""
+    image_crop_padding: int = Field(0, ge=0)
+    """Pad by this many pixels, then crop back at a random offset."""
+    text_token_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Drop each training token with this probability."""
+    tabular_noise: float = Field(0.0, ge=0.0)
+    """Gaussian noise (in standard deviations) added to scaled numeric training features."""
+
+
+class DataConfig(Section):
+    path: str | None = None
+    """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "text_folder", "image_folder"] = "auto"
+    target: str = "label"
+    """The column to predict (for folders: 'label')."""
+    task: Literal["auto", "classification", "regression"] = "auto"
+    """auto = classification for text/categorical/binary targets or few distinct integers."""
+    test_path: str | None = None
+    """A separate test file with the same columns."""
+    columns: list[str] | None = None
+    """Column names for a file without a header row."""
+    delimiter: str | None = None
+    """Field separator; detected when absent."""
+    encoding: str | None = None
+    """File encoding (e.g. gb18030); detected when absent (UTF-8, UTF-8 with BOM)."""
+    id_column: str | None = None
+    """A row identifier: kept in predictions, never a feature."""
+    types: dict[str, ColumnType] = {}
+    """Override inferred column types: `{zip: categorical, notes: text, old: ignore}`."""
+    bad_images: Literal["skip", "error"] = "skip"
+    """An unreadable image is skipped and reported, or stops the run."""
+    clean: CleanConfig = CleanConfig()
+    split: SplitConfig = SplitConfig()
+    text: TextConfig = TextConfig()
+    image: ImageConfig = ImageConfig()
+    sequence: SequenceConfig | None = None
+    """Turn time-ordered rows into windows (for RNN/Transformer models)."""
+    augment: AugmentConfig = AugmentConfig()
+
+
+# ---------------------------------------------------------------------------------------- model
+class MLPConfig(Section):
+    type: Literal["mlp"] = "mlp"
+    hidden: list[int] = [128, 64]
+    """Widths of the hidden layers after the per-feature encodings are concatenated."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    text_embedding_dim: int = Field(64, gt=0)
+    """Width of the bag-of-tokens text encoding."""
+
+
+class CNNConfig(Section):
+    type: Literal["cnn"] = "cnn"
+    channels: list[int] = [32, 64]
+    """Output channels of each conv block (conv, batch norm, ReLU, 2x2 max-pool)."""
+    kernel_size: int = Field(3, gt=0)
+    hidden: list[int] = [128]
+    """Hidden layers of the head."""
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class RNNConfig(Section):
+    type: Literal["rnn"] = "rnn"
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = False
+    embedding_dim: int = Field(128, gt=0)
+    """Token embedding width (text inputs)."""
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TransformerConfig(Section):
+    type: Literal["transformer"] = "transformer"
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pooling: Literal["cls", "mean"] = "mean"
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+ModelConfig = Annotated[Union[MLPConfig, CNNConfig, RNNConfig, TransformerConfig], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------------------- train
+class EarlyStopping(Section):
+    metric: str = "val_loss"
+    """Any validation metric: val_loss, val_accuracy, val_f1_macro, val_roc_auc, val_rmse, ..."""
+    patience: int = Field(5, gt=0)
+    """Epochs without improvement before stopping."""
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(Section):
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum."""
+    epochs: int = Field(20, gt=0)
+    batch_size: int = Field(64, gt=0)
+    """Per process; with `--nproc N` the global batch is N times this."""
+    schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
+    """Learning-rate schedule after warmup; plateau halves the rate when the early-stopping metric stalls."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    """Fraction of all steps with a linear warmup."""
+    plateau_patience: int = Field(2, gt=0)
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    early_stopping: EarlyStopping | None = EarlyStopping()
+    """Set to null to train every epoch."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the gradient norm to this value (null = off)."""
+    grad_accum: int = Field(1, gt=0)
+    """Accumulate gradients over this many batches per optimizer step."""
+    class_weights: Literal["none", "balanced"] = "none"
+    """'balanced' weights the loss by inverse class frequency."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto = bf16 autocast where the CPU (AVX-512 BF16/AMX) or GPU supports it."""
+    seed: int = 42
+    """Seeds the split, initialisation, data order, dropout and augmentation."""
+
+
+# ------------------------------------------------------------------------------------- evaluate
+class CVConfig(Section):
+    folds: int = Field(5, ge=2)
+    """Stratified (classification) k-fold over the train+val rows; mean ± std per metric."""
+
+
+class EvaluateConfig(Section):
+    metrics: list[str] | None = None
+    """Metrics to report; default: all for the task."""
+    cv: CVConfig | None = None
+    baselines: bool = True
+    """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
+    report: bool = True
+    """Write report.html with plots."""
+
+
+class Config(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """The run's name: runs go to `<output_dir>/<name>/<run-id>/`."""
+    output_dir: str = "runs"
+    data: DataConfig
+    model: ModelConfig = MLPConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    base_dir: str = Field(".", exclude=True)
+    """(set by load_config) the config file's folder; relative paths resolve against it."""
+
+    def resolve_path(self, path: str | None) -> Path | None:
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+
+# --------------------------------------------------------------------------------------- errors
+class ConfigError(ValueError):
+    """Every problem in a config, each as `dotted.path: message`."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The valid keys of the section at `loc` (used to suggest a fix for a typo)."""
+    cls: Any = Config
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            return []
+        if part in _MODEL_TYPES:
+            cls = _MODEL_TYPES[part]
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cls = _section_class(field.annotation)
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _section_class(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_MODEL_TYPES = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig}
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _MODEL_TYPES and err["loc"][0] == "model"))
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    given = err.get("input")
+    given_s = json.dumps(given, default=str) if not isinstance(given, dict) else "a mapping"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = [k for k in _fields_at(tuple(err["loc"][:-1])) if k != "base_dir"]
+        close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        return f"{path}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{path}: required, but missing; add it to the config"
+    if kind == "literal_error":
+        allowed = err.get("ctx", {}).get("expected", "")
+        close = difflib.get_close_matches(str(given), [a.strip(" '") for a in allowed.replace(" or ", ",").split(",")], n=1)
+        fix = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{path}: must be one of {allowed}, got {given_s}{fix}"
+    if kind == "union_tag_invalid":
+        return f"{path}: must be one of {', '.join(_MODEL_TYPES)}, got {json.dumps(err.get('ctx', {}).get('tag'))}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(err.get("ctx", {}).values()), "?")
+        return f"{path}: must be {op} {bound}, got {given_s}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {msg}, got {given_s}"
+
+
+# -------------------------------------------------------------------------------------- loading
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.lr=3e-4` -> ("train.lr", 0.0003); the value is read as YAML (lists, numbers, null)."""
+    if "=" not in text:
+        raise ConfigError([f"--set {text}: expected PATH=VALUE, e.g. --set train.lr=3e-4"], "overrides")
+    key, value = text.split("=", 1)
+    parsed = yaml.safe_load(value) if value.strip() else ""
+    if isinstance(parsed, str):  # YAML 1.1 reads 3e-4 as a string; be kind
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key.strip(), parsed
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Set each dotted path in a copy of `raw`, creating sections as needed."""
+    out = json.loads(json.dumps(raw, default=str))
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def _yaml_floats(raw: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot) as a string; turn such strings back into numbers."""
+    if isinstance(raw, dict):
+        return {k: _yaml_floats(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_yaml_floats(v) for v in raw]
+    if isinstance(raw, str) and any(c in raw for c in "eE"):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def validate_config(raw: dict, base_dir: str | Path = ".", source: str = "config",
+                    overrides: dict[str, Any] | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError([f"(top level): expected a mapping of sections, got {type(raw).__name__}"], source)
+    raw = _yaml_floats(apply_overrides(raw, overrides or {}))
+    raw = {**raw, "base_dir": str(base_dir)}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()], source) from None
+
+
+def load_config(path: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Read, override and validate a config; raise ConfigError listing every problem."""
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    if isinstance(path, dict):
+        return validate_config(path, ".", "config", overrides)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"{p}: no such config file"], str(p))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(p)) from None
+    return validate_config(raw or {}, p.resolve().parent, str(p), overrides)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The resolved config with every default filled in (paths made absolute)."""
+    d = cfg.model_dump(mode="json")
+    for key in ("path", "test_path"):
+        if d["data"].get(key):
+            d["data"][key] = str(cfg.resolve_path(d["data"][key]).resolve())
+    return d
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def json_schema() -> dict:
+    schema = Config.model_json_schema()
+    schema.get("properties", {}).pop("base_dir", None)
+    return schema
+
+
+def reference_markdown() -> str:
+    """The config reference (docs/config.md), generated from the schema's field docstrings."""
+    lines = ["# Config reference", "", "Generated by `foundry config reference` from the schema; do not edit by hand.", ""]
+
+    def walk(cls: type[BaseModel], prefix: str) -> None:
+        rows, subs = [], []
+        for name, field in cls.model_fields.items():
+            if name == "base_dir":
+                continue
+            sub = _section_class(field.annotation)
+            if sub is not None and name != "model":
+                subs.append((sub, f"{prefix}{name}"))
+            default = field.get_default(call_default_factory=True)
+            default_s = "required" if field.is_required() else json.dumps(
+                default.model_dump(mode="json") if isinstance(default, BaseModel) else default, default=str)
+            if len(default_s) > 40:
+                default_s = "(section)"
+            rows.append(f"| `{prefix}{name}` | {default_s} | {(field.description or '').replace('|', '/')} |")
+        lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", "| key | default | meaning |", "|---|---|---|", *rows, ""])
+        for sub, path in subs:
+            walk(sub, path + ".")
+
+    walk(Config, "")
+    for name, cls in _MODEL_TYPES.items():
+        lines.append(f"## `model` with `type: {name}`")
+        lines.extend(["", "| key | default | meaning |", "|---|---|---|"])
+        for fname, field in cls.model_fields.items():
+            lines.append(f"| `model.{fname}` | {json.dumps(field.get_default(), default=str)} | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)

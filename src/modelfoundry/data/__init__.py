@@ -1,0 +1,94 @@
+"""The data stage: read, infer types, clean, split, fit the preprocessor, encode, profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..config import Config
+from .clean import drop_rows
+from .features import Encoded, Preprocessor
+from .profile import profile_frame
+from .schema import check_target, infer_schema, infer_task
+from .sources import DataError, from_arrays, read_source
+from .split import split_frame
+
+__all__ = ["DataError", "Prepared", "prepare", "read_frame", "from_arrays", "Preprocessor", "Encoded"]
+
+
+@dataclass
+class Prepared:
+    frames: dict[str, pd.DataFrame]
+    encoded: dict[str, Encoded]
+    targets: dict[str, torch.Tensor]
+    preprocessor: Preprocessor
+    profile: dict
+
+    @property
+    def task(self) -> str:
+        return self.preprocessor.task
+
+
+def read_frame(cfg: Config, path: str | None) -> pd.DataFrame:
+    d = cfg.data
+    if path is None:
+        raise DataError("data.path: no data given; set data.path in the config or pass a DataFrame")
+    return read_source(cfg.resolve_path(path), d.format, target=d.target, columns=d.columns,
+                       delimiter=d.delimiter, encoding=d.encoding)
+
+
+def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
+            fold: tuple | None = None) -> Prepared:
+    """Everything the model needs, from the config's data section (or in-memory frames).
+    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation)."""
+    d = cfg.data
+    where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
+    df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
+    check_target(df, d.target, where)
+    if test_frame is None and d.test_path:
+        test_frame = read_frame(cfg, d.test_path)
+    if test_frame is not None:
+        check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
+    exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
+    if d.sequence is not None:
+        exclude |= {d.sequence.group_column, d.sequence.order_column}
+    schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
+    task = infer_task(df[d.target], d.task)
+    df, cleaning = drop_rows(df, d.clean, schema)
+    df = df.reset_index(drop=True)
+    group_default = d.sequence.group_column if d.sequence is not None else None
+    if fold is not None:
+        train_idx, held_idx = fold
+        base = df.iloc[train_idx].reset_index(drop=True)
+        inner = split_frame(base, d.split.model_copy(update={"test": 0.0, "column": None}), task, d.target,
+                            cfg.train.seed, True, group_default)
+        frames = {"train": base.iloc[inner["train"]], "val": base.iloc[inner["val"]], "test": df.iloc[held_idx]}
+    else:
+        idx = split_frame(df, d.split, task, d.target, cfg.train.seed, test_frame is not None, group_default)
+        frames = {s: df.iloc[i] for s, i in idx.items()}
+        if test_frame is not None:
+            frames["test"] = test_frame
+    frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+    pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
+    encoded, targets, truncated, skipped = {}, {}, {}, {}
+    for split, f in frames.items():
+        if len(f) == 0:
+            continue
+        enc = pre.transform(f, last_window_only=(split == "test" and d.sequence is not None
+                                                 and d.sequence.test_windows == "last"))
+        encoded[split] = enc
+        targets[split] = pre.encode_target(f[d.target].iloc[enc.rows])
+        truncated[split] = getattr(pre, "truncated_", {})
+        if enc.skipped:
+            skipped[split] = enc.skipped
+    profile = profile_frame(df, schema, d.target, task)
+    profile.update(cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
+                   splits={s: len(e) for s, e in encoded.items()}, source=where)
+    return Prepared(frames, encoded, targets, pre, profile)
+
+
+def data_files(cfg: Config) -> dict[str, Path | None]:
+    return {"train": cfg.resolve_path(cfg.data.path), "test": cfg.resolve_path(cfg.data.test_path)}

@@ -1,0 +1,31 @@
+"""Row-level cleaning before the split: exact duplicates and rows whose missing values are set to `drop`.
+Value-level fixes (imputation, clipping, flag columns) are fitted on the training split by the
+Preprocessor. Every change is counted."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import CleanConfig, MissingColumn
+
+
+def drop_rows(df: pd.DataFrame, clean: CleanConfig, schema: dict[str, str]) -> tuple[pd.DataFrame, dict]:
+    report: dict = {"rows_in": len(df), "duplicates_dropped": 0, "missing_dropped": {}}
+    if clean.duplicates:
+        hashable = df.map(lambda v: str(v) if isinstance(v, (list, dict)) else v) if len(df) else df
+        dup = hashable.duplicated().to_numpy()
+        report["duplicates_dropped"] = int(dup.sum())
+        report["duplicate_rows"] = [int(i) for i in dup.nonzero()[0][:100]]
+        df = df[~dup]
+    for col, kind in schema.items():
+        spec = clean.columns.get(col)
+        strategy = spec.strategy if isinstance(spec, MissingColumn) else spec
+        if strategy is None:
+            strategy = clean.numeric_missing if kind in ("numeric", "datetime") else clean.categorical_missing
+        if strategy == "drop" and kind != "ignore":
+            gone = df[col].isna()
+            if gone.any():
+                report["missing_dropped"][col] = int(gone.sum())
+                df = df[~gone]
+    report["rows_out"] = len(df)
+    return df, report

@@ -1,0 +1,379 @@
+"""The fitted preprocessor: raw rows in, tensors out, with exactly the transforms used in training.
+
+Fitted on the training split only; saved beside the model as JSON (+ tokenizer.json files), never pickle.
+Tensor keys: `numeric` [N, F] float, `categorical` [N, C] long (0 = unknown), `text:<col>` [N, L] long
+with `len:<col>` [N], `image` [N, C, H, W] float, `sequence` [N, T, F] float.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..config import CleanConfig, DataConfig, MissingColumn
+from ..runs import atomic_write_text
+from .sources import DataError
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+
+
+def _to_py(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool):
+    """A WordPiece or byte-level BPE tokenizer trained on `texts`. Both handle Chinese (no spaces needed):
+    WordPiece splits every CJK character; byte-level BPE learns merges inside runs of characters."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tok.normalizer = normalizers.Sequence(norms)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        raise ValueError(f"data.text.tokenizer: unknown kind {kind!r}")
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"data.text.tokenizer: {path} has no tokenizer.json (expected a tokenizer directory, "
+                        "or 'wordpiece' / 'bpe' to train one)")
+    return Tokenizer.from_file(str(file))
+
+
+def load_image(value: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """A path or an array -> float tensor [C, H, W] in [0, 1], resized in torch."""
+    if isinstance(value, (str, Path)):
+        from PIL import Image
+
+        with Image.open(value) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    else:
+        arr = np.asarray(value, dtype=np.float32)
+        arr = arr / arr.max() if arr.max() > 1.0 else arr
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    elif t.ndim == 3 and t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3):
+        t = t.permute(2, 0, 1)
+    if t.shape[0] != channels:
+        t = t[:3].mean(0, keepdim=True) if channels == 1 else t[:1].expand(3, -1, -1) if t.shape[0] == 1 else t[:3]
+    if tuple(t.shape[1:]) != tuple(size):
+        t = F.interpolate(t.unsqueeze(0), size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return t
+
+
+@dataclass
+class Encoded:
+    """Tensors for a set of samples; `rows` are the source row positions each sample came from."""
+
+    features: dict[str, torch.Tensor]
+    rows: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Preprocessor:
+    """Learns scalers, imputation values, clip bounds, vocabularies, tokenizers and the label map on the
+    training split (`fit`), then turns raw rows into tensors (`transform`)."""
+
+    def __init__(self, schema: dict[str, str], target: str, task: str, data: DataConfig):
+        self.schema = schema
+        self.target = target
+        self.task = task
+        self.data = data
+
+    # ------------------------------------------------------------------ columns by role
+    def _cols(self, *kinds: str) -> list[str]:
+        return [c for c, k in self.schema.items() if k in kinds]
+
+    def _missing(self, col: str, clean: CleanConfig) -> tuple[str, Any]:
+        spec = clean.columns.get(col)
+        if isinstance(spec, MissingColumn):
+            return spec.strategy, spec.value
+        if spec is not None:
+            return spec, None
+        numeric = self.schema[col] in ("numeric", "datetime") or col in getattr(self, "numeric_cols_", [])
+        return (clean.numeric_missing if numeric else clean.categorical_missing), None
+
+    def _numeric_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Numeric, binary-numeric and expanded datetime columns as floats (NaN kept)."""
+        out = {}
+        for col in self.numeric_cols_:
+            out[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        for col in self._cols("datetime"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dt = pd.to_datetime(df[col], errors="coerce", format="mixed")
+            for part in DATETIME_PARTS:
+                out[f"{col}.{part}"] = getattr(dt.dt, part).astype(float)
+        return pd.DataFrame(out, index=df.index)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, df: pd.DataFrame) -> Preprocessor:
+        clean = self.data.clean
+        binary_numeric = [c for c in self._cols("binary") if pd.api.types.is_numeric_dtype(df[c])]
+        self.numeric_cols_ = self._cols("numeric") + binary_numeric
+        self.categorical_cols_ = self._cols("categorical") + [c for c in self._cols("binary") if c not in binary_numeric]
+        self.report_: dict[str, Any] = {"imputed": {}, "clipped": {}, "flagged": []}
+        num = self._numeric_frame(df)
+        self.numeric_: dict[str, dict] = {}
+        for col in num.columns:
+            base = col.split(".")[0]
+            strategy, value = self._missing(base, clean)
+            s = num[col]
+            if s.notna().sum() == 0:
+                raise DataError(f"column '{base}': every value is missing in the training split; "
+                                f"drop it with data.types: {{{base}: ignore}}")
+            fill = {"mean": s.mean(), "median": s.median(), "mode": s.mode().iloc[0],
+                    "constant": value, "flag": s.median(), "drop": s.median()}[strategy]
+            lo = hi = None
+            if clean.outliers == "iqr":
+                q1, q3 = s.quantile(0.25), s.quantile(0.75)
+                k = clean.outlier_threshold or 1.5
+                lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+            elif clean.outliers == "zscore":
+                k = clean.outlier_threshold or 3.0
+                lo, hi = s.mean() - k * s.std(), s.mean() + k * s.std()
+            filled = s.fillna(float(fill))
+            if lo is not None:
+                self.report_["clipped"][col] = int(((filled < lo) | (filled > hi)).sum())
+                filled = filled.clip(lo, hi)
+            std = float(filled.std(ddof=0)) or 1.0
+            self.numeric_[col] = {"fill": float(fill), "lo": _to_py(lo), "hi": _to_py(hi), "mean": float(filled.mean()),
+                                  "std": std, "flag": strategy == "flag"}
+            if s.isna().any():
+                self.report_["imputed"][col] = int(s.isna().sum())
+        self.vocab_: dict[str, list[str]] = {}
+        for col in self.categorical_cols_:
+            values = df[col].dropna().astype(str)
+            self.vocab_[col] = sorted(values.unique().tolist())
+        self.tokenizers_: dict[str, Any] = {}
+        text_cfg = self.data.text
+        for col in self._cols("text"):
+            texts = df[col].fillna("").astype(str).tolist()
+            if text_cfg.tokenizer in ("wordpiece", "bpe"):
+                tok = train_tokenizer(texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase)
+            else:
+                tok = load_tokenizer(Path(text_cfg.tokenizer))
+            self.tokenizers_[col] = tok
+        self.image_col_ = next(iter(self._cols("image")), None)
+        self.image_stats_ = None
+        self.sequence_cols_ = self._cols("sequence")
+        self.sequence_len_ = {c: int(df[c].dropna().map(len).max()) for c in self.sequence_cols_}
+        if self.data.sequence is not None:
+            seq = self.data.sequence
+            feats = seq.features or [c for c in self.numeric_ if c not in (seq.group_column, seq.order_column)]
+            missing = [f for f in feats if f not in self.numeric_]
+            if missing:
+                raise DataError(f"data.sequence.features: {missing} are not numeric columns of the data")
+            self.window_features_ = feats
+        if self.task == "classification":
+            labels = df[self.target].dropna().unique().tolist()
+            self.classes_ = sorted((_to_py(v) for v in labels), key=lambda v: (str(type(v)), v))
+            if len(self.classes_) < 2:
+                raise DataError(f"target '{self.target}' has a single class ({self.classes_[0]!r}) in the training "
+                                "split; classification needs at least two")
+        else:
+            y = pd.to_numeric(df[self.target], errors="coerce")
+            if y.isna().any():
+                row = int(np.flatnonzero(y.isna().to_numpy())[0])
+                raise DataError(f"target '{self.target}' must be numeric for regression; row {row} holds "
+                                f"{df[self.target].iloc[row]!r}")
+            self.y_mean_, self.y_std_ = float(y.mean()), float(y.std(ddof=0)) or 1.0
+        if self.image_col_ is not None:
+            enc = self._images(df[self.image_col_], bad_ok=True)[0]
+            self.image_stats_ = {"mean": enc.mean(dim=(0, 2, 3)).tolist(), "std": enc.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def _images(self, values: pd.Series, bad_ok: bool) -> tuple[torch.Tensor, list[int], list[dict]]:
+        cfg = self.data.image
+        out, keep, bad = [], [], []
+        for i, v in enumerate(values.tolist()):
+            try:
+                out.append(load_image(v, cfg.channels, tuple(cfg.size)))
+                keep.append(i)
+            except Exception as exc:  # PIL raises many types for a corrupt file; each is reported
+                bad.append({"row": i, "image": str(v), "error": f"{type(exc).__name__}: {exc}"})
+        if bad and self.data.bad_images == "error" and not bad_ok:
+            raise DataError(f"unreadable image at row {bad[0]['row']}: {bad[0]['image']} ({bad[0]['error']}); "
+                            f"{len(bad)} in all. Set data.bad_images: skip to skip them")
+        if not out:
+            raise DataError(f"no readable images ({len(bad)} unreadable, e.g. {bad[0]['image'] if bad else '-'})")
+        return torch.stack(out), keep, bad
+
+    def transform(self, df: pd.DataFrame, last_window_only: bool = False) -> Encoded:
+        missing = [c for c in self.schema if self.schema[c] != "ignore" and c not in df.columns]
+        if missing:
+            raise DataError(f"input is missing column(s) the model needs: {', '.join(missing)} "
+                            f"(it has: {', '.join(map(str, df.columns[:20]))})")
+        rows = np.arange(len(df))
+        feats: dict[str, torch.Tensor] = {}
+        skipped: list[dict] = []
+        num = self._numeric_frame(df)
+        cols = []
+        for col, st in self.numeric_.items():
+            s = num[col]
+            v = s.fillna(st["fill"])
+            if st["lo"] is not None:
+                v = v.clip(st["lo"], st["hi"])
+            cols.append(((v - st["mean"]) / st["std"]).to_numpy(np.float32))
+            if st["flag"]:
+                cols.append(s.isna().to_numpy(np.float32))
+        if cols:
+            feats["numeric"] = torch.from_numpy(np.stack(cols, axis=1))
+        if self.categorical_cols_:
+            idx = []
+            for col in self.categorical_cols_:
+                lookup = {v: i + 1 for i, v in enumerate(self.vocab_[col])}
+                idx.append(df[col].map(lambda v, lk=lookup: lk.get(str(v), 0) if pd.notna(v) else 0).to_numpy(np.int64))
+            feats["categorical"] = torch.from_numpy(np.stack(idx, axis=1))
+        self.truncated_ = {}
+        for col, tok in self.tokenizers_.items():
+            tok.enable_truncation(self.data.text.max_length)
+            encs = tok.encode_batch(df[col].fillna("").astype(str).tolist())
+            self.truncated_[col] = sum(bool(e.overflowing) for e in encs)
+            lengths = [max(1, len(e.ids)) for e in encs]
+            ids = torch.zeros(len(encs), max(lengths), dtype=torch.long)
+            for i, e in enumerate(encs):
+                ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
+            feats[f"text:{col}"] = ids
+            feats[f"len:{col}"] = torch.tensor(lengths)
+        for col in self.sequence_cols_:
+            T = self.sequence_len_[col]
+            arr = np.zeros((len(df), T, 1), dtype=np.float32)
+            for i, v in enumerate(df[col].tolist()):
+                if isinstance(v, (list, tuple, np.ndarray)) and len(v):
+                    v = np.asarray(v, dtype=np.float32)[:T]
+                    arr[i, : len(v), 0] = v
+            feats["sequence"] = torch.from_numpy(arr)
+        if self.image_col_ is not None:
+            imgs, keep, bad = self._images(df[self.image_col_], bad_ok=False)
+            mean = torch.tensor(self.image_stats_["mean"]).view(-1, 1, 1)
+            std = torch.tensor(self.image_stats_["std"]).view(-1, 1, 1)
+            keep_t = torch.tensor(keep)
+            feats = {k: v[keep_t] for k, v in feats.items()}
+            feats["image"] = (imgs - mean) / std
+            rows = rows[keep]
+            skipped = bad
+        if self.data.sequence is not None:
+            feats, rows = self._windows(df, feats, last_window_only)
+        return Encoded(feats, rows, skipped)
+
+    def _windows(self, df: pd.DataFrame, feats: dict, last_only: bool) -> tuple[dict, np.ndarray]:
+        seq = self.data.sequence
+        names = [c for c, st in self.numeric_.items() for c in ([c, c + ".missing"] if st["flag"] else [c])]
+        cols = [names.index(f) for f in self.window_features_]
+        x = feats["numeric"][:, cols]
+        order = np.lexsort((df[seq.order_column].to_numpy(), df[seq.group_column].astype(str).to_numpy()))
+        groups = df[seq.group_column].astype(str).to_numpy()[order]
+        windows, ends = [], []
+        W = seq.window
+        start = 0
+        for stop in list(np.flatnonzero(groups[1:] != groups[:-1]) + 1) + [len(order)]:
+            g = torch.as_tensor(order[start:stop])
+            gx = x[g]
+            if len(gx) < W:  # a short series is padded at the front with its first row
+                gx = torch.cat([gx[:1].expand(W - len(gx), -1), gx])
+                g = torch.cat([g[:1].expand(W - len(g)), g])
+            last = range(len(gx) - 1, len(gx)) if last_only else range(W - 1, len(gx), seq.stride)
+            for e in last:
+                windows.append(gx[e - W + 1: e + 1])
+                ends.append(int(g[e]))
+            start = stop
+        return {"sequence": torch.stack(windows)}, np.asarray(ends)
+
+    # ------------------------------------------------------------------ target
+    def encode_target(self, y: pd.Series) -> torch.Tensor:
+        if self.task == "classification":
+            lookup = {v: i for i, v in enumerate(self.classes_)}
+            codes = [lookup.get(_to_py(v), -1) for v in y.tolist()]
+            if -1 in codes:
+                bad = y.iloc[codes.index(-1)]
+                raise DataError(f"target '{self.target}': label {bad!r} was never seen in training "
+                                f"(known: {self.classes_[:20]})")
+            return torch.tensor(codes, dtype=torch.long)
+        y = pd.to_numeric(y, errors="coerce").to_numpy(np.float32)
+        return torch.from_numpy((y - self.y_mean_) / self.y_std_)
+
+    def decode_regression(self, z: np.ndarray) -> np.ndarray:
+        return z * self.y_std_ + self.y_mean_
+
+    # ------------------------------------------------------------------ spec for model builders
+    def spec(self) -> dict[str, Any]:
+        n_num = sum(2 if st["flag"] else 1 for st in self.numeric_.values())
+        spec = {"task": self.task, "n_outputs": len(self.classes_) if self.task == "classification" else 1,
+                "n_numeric": 0 if self.data.sequence is not None else n_num,
+                "categorical": [len(self.vocab_[c]) + 1 for c in self.categorical_cols_],
+                "text": {c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
+                "max_length": self.data.text.max_length + 2,
+                "image": [self.data.image.channels, *self.data.image.size] if self.image_col_ else None,
+                "sequence": None}
+        if self.data.sequence is not None:
+            spec["categorical"] = []
+            spec["sequence"] = [self.data.sequence.window, len(self.window_features_)]
+        elif self.sequence_cols_:
+            spec["sequence"] = [max(self.sequence_len_.values()), 1]
+        return spec
+
+    # ------------------------------------------------------------------ persistence (JSON, no pickle)
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"schema": self.schema, "target": self.target, "task": self.task,
+                 "data": self.data.model_dump(mode="json"), "numeric": self.numeric_, "numeric_cols": self.numeric_cols_,
+                 "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "image_col": self.image_col_,
+                 "image_stats": self.image_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
+                 "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
+                 "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
+                 "y_std": getattr(self, "y_std_", None)}
+        for i, (col, tok) in enumerate(self.tokenizers_.items()):
+            atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
+        atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: Path) -> Preprocessor:
+        from tokenizers import Tokenizer
+
+        s = json.loads((directory / "preprocessor.json").read_text(encoding="utf-8"))
+        self = cls(s["schema"], s["target"], s["task"], DataConfig.model_validate(s["data"]))
+        self.numeric_, self.numeric_cols_ = s["numeric"], s["numeric_cols"]
+        self.categorical_cols_, self.vocab_ = s["categorical_cols"], s["vocab"]
+        self.image_col_, self.image_stats_ = s["image_col"], s["image_stats"]
+        self.sequence_cols_, self.sequence_len_ = s["sequence_cols"], s["sequence_len"]
+        if s["window_features"] is not None:
+            self.window_features_ = s["window_features"]
+        self.tokenizers_ = {c: Tokenizer.from_file(str(directory / f"tokenizer_{i}.json")) for i, c in enumerate(s["text_cols"])}
+        if s["classes"] is not None:
+            self.classes_ = s["classes"]
+        else:
+            self.y_mean_, self.y_std_ = s["y_mean"], s["y_std"]
+        return self

@@ -1,0 +1,99 @@
+"""Column types and the task, inferred from the data and overridable per column (`data.types`)."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .sources import DataError
+
+
+def check_target(df: pd.DataFrame, target: str, where: str) -> None:
+    if target not in df.columns:
+        cols = [str(c) for c in df.columns]
+        close = difflib.get_close_matches(target, cols, n=1, cutoff=0.4)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise DataError(f"{where}: target column '{target}' not found. Columns: {', '.join(cols[:30])}{hint} "
+                        "(set data.target)")
+    missing = df[target].isna().to_numpy().nonzero()[0]
+    if len(missing):
+        rows = ", ".join(str(r) for r in missing[:10])
+        raise DataError(f"{where}: target '{target}' is missing (NaN) in {len(missing)} row(s), 0-based rows {rows}"
+                        f"{' ...' if len(missing) > 10 else ''}; fill or remove them")
+
+
+def infer_task(y: pd.Series, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification"
+    values = y.dropna().to_numpy()
+    integral = np.all(np.equal(np.mod(values, 1), 0))
+    return "classification" if integral and len(np.unique(values)) <= 20 else "regression"
+
+
+def _looks_like_datetime(s: pd.Series) -> bool:
+    sample = s.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d{1,4}[-/:.]\d{1,2}", regex=True).mean() > 0.9:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return parsed.notna().mean() > 0.9
+
+
+def infer_type(s: pd.Series) -> str:
+    non_null = s.dropna()
+    if non_null.empty:
+        return "ignore"
+    first = non_null.iloc[0]
+    if isinstance(first, (list, tuple, np.ndarray)):
+        return "image" if np.asarray(first).ndim >= 2 else "sequence"
+    if pd.api.types.is_bool_dtype(s) or non_null.nunique() == 2:
+        return "binary"
+    if pd.api.types.is_numeric_dtype(s):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime"
+    text = non_null.astype(str)
+    if text.str.lower().str.match(r".*\.(png|jpe?g|bmp|gif|webp)$").mean() > 0.9:
+        return "image"
+    if _looks_like_datetime(s):
+        return "datetime"
+    lengths = text.str.len()
+    words = text.str.split().str.len()
+    unique_ratio = non_null.nunique() / len(non_null)
+    if (words.mean() >= 3 or lengths.mean() >= 20) and unique_ratio > 0.3:
+        return "text"
+    return "categorical"
+
+
+def infer_schema(df: pd.DataFrame, target: str, overrides: dict[str, str], id_column: str | None,
+                 exclude: set[str] = frozenset()) -> dict[str, str]:
+    unknown = [c for c in overrides if c not in df.columns]
+    if unknown:
+        cols = [str(c) for c in df.columns]
+        hints = [f"'{c}'" + (f" (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(c, cols, n=1)) else "")
+                 for c in unknown]
+        raise DataError(f"data.types names column(s) not in the data: {', '.join(hints)}")
+    schema = {}
+    for col in df.columns:
+        if col == target or col in exclude:
+            continue
+        if col == id_column:
+            schema[col] = "ignore"
+            continue
+        schema[col] = overrides.get(col) or infer_type(df[col])
+    for col, kind in schema.items():
+        if kind == "numeric" and not pd.api.types.is_numeric_dtype(df[col]):
+            coerced = pd.to_numeric(df[col], errors="coerce")
+            bad = (coerced.isna() & df[col].notna()).to_numpy().nonzero()[0]
+            if len(bad):
+                raise DataError(f"column '{col}' is declared numeric but row {bad[0]} holds {df[col].iloc[bad[0]]!r} "
+                                f"({len(bad)} non-numeric value(s)); declare it text/categorical in data.types, or fix the data")
+    if not any(k != "ignore" for k in schema.values()):
+        raise DataError(f"no feature columns left besides the target '{target}' (columns: {', '.join(map(str, df.columns))})")
+    return schema

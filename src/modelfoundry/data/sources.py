@@ -1,0 +1,162 @@
+"""Read a data source into a pandas DataFrame: CSV/TSV, Parquet, JSONL, folders of text or image files,
+and in-memory DataFrames / numpy arrays (Python API)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+TEXT_SUFFIXES = {".txt", ".md", ""}
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, row or column, what was expected and what was found."""
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        if not files:
+            raise DataError(f"{path}: folder holds no files; expected class sub-folders (cat/1.png, dog/2.png, ...)")
+        images = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
+        return "image_folder" if images >= len(files) / 2 else "text_folder"
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    return {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+            ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "csv", ".data": "csv"}.get(suffix, "csv")
+
+
+def read_source(path: str | Path, fmt: str = "auto", *, target: str = "label", columns: list[str] | None = None,
+                delimiter: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt in ("csv", "tsv"):
+        return read_delimited(path, delimiter or ("\t" if fmt == "tsv" else None), encoding, columns)
+    if fmt == "parquet":
+        return _read_parquet(path)
+    if fmt == "jsonl":
+        return _read_jsonl(path, encoding)
+    if fmt == "text_folder":
+        return _read_folder(path, target, "text")
+    if fmt == "image_folder":
+        return _read_folder(path, target, "image")
+    raise DataError(f"{path}: unknown format {fmt!r}")
+
+
+def decode(path: Path, encoding: str | None) -> str:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    if encoding:
+        try:
+            return raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise DataError(f"{path}: cannot decode as {encoding!r}: {exc}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from charset_normalizer import from_bytes
+
+        guess = from_bytes(raw[:200_000]).best()
+        name = guess.encoding if guess else "unknown"
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 (bad byte at line {line}); it looks like {name!r}. "
+            f"Set `data.encoding: {'gb18030' if name in ('gb2312', 'gbk', 'gb18030', 'big5', 'hz') else name}` "
+            "in the config if that is right") from None
+
+
+def read_delimited(path: Path, delimiter: str | None, encoding: str | None, columns: list[str] | None) -> pd.DataFrame:
+    text = decode(path, encoding)
+    if delimiter is None:
+        sample = "\n".join(text.splitlines()[:50])
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;| ").delimiter
+        except csv.Error:
+            delimiter = ","
+    sep = r"\s+" if delimiter == " " else delimiter
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, header=None if columns else "infer",
+                         names=columns, engine="python" if sep == r"\s+" else "c", skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: cannot parse as delimited text (delimiter {delimiter!r}): {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    if columns and len(df.columns) != len(columns):
+        raise DataError(f"{path}: data.columns names {len(columns)} columns but the file has {len(df.columns)}")
+    if df.empty:
+        raise DataError(f"{path}: has a header ({', '.join(map(str, df.columns[:8]))}) but no data rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    if df.empty:
+        raise DataError(f"{path}: the Parquet file has no rows")
+    return df
+
+
+def _read_jsonl(path: Path, encoding: str | None) -> pd.DataFrame:
+    rows = []
+    for i, line in enumerate(decode(path, encoding).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {i} is not valid JSON ({exc.msg}): {line[:80]!r}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: line {i}: expected a JSON object per line, got {type(obj).__name__}")
+        rows.append(obj)
+    if not rows:
+        raise DataError(f"{path}: no JSON lines")
+    return pd.DataFrame(rows)
+
+
+def _read_folder(path: Path, target: str, kind: str) -> pd.DataFrame:
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{path}: expected one sub-folder per class (e.g. {path}/cat/, {path}/dog/), found none")
+    rows = []
+    for cls in classes:
+        for f in sorted(cls.rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if kind == "image" and f.suffix.lower() in IMAGE_SUFFIXES:
+                rows.append({"image": str(f), target: cls.name})
+            elif kind == "text" and f.suffix.lower() in TEXT_SUFFIXES:
+                rows.append({"text": decode(f, None).strip(), target: cls.name})
+    if not rows:
+        raise DataError(f"{path}: no {kind} files in its class folders ({', '.join(c.name for c in classes[:5])})")
+    return pd.DataFrame(rows)
+
+
+def from_arrays(x: Any, y: Any = None, target: str = "label") -> pd.DataFrame:
+    """A DataFrame from numpy arrays: 2-D x -> numeric columns f0..fn; 3-D/4-D x -> an in-memory image column."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        df = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    elif x.ndim in (3, 4):
+        df = pd.DataFrame({"image": list(x.astype(np.float32))})
+    else:
+        raise DataError(f"arrays: expected x with 2 (table) or 3-4 (images) dimensions, got shape {x.shape}")
+    if y is not None:
+        y = np.asarray(y)
+        if len(y) != len(df):
+            raise DataError(f"arrays: x has {len(df)} rows but y has {len(y)}")
+        df[target] = y
+    return df

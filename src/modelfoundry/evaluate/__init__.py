@@ -1,0 +1,62 @@
+"""The evaluate stage: test metrics, baselines beside the model, k-fold CV, and the HTML report."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..config import Config
+from ..data import Prepared
+from ..runs import Run, Timer, write_json
+from . import metrics as M
+from .predict_split import outputs
+
+__all__ = ["evaluate_run", "evaluate_data", "M"]
+
+
+def per_class(y: np.ndarray, proba: np.ndarray, classes: list) -> list[dict]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y, proba.argmax(1), labels=np.arange(len(classes)), zero_division=0)
+    return [{"class": str(c), "precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+             "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(classes)]
+
+
+def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines: bool) -> dict:
+    y, out = outputs(model, data, split)
+    result = {"split": split, "rows": int(len(y)), split: M.compute(data.task, y, out, names)}
+    result["test"] = result[split]
+    if data.task == "classification":
+        result["per_class"] = per_class(y, out, data.preprocessor.classes_)
+    if baselines:
+        from ..models.baselines import run_baselines
+
+        result["baselines"] = run_baselines(data, split, names)
+    return result, y, out
+
+
+def evaluate_run(run: Run, cfg: Config, data: Prepared, model, frame=None) -> dict:
+    """Write metrics.json (and cv.json, report.html with plots/) into the run."""
+    timer = Timer()
+    names = M.canonical(cfg.evaluate.metrics, data.task)
+    split = "test" if "test" in data.encoded else "val"
+    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines)
+    write_json(run.path / "metrics.json", result)
+    if cfg.evaluate.cv is not None:
+        from .cv import cross_validate
+
+        def show(i, scores):
+            print(f"cv fold {i + 1}/{cfg.evaluate.cv.folds}: " + "  ".join(
+                f"{k}={v:.4f}" for k, v in scores.items() if v is not None), file=sys.stderr, flush=True)
+
+        cv = cross_validate(cfg, frame, progress=show)
+        write_json(run.path / "cv.json", cv)
+        result["cv"] = cv["summary"]
+    if cfg.evaluate.report:
+        from .report import write_report
+
+        write_report(run, data, result, y, out)
+    result["evaluate_s"] = timer()
+    write_json(run.path / "metrics.json", result)
+    return result

@@ -1,0 +1,137 @@
+"""Model registry: a model type name -> (config class, builder). One file per family.
+
+Every model is a `FoundryModel`: per-input encoders (numeric, categorical embeddings, and the family's own
+encoder for text, images or sequences) whose outputs are concatenated and fed to an MLP head."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from ..runs import atomic_write_text, save_safetensors
+
+
+@dataclass(frozen=True)
+class Registered:
+    config_cls: type[BaseModel]
+    builder: Callable[[Any, dict], nn.Module]
+    inputs: frozenset[str]
+
+
+REGISTRY: dict[str, Registered] = {}
+
+
+def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
+    """Decorator for a builder `(cfg, spec) -> nn.Module`; names are unique."""
+
+    def deco(builder):
+        if name in REGISTRY:
+            raise ValueError(f"model type {name!r} is already registered")
+        REGISTRY[name] = Registered(config_cls, builder, frozenset(inputs))
+        return builder
+
+    return deco
+
+
+def input_kinds(spec: dict) -> set[str]:
+    kinds = set()
+    if spec["n_numeric"]:
+        kinds.add("numeric")
+    if spec["categorical"]:
+        kinds.add("categorical")
+    if spec["text"]:
+        kinds.add("text")
+    if spec["image"]:
+        kinds.add("image")
+    if spec["sequence"]:
+        kinds.add("sequence")
+    return kinds
+
+
+def build_model(cfg: BaseModel, spec: dict) -> nn.Module:
+    entry = REGISTRY[cfg.type]
+    unsupported = input_kinds(spec) - entry.inputs
+    if unsupported:
+        fits = [n for n, r in REGISTRY.items() if input_kinds(spec) <= r.inputs]
+        raise ValueError(f"model.type: '{cfg.type}' cannot take {', '.join(sorted(unsupported))} inputs; "
+                         f"use one of: {', '.join(fits) or 'none'}")
+    return entry.builder(cfg, spec)
+
+
+def mlp_layers(sizes: list[int], dropout: float, activation: str = "relu") -> nn.Sequential:
+    act = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}[activation]
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), act(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+def embedding_width(cardinality: int) -> int:
+    return int(min(50, max(2, round(1.6 * cardinality ** 0.56))))
+
+
+class FoundryModel(nn.Module):
+    """Concatenate per-input encodings, then a head. `encoders` maps a batch key to a module."""
+
+    def __init__(self, encoders: dict[str, nn.Module], widths: dict[str, int], n_numeric: int,
+                 cardinalities: list[int], hidden: list[int], n_outputs: int, dropout: float, activation: str = "relu"):
+        super().__init__()
+        self.keys = list(encoders)
+        self.encoders = nn.ModuleDict({k.replace(":", "__"): m for k, m in encoders.items()})
+        self.embeddings = nn.ModuleList(nn.Embedding(c, embedding_width(c)) for c in cardinalities)
+        width = n_numeric + sum(embedding_width(c) for c in cardinalities) + sum(widths.values())
+        self.trunk = mlp_layers([width, *hidden], dropout, activation)
+        self.out = nn.Linear(hidden[-1] if hidden else width, n_outputs)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if "numeric" in batch:
+            parts.append(batch["numeric"])
+        if "categorical" in batch and len(self.embeddings):
+            cat = batch["categorical"]
+            parts += [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        for key in self.keys:
+            enc = self.encoders[key.replace(":", "__")]
+            if key.startswith("text:"):
+                col = key[5:]
+                parts.append(enc(batch[key], batch[f"len:{col}"]))
+            else:
+                parts.append(enc(batch[key]))
+        h = torch.cat([p.float() if p.dtype != torch.bfloat16 else p for p in parts], dim=-1)
+        return self.out(self.trunk(h))
+
+
+def text_mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+
+
+def save_model(model: nn.Module, cfg: BaseModel, spec: dict, directory: Path) -> None:
+    """weights.safetensors + architecture.json (config + input spec): enough to rebuild, no pickle."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in model.state_dict().items()}
+    save_safetensors(directory / "weights.safetensors", state, metadata={"format": "pt"})
+    atomic_write_text(directory / "architecture.json",
+                      json.dumps({"model": cfg.model_dump(mode="json"), "spec": spec}, indent=2))
+
+
+def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
+    from safetensors.torch import load_file
+
+    arch = json.loads((directory / "architecture.json").read_text(encoding="utf-8"))
+    entry = REGISTRY[arch["model"]["type"]]
+    cfg = entry.config_cls.model_validate(arch["model"])
+    model = build_model(cfg, arch["spec"])
+    model.load_state_dict(load_file(directory / "weights.safetensors"))
+    model.eval()
+    return model, cfg, arch["spec"]
+
+
+# Families register themselves on import.
+from . import cnn, mlp, rnn, transformer  # noqa: E402,F401

@@ -1,0 +1,64 @@
+"""CNN: 2-D conv blocks for images; 1-D conv blocks (with global max-pooling) for text and sequences."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import CNNConfig
+from . import FoundryModel, register, text_mask
+
+
+def conv_blocks(dims: int, in_ch: int, channels: list[int], k: int) -> nn.Sequential:
+    conv, norm, pool = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if dims == 2 else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+    layers: list[nn.Module] = []
+    for out_ch in channels:
+        layers += [conv(in_ch, out_ch, k, padding=k // 2), norm(out_ch), nn.ReLU()]
+        if dims == 2:
+            layers.append(pool(2, ceil_mode=True))
+        in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, in_ch: int, channels: list[int], k: int):
+        super().__init__()
+        self.body = conv_blocks(2, in_ch, channels, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).amax(dim=(-2, -1))
+
+
+class TextConvEncoder(nn.Module):
+    def __init__(self, vocab: int, channels: list[int], k: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, channels[0], padding_idx=0)
+        self.body = conv_blocks(1, channels[0], channels, k)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.emb(ids).transpose(1, 2))
+        return h.masked_fill(~text_mask(ids, lengths)[:, None, :], -1e4).amax(-1)
+
+
+class SequenceConvEncoder(nn.Module):
+    def __init__(self, n_features: int, channels: list[int], k: int):
+        super().__init__()
+        self.body = conv_blocks(1, n_features, channels, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.transpose(1, 2)).amax(-1)
+
+
+@register("cnn", CNNConfig, {"numeric", "categorical", "text", "image", "sequence"})
+def build(cfg: CNNConfig, spec: dict) -> nn.Module:
+    encoders, widths = {}, {}
+    if spec["image"]:
+        encoders["image"] = ImageEncoder(spec["image"][0], cfg.channels, cfg.kernel_size)
+        widths["image"] = cfg.channels[-1]
+    for col, vocab in spec["text"].items():
+        encoders[f"text:{col}"] = TextConvEncoder(vocab, cfg.channels, cfg.kernel_size)
+        widths[f"text:{col}"] = cfg.channels[-1]
+    if spec["sequence"]:
+        encoders["sequence"] = SequenceConvEncoder(spec["sequence"][1], cfg.channels, cfg.kernel_size)
+        widths["sequence"] = cfg.channels[-1]
+    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)

@@ -1,0 +1,48 @@
+"""A BERT-style Transformer encoder built from a Hugging Face config, from scratch (random weights).
+Text goes in as token ids; time-series windows are projected to the hidden size and fed as embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import TransformerConfig
+from . import FoundryModel, register, text_mask
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, cfg: TransformerConfig, vocab: int | None, max_positions: int, n_features: int = 0):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        hf = BertConfig(vocab_size=vocab or 8, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+                        hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+                        max_position_embeddings=max_positions, pad_token_id=0)
+        self.bert = BertModel(hf, add_pooling_layer=False)
+        self.project = nn.Linear(n_features, cfg.hidden_size) if n_features else None
+        self.pooling = cfg.pooling
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.project is None:
+            mask = text_mask(x, lengths).long()
+            h = self.bert(input_ids=x, attention_mask=mask).last_hidden_state
+        else:
+            mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+            h = self.bert(inputs_embeds=self.project(x), attention_mask=mask).last_hidden_state
+        if self.pooling == "cls":
+            return h[:, 0]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+@register("transformer", TransformerConfig, {"numeric", "categorical", "text", "sequence"})
+def build(cfg: TransformerConfig, spec: dict) -> nn.Module:
+    encoders, widths = {}, {}
+    for col, vocab in spec["text"].items():
+        encoders[f"text:{col}"] = TransformerEncoder(cfg, vocab, spec["max_length"])
+        widths[f"text:{col}"] = cfg.hidden_size
+    if spec["sequence"]:
+        encoders["sequence"] = TransformerEncoder(cfg, None, spec["sequence"][0] + 2, spec["sequence"][1])
+        widths["sequence"] = cfg.hidden_size
+    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)

@@ -1,0 +1,73 @@
+"""Predictor: a complete run's model plus its fitted preprocessor, turning raw rows or texts into predictions
+with exactly the transforms used in training. `predict`, `evaluate` and (later) `serve` use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, Preprocessor
+from .models import load_model
+from .runs import Run
+from .train.loop import predict_tensors
+
+
+class Predictor:
+    def __init__(self, model, preprocessor: Preprocessor, run: Run):
+        self.model, self.preprocessor, self.run = model, preprocessor, run
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Predictor:
+        run = Run.open(run_dir)
+        if run.status != "complete":
+            raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'; "
+                             "finish it with `foundry train --resume` first")
+        model, _, _ = load_model(run.model_dir)
+        return cls(model, Preprocessor.load(run.model_dir), run)
+
+    @property
+    def task(self) -> str:
+        return self.preprocessor.task
+
+    @property
+    def classes(self) -> list | None:
+        return getattr(self.preprocessor, "classes_", None)
+
+    def _frame(self, rows) -> pd.DataFrame:
+        if isinstance(rows, pd.DataFrame):
+            return rows.reset_index(drop=True)
+        if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], str):
+            text_cols = list(self.preprocessor.tokenizers_)
+            if len(text_cols) != 1 or len([c for c, k in self.preprocessor.schema.items() if k != "ignore"]) != 1:
+                raise DataError("plain strings can only be given to a model with a single text input; pass records")
+            return pd.DataFrame({text_cols[0]: list(rows)})
+        if isinstance(rows, dict):
+            rows = [rows]
+        return pd.DataFrame(list(rows))
+
+    def predict_raw(self, rows) -> tuple[pd.DataFrame, np.ndarray]:
+        """(source rows aligned with outputs, outputs): probabilities [N, K] or values [N]."""
+        df = self._frame(rows)
+        enc = self.preprocessor.transform(df)
+        out = predict_tensors(self.model, enc.features, self.task)
+        if self.task == "regression":
+            out = self.preprocessor.decode_regression(out)
+        return df.iloc[enc.rows].reset_index(drop=True), out
+
+    def predict(self, rows) -> pd.DataFrame:
+        """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared."""
+        df, out = self.predict_raw(rows)
+        result = pd.DataFrame(index=range(len(df)))
+        id_col = self.preprocessor.data.id_column
+        if id_col and id_col in df.columns:
+            result[id_col] = df[id_col].to_numpy()
+        if self.task == "classification":
+            classes = self.classes
+            result["prediction"] = [classes[i] for i in out.argmax(1)]
+            for i, c in enumerate(classes):
+                result[f"prob_{c}"] = out[:, i].round(6)
+        else:
+            result["prediction"] = out
+        return result

@@ -1,0 +1,223 @@
+"""The Run directory: the contract between stages.
+
+runs/<name>/<run-id>/ holds config.yaml, manifest.json, data_profile.json, model/, metrics.json,
+history.jsonl, report.html, plots/ and checkpoints/. Every file is written atomically; a run is
+`complete` only when its manifest says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """safetensors, written atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path, limit_bytes: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(path: Path | None) -> str | None:
+    """sha256 of a file, or of a folder's relative names and contents."""
+    if path is None or not Path(path).exists():
+        return None
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("modelfoundry", "torch", "transformers", "accelerate", "tokenizers", "scikit-learn", "pandas"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    from .train.precision import cpu_has_bf16
+
+    return {"machine": platform.machine(), "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cpu_bf16": cpu_has_bf16(), "torch_threads": torch.get_num_threads()}
+
+
+@dataclass
+class Run:
+    """A run directory. Create with `Run.create`, open an existing one with `Run.open`."""
+
+    path: Path
+
+    # -- creation and status
+    @classmethod
+    def create(cls, output_dir: Path, name: str) -> Run:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = Path(output_dir) / name / f"{stamp}-{secrets.token_hex(2)}"
+        path.mkdir(parents=True, exist_ok=False)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        p = Path(path)
+        if not (p / "manifest.json").is_file():
+            raise FileNotFoundError(f"{p}: not a run directory (no manifest.json)")
+        return cls(p)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def manifest(self) -> dict:
+        return read_json(self.manifest_path) if self.manifest_path.is_file() else {}
+
+    def update_manifest(self, **fields: Any) -> dict:
+        m = self.manifest()
+        m.update(fields)
+        write_json(self.manifest_path, m)
+        return m
+
+    def start(self, config_yaml: str, seed: int, data_files: dict[str, Path | None]) -> None:
+        atomic_write_text(self.path / "config.yaml", config_yaml)
+        m = self.manifest()
+        self.update_manifest(
+            status="running", name=self.path.parent.name, run_id=self.path.name,
+            created=m.get("created", _now()), started=_now(), seed=seed, versions=_versions(),
+            hardware=hardware(), data={k: {"path": str(v), "sha256": fingerprint(v)} for k, v in data_files.items() if v},
+            timings=m.get("timings", {}), resumed=m.get("resumed", -1) + 1 if m else 0,
+        )
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.update_manifest(status=status, finished=_now(), **fields)
+
+    @property
+    def status(self) -> str:
+        return self.manifest().get("status", "missing")
+
+    def config(self):
+        from .config import load_config
+
+        cfg = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+        return load_config(cfg)
+
+    # -- records
+    def append_history(self, record: dict) -> None:
+        """history.jsonl: rewritten atomically with the new line (small: one line per epoch)."""
+        path = self.path / "history.jsonl"
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        atomic_write_text(path, old + json.dumps(record, default=_json_default) + "\n")
+
+    def history(self) -> list[dict]:
+        path = self.path / "history.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def truncate_history(self, epochs: int) -> None:
+        kept = [h for h in self.history() if h.get("epoch", 0) <= epochs]
+        atomic_write_text(self.path / "history.jsonl", "".join(json.dumps(h) + "\n" for h in kept))
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return round(time.perf_counter() - self.start, 3)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def list_runs(output_dir: str | Path = "runs") -> list[dict]:
+    out = []
+    for manifest in sorted(Path(output_dir).glob("*/*/manifest.json")):
+        m = read_json(manifest)
+        metrics_path = manifest.parent / "metrics.json"
+        metrics = read_json(metrics_path).get("test", {}) if metrics_path.exists() else {}
+        out.append({"run": str(manifest.parent), "name": m.get("name"), "status": m.get("status"),
+                    "created": m.get("created"), "metrics": metrics})
+    return out

@@ -1,0 +1,101 @@
+"""The train stage: config -> data -> model -> loop -> evaluation -> a complete Run directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..config import Config, config_to_yaml
+from ..data import Prepared, data_files, prepare
+from ..models import build_model, save_model
+from ..runs import Run, Timer, write_json
+from .loop import FitResult, TensorData, fit
+from .precision import resolve_precision
+
+__all__ = ["train", "train_model", "make_accelerator", "TensorData"]
+
+
+def make_accelerator(precision: str, grad_accum: int = 1):
+    """A fresh Accelerator (its state is a process-wide singleton; reset what a previous run set)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=resolve_precision(precision), gradient_accumulation_steps=grad_accum,
+                       cpu=not torch.cuda.is_available())
+
+
+def _distributed_run_dir(cfg: Config) -> Path:
+    """Under torchrun every process must agree on one run directory without talking: derive it from the launch."""
+    key = "-".join(os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
+    return cfg.resolve_path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False) -> tuple[torch.nn.Module, FitResult]:
+    """Build the configured model for `data` and fit it. Shared by `train` and cross-validation."""
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, data.preprocessor.spec())
+    tr = TensorData(data.encoded["train"].features, data.targets["train"])
+    val = TensorData(data.encoded["val"].features, data.targets["val"]) if "val" in data.encoded else None
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=cfg.data.augment, resume=resume)
+    return accelerator.unwrap_model(model).eval(), result
+
+
+def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
+          resume: str | Path | None = None, run_dir: str | Path | None = None) -> Run:
+    """Train and evaluate the model a config describes. Returns the complete Run.
+
+    `resume` continues a killed or interrupted run from its last checkpoint (same config, same data)."""
+    from ..evaluate import evaluate_run
+
+    timer = Timer()
+    accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
+    main = accelerator.is_main_process
+    if resume is not None:
+        run = Run.open(resume)
+        cfg = run.config()
+        if run.status == "complete":
+            raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
+    else:
+        if run_dir is None and accelerator.num_processes > 1:
+            run_dir = _distributed_run_dir(cfg)
+        if run_dir is not None:
+            run = Run(Path(run_dir))
+            run.path.mkdir(parents=True, exist_ok=True)
+        else:
+            run = Run.create(cfg.resolve_path(cfg.output_dir), cfg.name)
+    try:
+        data = prepare(cfg, frame, test_frame)
+        if main:
+            run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
+            write_json(run.path / "data_profile.json", data.profile)
+            data.preprocessor.save(run.model_dir)
+        accelerator.wait_for_everyone()
+        t_fit = Timer()
+        model, result = train_model(cfg, data, run, accelerator, resume=resume is not None)
+        if main:
+            save_model(model, cfg.model, data.preprocessor.spec(), run.model_dir)
+            timings = {"fit_s": t_fit()}
+            evaluate_run(run, cfg, data, model, frame)
+            timings["total_s"] = timer()
+            run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                       stopped_early=result.stopped_early, processes=accelerator.num_processes)
+        accelerator.wait_for_everyone()
+    except KeyboardInterrupt:
+        if main:
+            run.finish("interrupted", error="interrupted (Ctrl-C)")
+            print(f"interrupted; the last checkpoint is kept. Continue with: foundry train --resume {run.path}",
+                  file=sys.stderr)
+        raise
+    except BaseException as exc:
+        if main and run.manifest_path.exists():
+            run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        elif main:
+            run.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return run

@@ -1,0 +1,328 @@
+"""The training loop, on Accelerate: one loop from a laptop CPU to torchrun/DDP.
+
+Per epoch: seeded data order, optional augmentation, gradient accumulation and clipping, bf16 autocast,
+validation on every process (so early-stopping decisions agree without communication), history and
+TensorBoard on process 0, and an atomic checkpoint (weights, optimizer, schedule, RNG, early-stopping
+state) from which `--resume` continues exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TrainConfig
+from ..data.augment import augment_batch, is_active
+from ..evaluate.metrics import compute
+from ..runs import Run, atomic_write_text, save_safetensors
+from .optim import build_optimizer, build_schedule, metric_mode
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation seeded by (seed, epoch): the same order after a resume, independent of global RNG."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class TensorData(torch.utils.data.Dataset):
+    """In-memory tensors; a batch is fetched with one index operation and text is trimmed to the
+    batch's longest sequence (dynamic padding)."""
+
+    def __init__(self, features: dict[str, torch.Tensor], y: torch.Tensor | None = None):
+        self.features, self.y = features, y
+
+    def __len__(self) -> int:
+        return len(next(iter(self.features.values())))
+
+    def __getitem__(self, i: int):
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        batch = {k: v[idx] for k, v in self.features.items()}
+        for k in [k for k in batch if k.startswith("len:")]:
+            col = k[4:]
+            batch[f"text:{col}"] = batch[f"text:{col}"][:, : int(batch[k].max())]
+        if self.y is not None:
+            batch["y"] = self.y[idx]
+        return batch
+
+
+def _identity(batch):
+    return batch
+
+
+def batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_size: int):
+    """Sequential batches for inference."""
+    data = TensorData(features, y)
+    for start in range(0, len(data), batch_size):
+        yield data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
+
+
+@torch.no_grad()
+def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: str, batch_size: int = 256,
+                    device: torch.device | str = "cpu", autocast: bool = False) -> np.ndarray:
+    """Probabilities [N, K] (classification) or standardized predictions [N] (regression)."""
+    model.eval()
+    outs = []
+    for batch in batches(features, None, batch_size):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(batch).float()
+        outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
+    return torch.cat(outs).cpu().numpy()
+
+
+def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    logits = logits.float()
+    if task == "classification":
+        return F.cross_entropy(logits, y, weight=weights)
+    return F.mse_loss(logits[:, 0], y.float())
+
+
+def class_weights(y: torch.Tensor, k: int) -> torch.Tensor:
+    counts = torch.bincount(y, minlength=k).float().clamp_min(1)
+    return counts.sum() / (k * counts)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_metric: float | None
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], str]:
+    tensors = {}
+    for pid, s in state["state"].items():
+        for name, v in s.items():
+            tensors[f"{pid}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, json.dumps(state["param_groups"])
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: str) -> dict:
+    state: dict = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": json.loads(groups)}
+
+
+class Checkpointer:
+    """checkpoints/<tag>-<epoch>/ written whole, then `checkpoints/<tag>.json` points at it (atomic rename),
+    then older folders are removed: a crash at any moment leaves a complete checkpoint."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def save(self, tag: str, epoch: int, model: nn.Module, optimizer=None, schedule=None, state: dict | None = None) -> None:
+        folder = self.dir / f"{tag}-{epoch:04d}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        save_safetensors(folder / "model.safetensors", model.state_dict())
+        if optimizer is not None:
+            tensors, groups = _flatten_optimizer(optimizer.state_dict())
+            save_safetensors(folder / "optimizer.safetensors", tensors, metadata={"param_groups": groups})
+            rng = {"cpu": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+            save_safetensors(folder / "rng.safetensors", rng)
+            atomic_write_text(folder / "state.json", json.dumps({**(state or {}), "epoch": epoch,
+                                                                 "schedule": schedule.state_dict()}))
+        atomic_write_text(self.dir / f"{tag}.json", json.dumps({"folder": folder.name, "epoch": epoch}))
+        for old in self.dir.glob(f"{tag}-*"):
+            if old.name != folder.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def folder(self, tag: str) -> Path | None:
+        pointer = self.dir / f"{tag}.json"
+        if not pointer.exists():
+            return None
+        return self.dir / json.loads(pointer.read_text())["folder"]
+
+    def load_weights(self, tag: str, model: nn.Module) -> None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(self.folder(tag) / "model.safetensors"))
+
+    def restore(self, model: nn.Module, optimizer, schedule) -> dict:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        folder = self.folder("last")
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        with safe_open(folder / "optimizer.safetensors", "pt") as fh:
+            groups = fh.metadata()["param_groups"]
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), groups))
+        state = json.loads((folder / "state.json").read_text())
+        schedule.load_state_dict(state.pop("schedule"))
+        rng = load_file(folder / "rng.safetensors")
+        torch.set_rng_state(rng["cpu"])
+        if torch.cuda.is_available() and "cuda0" in rng:
+            torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
+        return state
+
+
+def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, cfg: TrainConfig, run: Run | None,
+        accelerator, augment=None, resume: bool = False, on_epoch=None) -> FitResult:
+    """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric)."""
+    main = accelerator.is_main_process
+    sampler = EpochSampler(len(train), cfg.seed)
+    loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_identity)
+    optimizer = build_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(math.ceil(len(train) / (cfg.batch_size * accelerator.num_processes)) / cfg.grad_accum)
+    schedule = build_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    per_epoch_schedule = isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    weights = class_weights(train.y, int(train.y.max()) + 1) if task == "classification" and cfg.class_weights == "balanced" else None
+    stop_metric = cfg.early_stopping.metric if cfg.early_stopping else ("val_loss" if val is not None else "train_loss")
+    mode = metric_mode(stop_metric)
+    ckpt = Checkpointer(run.checkpoint_dir) if run is not None else None
+
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if weights is not None:
+        weights = weights.to(accelerator.device)
+    raw = accelerator.unwrap_model(model)
+    start_epoch, best, best_epoch, bad_epochs, history = 0, None, 0, 0, []
+    if resume and ckpt is not None and ckpt.folder("last") is not None:
+        state = ckpt.restore(raw, optimizer, schedule)
+        start_epoch, best, best_epoch, bad_epochs = state["epoch"], state["best"], state["best_epoch"], state["bad_epochs"]
+        history = [h for h in run.history() if h["epoch"] <= start_epoch]
+        if main:
+            run.truncate_history(start_epoch)
+    writer = _tensorboard(run) if main and run is not None else None
+    best_state = None  # without a run directory the best weights are kept in memory
+    use_aug = augment is not None and is_active(augment)
+    stopped = False
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        if stopped:
+            break
+        model.train()
+        sampler.set_epoch(epoch)
+        total, count = 0.0, 0
+        progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
+        for i, batch in enumerate(loader):
+            if use_aug:
+                batch = augment_batch(batch, augment)
+            y = batch.pop("y")
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    logits = model(batch)
+                loss = loss_fn(task, logits, y, weights)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad()
+                if accelerator.sync_gradients and not per_epoch_schedule:
+                    schedule.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            if progress:
+                progress.update(1, loss=f"{total / count:.4f}")
+        if progress:
+            progress.close()
+        record = {"epoch": epoch, "train_loss": round(total / max(count, 1), 6), "lr": optimizer.param_groups[0]["lr"]}
+        if val is not None and len(val):
+            record.update(validate(raw, val, task, cfg, accelerator, weights))
+        if stop_metric not in record:
+            raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
+                             f"available: {', '.join(k for k in record if k != 'epoch')}")
+        value = record[stop_metric]
+        improved = best is None or (value is not None and (
+            value < best - (cfg.early_stopping.min_delta if cfg.early_stopping else 0) if mode == "min"
+            else value > best + (cfg.early_stopping.min_delta if cfg.early_stopping else 0)))
+        if improved:
+            best, best_epoch, bad_epochs = value, epoch, 0
+        else:
+            bad_epochs += 1
+        if per_epoch_schedule:
+            schedule.step(value)
+        stopped = cfg.early_stopping is not None and bad_epochs >= cfg.early_stopping.patience
+        history.append(record)
+        if main:
+            _log_epoch(record, stop_metric, improved)
+            if run is not None:
+                run.append_history(record)
+                if writer:
+                    for k, v in record.items():
+                        if k != "epoch" and v is not None:
+                            writer.add_scalar(k, v, epoch)
+                    writer.flush()
+                if improved:
+                    ckpt.save("best", epoch, raw)
+                ckpt.save("last", epoch, raw, optimizer, schedule,
+                          {"best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped": stopped})
+        if run is None and improved:
+            best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(record)
+        accelerator.wait_for_everyone()
+    if writer:
+        writer.close()
+    if ckpt is not None and ckpt.folder("best") is not None:
+        ckpt.load_weights("best", raw)
+    elif best_state is not None:
+        raw.load_state_dict(best_state)
+    accelerator.wait_for_everyone()
+    return FitResult(best_epoch, best, len(history), stopped, history)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, accelerator, weights) -> dict:
+    model.eval()
+    losses, outs = [], []
+    for batch in batches(val.features, val.y, max(cfg.batch_size, 256)):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        y = batch.pop("y")
+        with accelerator.autocast():
+            logits = model(batch).float()
+        losses.append(float(loss_fn(task, logits, y, weights)) * len(y))
+        outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
+    out = torch.cat(outs).cpu().numpy()
+    record = {"val_loss": round(sum(losses) / len(val), 6)}
+    record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
+    model.train()
+    return record
+
+
+def _tensorboard(run: Run):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a core dependency; tolerate a trimmed install
+        return None
+    return SummaryWriter(log_dir=str(run.path / "tensorboard"))
+
+
+def _progress(total: int, desc: str, main: bool):
+    if not main or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _log_epoch(record: dict, metric: str, improved: bool) -> None:
+    shown = {k: v for k, v in record.items() if k in ("train_loss", "val_loss", metric)}
+    text = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+    print(f"epoch {record['epoch']:>3}  {text}{'  *' if improved else ''}", file=sys.stderr, flush=True)

@@ -1,0 +1,50 @@
+"""Optimizers and learning-rate schedules from the train config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "emb" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """A per-step LambdaLR (warmup, then constant / linear / cosine), or ReduceLROnPlateau stepped per epoch."""
+    if cfg.schedule == "plateau":
+        mode = "min" if cfg.early_stopping is None or metric_mode(cfg.early_stopping.metric) == "min" else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+    warmup = int(cfg.warmup_ratio * total_steps)
+    kind = cfg.schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse")
+
+
+def metric_mode(metric: str) -> str:
+    return "min" if metric.removeprefix("val_") in LOWER_IS_BETTER else "max"
