@@ -348,6 +348,7 @@ def _describe(err: dict) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(err.get("ctx", {}).values()), "?")
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
         return f"{path}: must be {op} {bound}, got {given_s}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{path}: {msg}, got {given_s}"
@@ -402,6 +403,8 @@ def validate_config(raw: dict, base_dir: str | Path = ".", source: str = "config
         raise ConfigError([f"(top level): expected a mapping of sections, got {type(raw).__name__}"], source)
     raw = _yaml_floats(apply_overrides(raw, overrides or {}))
     raw = {**raw, "base_dir": str(base_dir)}
+    if isinstance(raw.get("model"), dict) and "type" not in raw["model"]:
+        raw["model"] = {"type": "mlp", **raw["model"]}  # the documented default family
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

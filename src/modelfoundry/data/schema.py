@@ -66,7 +66,9 @@ def infer_type(s: pd.Series) -> str:
     lengths = text.str.len()
     words = text.str.split().str.len()
     unique_ratio = non_null.nunique() / len(non_null)
-    if (words.mean() >= 3 or lengths.mean() >= 20) and unique_ratio > 0.3:
+    cjk = text.str.contains(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]", regex=True).mean() > 0.5
+    long_enough = words.mean() >= 3 or lengths.mean() >= (8 if cjk else 20)  # CJK writes no spaces
+    if long_enough and unique_ratio > 0.3:
         return "text"
     return "categorical"
 

@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modelfoundry.config import DataConfig, SequenceConfig, TextConfig
+from modelfoundry.data.augment import augment_batch
+from modelfoundry.config import AugmentConfig
+from modelfoundry.data.features import Preprocessor, train_tokenizer
+
+
+def test_round_trip_and_unknown_category(tmp_path):
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", "b", "a", "b"], "t": ["hello world"] * 4,
+                       "label": ["p", "q", "p", "q"]})
+    data = DataConfig(text=TextConfig(vocab_size=50, min_frequency=1))
+    pre = Preprocessor({"x": "numeric", "c": "categorical", "t": "text"}, "label", "classification", data).fit(df)
+    pre.save(tmp_path)
+    again = Preprocessor.load(tmp_path)
+    new = pd.DataFrame({"x": [2.5], "c": ["never-seen"], "t": ["hello"]})
+    a, b = pre.transform(new).features, again.transform(new).features
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a["categorical"].tolist() == [[0]]  # the unknown bucket
+    assert again.classes_ == ["p", "q"]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_tokenizers_split_chinese_without_spaces(kind):
+    texts = ["头痛发热怎么办", "发热咳嗽需要吃药吗", "头痛失眠怎么办"] * 20
+    tok = train_tokenizer(texts, kind, 200, 1, True)
+    ids = tok.encode("头痛发热").ids
+    assert len(ids) >= 1 and 1 not in ids  # no [UNK]: every character is known
+    assert tok.decode(ids).replace(" ", "") == "头痛发热"
+
+
+def test_text_truncation_is_counted():
+    df = pd.DataFrame({"t": ["a b c d e f g h i j"] * 3 + ["a b"], "label": [0, 1, 0, 1]})
+    pre = Preprocessor({"t": "text"}, "label", "classification",
+                       DataConfig(text=TextConfig(max_length=4, vocab_size=30, min_frequency=1))).fit(df)
+    enc = pre.transform(df)
+    assert pre.truncated_ == {"t": 3}
+    assert enc.features["text:t"].shape[1] == 4
+
+
+def test_sequence_windows_target_at_the_end():
+    df = pd.DataFrame({"unit": [1] * 5 + [2] * 3, "cycle": [5, 4, 3, 2, 1, 1, 2, 3],
+                       "s": [50, 40, 30, 20, 10, 1, 2, 3], "rul": [0, 1, 2, 3, 4, 2, 1, 0]})
+    data = DataConfig(target="rul", sequence=SequenceConfig(group_column="unit", order_column="cycle", window=3))
+    pre = Preprocessor({"s": "numeric"}, "rul", "regression", data).fit(df)
+    enc = pre.transform(df)
+    assert enc.features["sequence"].shape == (4, 3, 1)  # 3 windows of unit 1, 1 of unit 2
+    assert df["rul"].iloc[enc.rows].tolist() == [2, 1, 0, 0]
+    last = pre.transform(df, last_window_only=True)
+    assert df["rul"].iloc[last.rows].tolist() == [0, 0]
+
+
+def test_regression_target_is_standardised_and_decoded():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [10.0, 20.0, 30.0]})
+    pre = Preprocessor({"x": "numeric"}, "y", "regression", DataConfig(target="y")).fit(df)
+    z = pre.encode_target(df["y"]).numpy()
+    assert z.mean() == pytest.approx(0, abs=1e-6)
+    assert np.allclose(pre.decode_regression(z), [10, 20, 30])
+
+
+def test_unseen_label_is_named():
+    df = pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]})
+    pre = Preprocessor({"x": "numeric"}, "label", "classification", DataConfig()).fit(df)
+    with pytest.raises(ValueError, match="label 'c' was never seen"):
+        pre.encode_target(pd.Series(["a", "c"]))
+
+
+def test_augmentations_change_training_batches_only_where_asked():
+    batch = {"image": torch.arange(2 * 1 * 4 * 4, dtype=torch.float).view(2, 1, 4, 4),
+             "text:t": torch.full((2, 50), 7), "numeric": torch.zeros(2, 3)}
+    cfg = AugmentConfig(image_flip=True, image_crop_padding=1, text_token_dropout=0.5, tabular_noise=0.1)
+    torch.manual_seed(1)
+    out = augment_batch(batch, cfg)
+    assert out["image"].shape == batch["image"].shape and not torch.equal(out["image"], batch["image"])
+    assert (out["text:t"] == 1).any() and (out["text:t"] == 7).any()
+    assert out["numeric"].abs().sum() > 0
+    assert torch.equal(augment_batch(batch, AugmentConfig())["image"], batch["image"])

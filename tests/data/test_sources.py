@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from modelfoundry.data.sources import DataError, from_arrays, read_source
+
+
+def test_csv_tsv_semicolon_detected(tmp_path: Path):
+    for name, sep in [("a.csv", ","), ("b.tsv", "\t"), ("c.csv", ";"), ("d.txt", "|")]:
+        p = tmp_path / name
+        p.write_text(sep.join(["x", "y", "label"]) + "\n" + "\n".join(sep.join([str(i), str(i * 2), "a"]) for i in range(5)))
+        df = read_source(p)
+        assert list(df.columns) == ["x", "y", "label"], name
+        assert df["y"].tolist() == [0, 2, 4, 6, 8]
+
+
+def test_space_separated_without_header(tmp_path: Path):
+    p = tmp_path / "train.txt"
+    p.write_text("1 1 0.5 7  \n1 2 0.6 8  \n2 1 0.1 9  \n")
+    df = read_source(p, columns=["unit", "cycle", "s1", "rul"])
+    assert df.shape == (3, 4) and df["rul"].tolist() == [7, 8, 9]
+
+
+def test_utf8_bom_is_stripped(tmp_path: Path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffUDI,value\n1,2\n".encode())
+    assert list(read_source(p).columns) == ["UDI", "value"]
+
+
+def test_gb18030_refused_with_a_hint_then_read_with_encoding(tmp_path: Path):
+    p = tmp_path / "zh.csv"
+    p.write_bytes("科室,问题\n内科,头痛发热怎么办\n外科,手臂骨折需要手术吗\n".encode("gb18030"))
+    with pytest.raises(DataError, match=r"not UTF-8.*data\.encoding: gb18030"):
+        read_source(p)
+    df = read_source(p, encoding="gb18030")
+    assert df["科室"].tolist() == ["内科", "外科"]
+
+
+def test_missing_empty_and_header_only(tmp_path: Path):
+    with pytest.raises(DataError, match="no such file"):
+        read_source(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_source(tmp_path / "empty.csv")
+    (tmp_path / "head.csv").write_text("a,b,label\n")
+    with pytest.raises(DataError, match="header .* but no data rows"):
+        read_source(tmp_path / "head.csv")
+
+
+def test_parquet_and_not_parquet(tmp_path: Path):
+    df = pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]})
+    df.to_parquet(tmp_path / "t.parquet")
+    assert read_source(tmp_path / "t.parquet").equals(df)
+    (tmp_path / "fake.parquet").write_text("x,label\n1,a\n")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        read_source(tmp_path / "fake.parquet")
+
+
+def test_jsonl_and_bad_line(tmp_path: Path):
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"text": "hi", "label": 1}\n\n{"text": "yo", "label": 0}\n')
+    assert read_source(p).shape == (2, 2)
+    p.write_text('{"text": "hi", "label": 1}\n{"text": oops}\n')
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        read_source(p)
+
+
+def test_text_folder(tmp_path: Path):
+    for cls, texts in {"pos": ["good", "great"], "neg": ["bad"]}.items():
+        (tmp_path / cls).mkdir()
+        for i, t in enumerate(texts):
+            (tmp_path / cls / f"{i}.txt").write_text(t)
+    df = read_source(tmp_path)
+    assert sorted(df["label"]) == ["neg", "pos", "pos"] and set(df["text"]) == {"good", "great", "bad"}
+
+
+def test_image_folder_and_empty_folder(tmp_path: Path):
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "imgs" / cls / "1.png")
+    df = read_source(tmp_path / "imgs")
+    assert list(df.columns) == ["image", "label"] and len(df) == 2
+    (tmp_path / "none" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no files"):
+        read_source(tmp_path / "none")
+
+
+def test_arrays():
+    df = from_arrays(np.ones((5, 3)), np.arange(5))
+    assert list(df.columns) == ["f0", "f1", "f2", "label"]
+    imgs = from_arrays(np.zeros((4, 8, 8)), [0, 1, 0, 1])
+    assert imgs["image"].iloc[0].shape == (8, 8)
+    with pytest.raises(DataError, match="4 rows but y has 3"):
+        from_arrays(np.zeros((4, 2)), [1, 2, 3])
