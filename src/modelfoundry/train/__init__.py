@@ -54,14 +54,14 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
     from ..evaluate import evaluate_run
 
     timer = Timer()
-    accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
-    main = accelerator.is_main_process
     if resume is not None:
         run = Run.open(resume)
         cfg = run.config()
         if run.status == "complete":
             raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
-    else:
+    accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
+    main = accelerator.is_main_process
+    if resume is None:
         if run_dir is None and accelerator.num_processes > 1:
             run_dir = _distributed_run_dir(cfg)
         if run_dir is not None:

@@ -218,6 +218,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         if stopped:
             break
         model.train()
+        # Accelerate's loader re-applies its own epoch counter at each pass: set that one, so the data
+        # order depends only on (seed, epoch) and a resumed run sees the same batches.
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
         total, count = 0.0, 0
         progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
@@ -242,6 +246,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
                 progress.update(1, loss=f"{total / count:.4f}")
         if progress:
             progress.close()
+        if accelerator.num_processes > 1:  # the epoch's loss over every process's batches
+            total, count = accelerator.reduce(torch.tensor([total, count], device=accelerator.device), "sum").tolist()
         record = {"epoch": epoch, "train_loss": round(total / max(count, 1), 6), "lr": optimizer.param_groups[0]["lr"]}
         if val is not None and len(val):
             record.update(validate(raw, val, task, cfg, accelerator, weights))

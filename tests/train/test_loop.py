@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+
+from modelfoundry.config import EarlyStopping, TrainConfig
+from modelfoundry.models import REGISTRY, build_model
+from modelfoundry.train import make_accelerator
+from modelfoundry.train.loop import TensorData, class_weights, fit
+
+SPEC = {"task": "classification", "n_outputs": 2, "n_numeric": 4, "categorical": [], "text": {}, "max_length": 8,
+        "image": None, "sequence": None}
+
+
+def data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] - x[:, 1] > 0).long()
+    return TensorData({"numeric": x}, y)
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    return build_model(REGISTRY["mlp"].config_cls(hidden=[8], dropout=0.0), SPEC)
+
+
+def run_fit(cfg: TrainConfig, m=None, train=None, val=None):
+    m = m or model()
+    acc = make_accelerator(cfg.precision, cfg.grad_accum)
+    result = fit(m, train or data(), val, "classification", cfg, None, acc)
+    return acc.unwrap_model(m), result
+
+
+def test_gradient_accumulation_matches_the_larger_batch():
+    base = dict(optimizer="sgd", lr=0.1, epochs=2, grad_clip=None, precision="fp32", early_stopping=None, weight_decay=0.0)
+    a, _ = run_fit(TrainConfig(batch_size=32, **base))
+    b, _ = run_fit(TrainConfig(batch_size=16, grad_accum=2, **base))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
+def test_optimizers_and_schedules_learn(optimizer, schedule):
+    cfg = TrainConfig(optimizer=optimizer, schedule=schedule, warmup_ratio=0.1, lr=0.05, epochs=8, batch_size=16,
+                      precision="fp32", early_stopping=None)
+    _, result = run_fit(cfg, val=data(64, 1))
+    h = result.history
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert h[-1]["val_accuracy"] > 0.8
+    if schedule in ("linear", "cosine"):
+        assert h[-1]["lr"] < 0.05 * 0.2
+
+
+def test_early_stopping_restores_the_best_epoch():
+    cfg = TrainConfig(lr=0.5, epochs=40, batch_size=16, precision="fp32",
+                      early_stopping=EarlyStopping(metric="val_loss", patience=2))
+    m, result = run_fit(cfg, val=data(64, 1))
+    assert result.stopped_early and result.epochs_run < 40
+    best = min(h["val_loss"] for h in result.history)
+    assert result.best_metric == best
+    assert result.history[result.best_epoch - 1]["val_loss"] == best
+
+
+def test_unknown_early_stopping_metric_lists_the_available_ones():
+    cfg = TrainConfig(epochs=1, precision="fp32", early_stopping=EarlyStopping(metric="val_f2"))
+    with pytest.raises(ValueError, match="'val_f2' is not reported; available: .*val_f1_macro"):
+        run_fit(cfg, val=data(32, 1))
+
+
+def test_balanced_class_weights():
+    w = class_weights(torch.tensor([0, 0, 0, 1]), 2)
+    assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    cfg = TrainConfig(epochs=2, precision="fp32", class_weights="balanced", early_stopping=None)
+    _, result = run_fit(cfg)
+    assert math.isfinite(result.history[-1]["train_loss"])
+
+
+def test_bf16_autocast_trains():
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.05, precision="bf16", early_stopping=None)
+    _, result = run_fit(cfg, val=data(64, 1))
+    assert result.history[-1]["val_accuracy"] > 0.7

@@ -1,0 +1,155 @@
+"""Tiny end-to-end runs of the whole train stage: the files it writes, the numbers in them, exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelfoundry.config import load_config
+from modelfoundry.predictor import Predictor
+from modelfoundry.runs import Run
+from modelfoundry.train import train
+
+from ..conftest import cli_env, regression_frame, tabular_frame, tiny_config, write_yaml
+
+
+def test_run_directory_layout_and_numbers(tmp_path, table_csv):
+    cfg = load_config(tiny_config(tmp_path, {"path": str(table_csv)}, train={"epochs": 15},
+                                  evaluate={"baselines": True, "report": True}))
+    run = train(cfg)
+    for name in ("config.yaml", "manifest.json", "data_profile.json", "metrics.json", "history.jsonl", "report.html",
+                 "model/weights.safetensors", "model/architecture.json", "model/preprocessor.json",
+                 "checkpoints/last.json", "checkpoints/best.json", "plots/confusion_matrix.png", "plots/roc_pr.png"):
+        assert (run.path / name).exists(), name
+    assert list((run.path / "tensorboard").iterdir())
+    m = run.manifest()
+    assert m["status"] == "complete" and m["seed"] == 42 and len(m["data"]["train"]["sha256"]) == 64
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8
+    assert set(metrics["baselines"]) == {"majority", "logistic_regression", "hist_gradient_boosting"}
+    assert metrics["baselines"]["majority"]["accuracy"] < metrics["test"]["accuracy"]
+    assert len(run.history()) == m["epochs_run"]
+    assert not list(run.path.rglob("*.tmp"))
+    # the saved model reproduces the evaluation exactly
+    pred = Predictor.load(run.path)
+    df = pd.read_csv(table_csv)
+    out = pred.predict(df)
+    assert set(out.columns) == {"prediction", "prob_no", "prob_yes"}
+    assert (out["prediction"] == df["label"]).mean() > 0.8
+
+
+def test_mixed_numeric_categorical_text_and_regression(tmp_path):
+    run = train(load_config(tiny_config(tmp_path, {"target": "label", "types": {"note": "text"}}, train={"epochs": 10})),
+                frame=tabular_frame(200, text=True))
+    spec = json.loads((run.path / "model" / "architecture.json").read_text())["spec"]
+    assert spec["n_numeric"] == 2 and spec["categorical"] == [4] and list(spec["text"]) == ["note"]
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.9
+    run = train(load_config(tiny_config(tmp_path, {"target": "y"}, train={"epochs": 30}, evaluate={"baselines": True})),
+                frame=regression_frame())
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["test"]["r2"] > 0.8 and set(metrics["baselines"]) >= {"mean", "linear_regression"}
+
+
+def test_kfold_cross_validation(tmp_path, table_csv):
+    cfg = load_config(tiny_config(tmp_path, {"path": str(table_csv)}, evaluate={"cv": {"folds": 3}}))
+    run = train(cfg)
+    cv = json.loads((run.path / "cv.json").read_text())
+    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3
+    assert sum(f["rows"] for f in cv["per_fold"]) == 240 - json.loads((run.path / "metrics.json").read_text())["rows"]
+    assert set(cv["summary"]["accuracy"]) == {"mean", "std"}
+
+
+def _start(cfg_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "train", str(cfg_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def _wait_for_epoch(runs: Path, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pointer in runs.glob("*/*/checkpoints/last.json"):
+            if json.loads(pointer.read_text())["epoch"] >= epoch:
+                return pointer.parents[1]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def _resume_config(tmp_path: Path) -> Path:
+    frame = tabular_frame(2000, seed=3)
+    frame.to_csv(tmp_path / "big.csv", index=False)
+    cfg = tiny_config(tmp_path, {"path": str(tmp_path / "big.csv"), "augment": {"tabular_noise": 0.1}},
+                      model={"type": "mlp", "hidden": [32, 32], "dropout": 0.3},
+                      train={"epochs": 6, "batch_size": 8, "lr": 1e-3, "early_stopping": None})
+    return write_yaml(tmp_path / "cfg.yaml", cfg)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    tmp_path = tmp_path_factory.mktemp("resume")
+    cfg_path = _resume_config(tmp_path)
+    ref = _start(cfg_path, "--set", f"output_dir={tmp_path / 'ref'}")
+    out, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    return cfg_path, json.loads((Path(out.strip().splitlines()[-1]) / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path, how, uninterrupted):
+    cfg_path, ref_metrics = uninterrupted
+
+    proc = _start(cfg_path, "--set", f"output_dir={tmp_path / 'cut'}")
+    run_dir = _wait_for_epoch(tmp_path / "cut", 2, proc)
+    if how == "kill -9":
+        proc.kill()
+        proc.wait()
+        assert Run.open(run_dir).status == "running"
+    else:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "foundry train --resume" in err
+        assert Run.open(run_dir).status == "interrupted"
+    with pytest.raises(ValueError, match="not 'complete'"):
+        Predictor.load(run_dir)  # a half-trained model never loads as a finished one
+    res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", "--resume", str(run_dir)],
+                         capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    resumed = Run.open(run_dir)
+    assert resumed.status == "complete" and resumed.manifest()["resumed"] == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"] == ref_metrics["test"]
+    assert [h["epoch"] for h in resumed.history()] == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
+    df = tabular_frame(384, seed=5)
+    df["split"] = ["train"] * 256 + ["val"] * 64 + ["test"] * 64
+    df.to_csv(tmp_path / "d.csv", index=False)
+    cfg = tiny_config(tmp_path, {"path": str(tmp_path / "d.csv"), "split": {"column": "split"}},
+                      model={"type": "mlp", "hidden": [32], "dropout": 0.0},
+                      train={"epochs": 4, "batch_size": 16, "lr": 0.01, "early_stopping": None, "grad_clip": None})
+    cfg_path = write_yaml(tmp_path / "cfg.yaml", cfg)
+    two = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(cfg_path), "--nproc", "2"],
+                         capture_output=True, text=True, env=cli_env(), timeout=400)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(cfg_path), "--set", "train.batch_size=32"],
+                         capture_output=True, text=True, env=cli_env(), timeout=400)
+    assert one.returncode == 0, one.stderr
+    runs = [Path(p.stdout.strip().splitlines()[-1]) for p in (two, one)]
+    assert Run.open(runs[0]).manifest()["processes"] == 2
+    h2, h1 = (Run.open(r).history() for r in runs)
+    assert len(h2) == len(h1) == 4
+    for a, b in zip(h2, h1):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-3)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-3)
+    m2, m1 = (json.loads((r / "metrics.json").read_text())["test"] for r in runs)
+    assert np.isclose(m2["log_loss"], m1["log_loss"], atol=1e-3)
