@@ -146,6 +146,9 @@ class DataConfig(Section):
     """File encoding (e.g. gb18030); detected when absent (UTF-8, UTF-8 with BOM)."""
     id_column: str | None = None
     """A row identifier: kept in predictions, never a feature."""
+    target_cap: float | None = None
+    """Regression only: cap training and validation targets at this value (a piecewise-linear remaining-life
+    target, as usual for C-MAPSS); test targets keep their true values."""
     types: dict[str, ColumnType] = {}
     """Override inferred column types: `{zip: categorical, notes: text, old: ignore}`."""
     bad_images: Literal["skip", "error"] = "skip"

@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class Run:
     # -- creation and status
     @classmethod
     def create(cls, output_dir: Path, name: str) -> Run:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         path = Path(output_dir) / name / f"{stamp}-{secrets.token_hex(2)}"
         path.mkdir(parents=True, exist_ok=False)
         return cls(path)
@@ -209,7 +209,7 @@ class Timer:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def list_runs(output_dir: str | Path = "runs") -> list[dict]:

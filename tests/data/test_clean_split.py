@@ -101,3 +101,14 @@ def test_single_class_target_is_refused():
     df = pd.DataFrame({"x": range(20), "label": ["a"] * 20})
     with pytest.raises(ValueError, match="single class"):
         prepare(load_config({"name": "x", "data": {"split": {"method": "random"}}}), df)
+
+
+def test_target_cap_applies_to_train_and_val_only(tmp_path):
+    train = pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0) * 3})
+    test = pd.DataFrame({"x": [1.0, 99.0], "y": [3.0, 297.0]})
+    cfg = load_config({"name": "x", "data": {"target": "y", "target_cap": 150}})
+    data = prepare(cfg, train, test)
+    pre = data.preprocessor
+    assert pre.decode_regression(data.targets["train"].numpy()).max() == pytest.approx(150)
+    assert pre.decode_regression(data.targets["test"].numpy()).tolist() == pytest.approx([3, 297])
+    assert data.profile["target_capped"]["train"] + data.profile["target_capped"]["val"] == 49

@@ -3,9 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from modelfoundry.config import DataConfig, SequenceConfig, TextConfig
+from modelfoundry.config import AugmentConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.augment import augment_batch
-from modelfoundry.config import AugmentConfig
 from modelfoundry.data.features import Preprocessor, train_tokenizer
 
 

@@ -1,7 +1,6 @@
 """Tiny end-to-end runs of the whole train stage: the files it writes, the numbers in them, exact resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -72,6 +72,14 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         if test_frame is not None:
             frames["test"] = test_frame
     frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+    capped = {}
+    if d.target_cap is not None:
+        if task != "regression":
+            raise DataError(f"data.target_cap applies to regression only; this task is {task}")
+        for split in ("train", "val"):
+            y = pd.to_numeric(frames[split][d.target], errors="coerce")
+            capped[split] = int((y > d.target_cap).sum())
+            frames[split] = frames[split].assign(**{d.target: y.clip(upper=d.target_cap)})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
     encoded, targets, truncated, skipped = {}, {}, {}, {}
     for split, f in frames.items():
@@ -85,7 +93,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         if enc.skipped:
             skipped[split] = enc.skipped
     profile = profile_frame(df, schema, d.target, task)
-    profile.update(cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
+    profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
                    splits={s: len(e) for s, e in encoded.items()}, source=where)
     return Prepared(frames, encoded, targets, pre, profile)
 

@@ -355,7 +355,7 @@ class Preprocessor:
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
                  "y_std": getattr(self, "y_std_", None)}
-        for i, (col, tok) in enumerate(self.tokenizers_.items()):
+        for i, tok in enumerate(self.tokenizers_.values()):
             atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
         atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
 

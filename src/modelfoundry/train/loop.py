@@ -225,7 +225,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         sampler.set_epoch(epoch)
         total, count = 0.0, 0
         progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
-        for i, batch in enumerate(loader):
+        for batch in loader:
             if use_aug:
                 batch = augment_batch(batch, augment)
             y = batch.pop("y")

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from modelfoundry.evaluate import metrics as M
+
+
+def test_binary_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p1 = np.clip(y * 0.6 + rng.random(200) * 0.5, 0, 1)
+    proba = np.c_[1 - p1, p1]
+    m = M.classification_metrics(y, proba)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p1 > 0.5), abs=1e-6)
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p1), abs=1e-6)
+    assert m["pr_auc"] == pytest.approx(skm.average_precision_score(y, p1), abs=1e-6)
+    assert m["f1_macro"] == pytest.approx(skm.f1_score(y, p1 > 0.5, average="macro"), abs=1e-6)
+    assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba), abs=1e-5)
+    assert set(m) == set(M.CLASSIFICATION)
+
+
+def test_multiclass_with_a_class_absent_from_the_split():
+    y = np.array([0, 1, 1, 0])
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    m = M.classification_metrics(y, proba)
+    assert m["accuracy"] == 1.0 and m["roc_auc"] == 1.0
+
+
+def test_regression_metrics():
+    y = np.array([1.0, 2.0, 3.0])
+    m = M.regression_metrics(y, np.array([1.0, 2.0, 4.0]))
+    assert m == {"mae": pytest.approx(1 / 3, abs=1e-6), "rmse": pytest.approx(np.sqrt(1 / 3), abs=1e-6),
+                 "r2": pytest.approx(0.5, abs=1e-6)}
+
+
+def test_metric_names_and_aliases():
+    assert M.canonical(["f1", "auc", "accuracy"], "classification") == ["f1_macro", "roc_auc", "accuracy"]
+    with pytest.raises(ValueError, match="'rmse' is not a classification metric"):
+        M.canonical(["rmse"], "classification")
