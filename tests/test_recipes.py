@@ -1,0 +1,37 @@
+"""Every shipped recipe runs end to end (one epoch, no CV), and the quickstart runs as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelfoundry.config import load_config
+from modelfoundry.runs import Run
+from modelfoundry.train import train
+
+from .conftest import REPO, cli_env
+
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
+    cfg = load_config(recipe, ["train.epochs=1", "evaluate.cv=null", "evaluate.report=false",
+                               f"output_dir={tmp_path}", "evaluate.baselines=false"])
+    run = train(cfg)
+    assert run.status == "complete"
+    assert json.loads((run.path / "metrics.json").read_text())["test"]
+
+
+@pytest.mark.slow
+def test_quickstart(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "quickstart", "--output-dir", str(tmp_path)],
+                         capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    run = Run.open(res.stdout.strip().splitlines()[-1])
+    assert run.status == "complete" and (run.path / "report.html").exists()
+    assert "test accuracy" in res.stderr and "foundry predict" in res.stderr
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.75
