@@ -30,7 +30,7 @@ def cmd_train(args) -> int:
         raise ValueError("foundry train: give a CONFIG file (or --resume RUN_DIR)")
     cfg = load_config(args.config, args.overrides)
     if args.nproc and args.nproc > 1:
-        run = Run.create(cfg.resolve_path(cfg.output_dir), cfg.name)
+        run = Run.create(Path(cfg.output_dir), cfg.name)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                "-m", "modelfoundry.cli", "train", str(args.config), "--run-dir", str(run.path)]

@@ -275,6 +275,7 @@ class Config(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     """The run's name: runs go to `<output_dir>/<name>/<run-id>/`."""
     output_dir: str = "runs"
+    """Where runs go, relative to the current directory (data paths are relative to the config file)."""
     data: DataConfig
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()

@@ -33,7 +33,7 @@ def make_accelerator(precision: str, grad_accum: int = 1):
 def _distributed_run_dir(cfg: Config) -> Path:
     """Under torchrun every process must agree on one run directory without talking: derive it from the launch."""
     key = "-".join(os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
-    return cfg.resolve_path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return Path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False) -> tuple[torch.nn.Module, FitResult]:
@@ -68,7 +68,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             run = Run(Path(run_dir))
             run.path.mkdir(parents=True, exist_ok=True)
         else:
-            run = Run.create(cfg.resolve_path(cfg.output_dir), cfg.name)
+            run = Run.create(Path(cfg.output_dir), cfg.name)
     try:
         data = prepare(cfg, frame, test_frame)
         if main:
