@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -41,3 +42,48 @@ def test_english_text_with_a_bpe_tokenizer_and_records(tmp_path):
     by_string = pred.predict(["my card has not arrived yet"])
     by_record = pred.predict([{"text": "my card has not arrived yet"}])
     pd.testing.assert_frame_equal(by_string, by_record)
+
+
+def test_numpy_images_through_the_python_api(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from modelfoundry.data import from_arrays
+
+    d = load_digits()
+    frame = from_arrays(d.images[:400], d.target[:400])
+    cfg = tiny_config(tmp_path, {"target": "label", "image": {"size": [8, 8], "channels": 1}},
+                      model={"type": "cnn", "channels": [16, 32], "hidden": [32]}, train={"epochs": 20, "early_stopping": None})
+    run = train(load_config(cfg), frame=frame)
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.7
+    out = Predictor.load(run.path).predict(from_arrays(d.images[400:410]))
+    assert len(out) == 10 and {f"prob_{i}" for i in range(10)} <= set(out.columns)
+
+
+def test_datetime_and_list_sequence_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    series = [list(rng.normal(loc=(i % 2) * 2, size=rng.integers(3, 9)).round(3)) for i in range(n)]
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=n, freq="D").astype(str), "series": series,
+                          "label": [i % 2 for i in range(n)]})
+    frame.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    cfg = tiny_config(tmp_path, {"path": str(tmp_path / "d.jsonl")}, model={"type": "rnn", "hidden_size": 16},
+                      train={"epochs": 10, "early_stopping": None})
+    run = train(load_config(cfg))
+    pre = json.loads((run.path / "model" / "preprocessor.json").read_text())
+    assert pre["schema"] == {"when": "datetime", "series": "sequence"}
+    assert {"when.year", "when.month", "when.day_of_week"} <= set(pre["numeric"])
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.8
+
+
+def test_tokenizer_directory(tmp_path):
+    from modelfoundry.data.features import train_tokenizer
+
+    texts = pd.read_csv(FIXTURES / "banking77_sample.csv")["text"].tolist()
+    (tmp_path / "tok").mkdir()
+    train_tokenizer(texts, "wordpiece", 300, 1, True).save(str(tmp_path / "tok" / "tokenizer.json"))
+    data = {"path": str(FIXTURES / "banking77_sample.csv"), "target": "category", "text": {"tokenizer": str(tmp_path / "tok")}}
+    run = train(load_config(tiny_config(tmp_path, data, train={"epochs": 2})))
+    assert json.loads((run.path / "model" / "architecture.json").read_text())["spec"]["text"] == {"text": 300}
+    bad = {**data, "text": {"tokenizer": str(tmp_path)}}
+    with pytest.raises(ValueError, match="has no tokenizer.json"):
+        train(load_config(tiny_config(tmp_path, bad)))

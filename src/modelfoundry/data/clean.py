@@ -4,15 +4,25 @@ Preprocessor. Every change is counted."""
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pandas as pd
 
 from ..config import CleanConfig, MissingColumn
 
 
+def _hashable(v):
+    """Cells holding arrays or lists (images, sequences) compare by content."""
+    if isinstance(v, np.ndarray):
+        return hashlib.sha1(v.tobytes() + str(v.shape).encode()).hexdigest()
+    return str(v) if isinstance(v, (list, dict, tuple)) else v
+
+
 def drop_rows(df: pd.DataFrame, clean: CleanConfig, schema: dict[str, str]) -> tuple[pd.DataFrame, dict]:
     report: dict = {"rows_in": len(df), "duplicates_dropped": 0, "missing_dropped": {}}
     if clean.duplicates:
-        hashable = df.map(lambda v: str(v) if isinstance(v, (list, dict)) else v) if len(df) else df
+        hashable = df.map(_hashable) if len(df) else df
         dup = hashable.duplicated().to_numpy()
         report["duplicates_dropped"] = int(dup.sum())
         report["duplicate_rows"] = [int(i) for i in dup.nonzero()[0][:100]]

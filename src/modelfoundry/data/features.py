@@ -23,7 +23,7 @@ from ..runs import atomic_write_text
 from .sources import DataError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+DATETIME_PARTS = ("year", "month", "day", "day_of_week", "hour")
 
 
 def _to_py(v: Any) -> Any:
