@@ -40,25 +40,33 @@ def read_frame(cfg: Config, path: str | None) -> pd.DataFrame:
                        delimiter=d.delimiter, encoding=d.encoding)
 
 
-def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
-            fold: tuple | None = None) -> Prepared:
-    """Everything the model needs, from the config's data section (or in-memory frames).
-    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation)."""
+def load_clean(cfg: Config, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict, str, dict]:
+    """Read (or take) the main table, check the target, infer column types and the task, drop duplicate
+    rows and rows set to `drop` on missing values. Returns (frame, schema, task, cleaning report)."""
     d = cfg.data
     where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
     check_target(df, d.target, where)
-    if test_frame is None and d.test_path:
-        test_frame = read_frame(cfg, d.test_path)
-    if test_frame is not None:
-        check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
     if d.sequence is not None:
         exclude |= {d.sequence.group_column, d.sequence.order_column}
     schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
     task = infer_task(df[d.target], d.task)
     df, cleaning = drop_rows(df, d.clean, schema)
-    df = df.reset_index(drop=True)
+    return df.reset_index(drop=True), schema, task, cleaning
+
+
+def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
+            fold: tuple | None = None) -> Prepared:
+    """Everything the model needs, from the config's data section (or in-memory frames).
+    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation)."""
+    d = cfg.data
+    df, schema, task, cleaning = load_clean(cfg, frame)
+    if test_frame is None and d.test_path:
+        test_frame = read_frame(cfg, d.test_path)
+    if test_frame is not None:
+        check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
+    where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
     group_default = d.sequence.group_column if d.sequence is not None else None
     if fold is not None:
         train_idx, held_idx = fold

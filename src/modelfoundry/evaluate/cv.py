@@ -8,9 +8,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from ..config import Config
-from ..data import prepare, read_frame
-from ..data.clean import drop_rows
-from ..data.schema import infer_schema, infer_task
+from ..data import load_clean, prepare
 from ..data.split import split_frame
 from . import metrics as M
 from .predict_split import predict_split
@@ -20,14 +18,7 @@ def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None
     from ..train import make_accelerator, train_model
 
     d = cfg.data
-    df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
-    exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
-    if d.sequence is not None:
-        exclude |= {d.sequence.group_column, d.sequence.order_column}
-    schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
-    task = infer_task(df[d.target], d.task)
-    df, _ = drop_rows(df, d.clean, schema)
-    df = df.reset_index(drop=True)
+    df, _, task, _ = load_clean(cfg, frame)
     has_test = d.test_path is not None
     idx = split_frame(df, d.split, task, d.target, cfg.train.seed, has_test,
                       d.sequence.group_column if d.sequence else None)
