@@ -214,7 +214,34 @@ class TransformerConfig(Section):
         return self
 
 
-ModelConfig = Annotated[Union[MLPConfig, CNNConfig, RNNConfig, TransformerConfig], Field(discriminator="type")]
+class PretrainedConfig(Section):
+    type: Literal["pretrained"] = "pretrained"
+    path: str = "minilm"
+    """A local Hugging Face model directory (config.json, *.safetensors, tokenizer.json), relative to the config
+    file, or 'minilm' for the embedded all-MiniLM-L6-v2. Its tokenizer is used for the text column."""
+    finetune: Literal["full", "linear_probe", "lora"] = "lora"
+    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains; lora = PEFT LoRA."""
+    adapter: dict[str, Any] = {}
+    """LoRA options passed to PEFT's LoraConfig (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora);
+    defaults r=8, lora_alpha=16, lora_dropout=0.1. PEFT validates them."""
+    freeze_layers: int = Field(0, ge=0)
+    """With finetune: full, freeze the embeddings and the first N layers."""
+    pooling: Literal["cls", "mean"] = "mean"
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _adapter_only_for_lora(self) -> PretrainedConfig:
+        if self.adapter and self.finetune != "lora":
+            raise ValueError(f"`adapter` options apply to finetune: lora, not {self.finetune!r}")
+        if self.freeze_layers and self.finetune != "full":
+            raise ValueError("`freeze_layers` applies to finetune: full")
+        return self
+
+
+ModelConfig = Annotated[Union[MLPConfig, CNNConfig, RNNConfig, TransformerConfig, PretrainedConfig],
+                        Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -283,6 +310,12 @@ class Config(Section):
     base_dir: str = Field(".", exclude=True)
     """(set by load_config) the config file's folder; relative paths resolve against it."""
 
+    @model_validator(mode="after")
+    def _model_path_from_config_dir(self) -> Config:
+        if isinstance(self.model, PretrainedConfig) and self.model.path != "minilm" and not Path(self.model.path).is_absolute():
+            self.model.path = str((Path(self.base_dir) / self.model.path).resolve())
+        return self
+
     def resolve_path(self, path: str | None) -> Path | None:
         if path is None:
             return None
@@ -326,7 +359,8 @@ def _section_class(annotation: Any) -> Any:
     return None
 
 
-_MODEL_TYPES = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig}
+_MODEL_TYPES = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
+                "pretrained": PretrainedConfig}
 
 
 def _describe(err: dict) -> str:
@@ -467,7 +501,7 @@ def reference_markdown() -> str:
                 default.model_dump(mode="json") if isinstance(default, BaseModel) else default, default=str)
             if len(default_s) > 40:
                 default_s = "(section)"
-            rows.append(f"| `{prefix}{name}` | {default_s} | {(field.description or '').replace('|', '/')} |")
+            rows.append(f"| `{prefix}{name}` | {default_s} | {_one_line(field.description)} |")
         lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", "| key | default | meaning |", "|---|---|---|", *rows, ""])
         for sub, path in subs:
             walk(sub, path + ".")
@@ -477,6 +511,10 @@ def reference_markdown() -> str:
         lines.append(f"## `model` with `type: {name}`")
         lines.extend(["", "| key | default | meaning |", "|---|---|---|"])
         for fname, field in cls.model_fields.items():
-            lines.append(f"| `model.{fname}` | {json.dumps(field.get_default(), default=str)} | {field.description or ''} |")
+            lines.append(f"| `model.{fname}` | {json.dumps(field.get_default(), default=str)} | {_one_line(field.description)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split()).replace("|", "/")

@@ -63,7 +63,9 @@ def load_tokenizer(path: Path):
     if not file.is_file():
         raise DataError(f"data.text.tokenizer: {path} has no tokenizer.json (expected a tokenizer directory, "
                         "or 'wordpiece' / 'bpe' to train one)")
-    return Tokenizer.from_file(str(file))
+    tok = Tokenizer.from_file(str(file))
+    tok.no_padding()  # many saved tokenizers pad to a fixed length; we pad per batch
+    return tok
 
 
 def load_image(value: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:

@@ -134,4 +134,4 @@ def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
 
 
 # Families register themselves on import.
-from . import cnn, mlp, rnn, transformer  # noqa: E402,F401
+from . import cnn, mlp, pretrained, rnn, transformer  # noqa: E402,F401

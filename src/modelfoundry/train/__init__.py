@@ -84,6 +84,8 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             evaluate_run(run, cfg, data, model, frame)
             timings["total_s"] = timer()
             run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                       parameters=sum(p.numel() for p in model.parameters()),
+                       trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                        stopped_early=result.stopped_early, processes=accelerator.num_processes)
         accelerator.wait_for_everyone()
     except KeyboardInterrupt:

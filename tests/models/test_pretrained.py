@@ -1,0 +1,78 @@
+"""Pretrained encoders from a local directory: a tiny random BERT written by the test (fast), and one
+slow test on the embedded MiniLM."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modelfoundry.config import load_config
+from modelfoundry.data.features import train_tokenizer
+from modelfoundry.predictor import Predictor
+from modelfoundry.train import train
+
+from ..conftest import REPO, tiny_config
+
+SAMPLE = REPO / "tests" / "fixtures" / "banking77_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    tok = train_tokenizer(pd.read_csv(SAMPLE)["text"].tolist(), "wordpiece", 400, 1, True)
+    tok.save(str(d / "tokenizer.json"))
+    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(d)
+    return d
+
+
+def _train(tmp_path, model: dict, epochs: int = 6, lr: float = 5e-3):
+    data = {"path": str(SAMPLE), "target": "category"}
+    return train(load_config(tiny_config(tmp_path, data, model=model, train={"epochs": epochs, "lr": lr, "early_stopping": None})))
+
+
+def _trainable(run) -> int:
+    return json.loads((run.path / "manifest.json").read_text())["trainable_parameters"]
+
+
+def test_full_linear_probe_and_lora_train_and_reload(tmp_path, tiny_bert):
+    runs = {ft: _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": ft}, epochs=10, lr=2e-2 if ft == "lora" else 5e-3)
+            for ft in ("full", "linear_probe", "lora")}
+    counts = {ft: _trainable(r) for ft, r in runs.items()}
+    assert counts["linear_probe"] < counts["lora"] < counts["full"]
+    for ft, run in runs.items():
+        acc = json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"]
+        assert acc > 0.4, ft  # four intents: chance is 0.25
+        pred = Predictor.load(run.path).predict(["where is my card?"])
+        assert pred["prediction"][0] in set(pd.read_csv(SAMPLE)["category"])
+
+
+def test_lora_options_pass_through_and_freeze_layers(tmp_path, tiny_bert):
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora",
+                            "adapter": {"r": 2, "target_modules": ["query", "value"], "use_rslora": True}}, epochs=1)
+    small = _trainable(run)
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora", "adapter": {"r": 8}}, epochs=1)
+    assert small < _trainable(run)
+    frozen = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "full", "freeze_layers": 1}, epochs=1)
+    full = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "full"}, epochs=1)
+    assert _trainable(frozen) < _trainable(full)
+
+
+def test_bad_model_directory_and_bad_target_modules(tmp_path, tiny_bert):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="missing: config.json, model.safetensors .*tokenizer.json"):
+        _train(tmp_path, {"type": "pretrained", "path": str(tmp_path / "empty")}, epochs=1)
+    with pytest.raises(ValueError, match="Linear modules this model has: .*query.*value"):
+        _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "adapter": {"target_modules": ["q_proj"]}}, epochs=1)
+    with pytest.raises(ValueError, match="adapter. options apply to finetune: lora"):
+        load_config({"name": "x", "data": {}, "model": {"type": "pretrained", "finetune": "full", "adapter": {"r": 4}}})
+
+
+@pytest.mark.slow
+def test_embedded_minilm_with_lora(tmp_path):
+    run = _train(tmp_path, {"type": "pretrained", "path": "minilm", "finetune": "lora"}, epochs=3)
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.8
