@@ -15,6 +15,7 @@ import yaml
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tests" / "fixtures" / "banking77_sample.csv"
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +74,19 @@ def table_config(tmp_path: Path, table_csv: Path) -> Path:
 
 def cli_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer, written as a local HF model directory."""
+    from transformers import BertConfig, BertModel
+
+    from modelfoundry.data.features import train_tokenizer
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    tok = train_tokenizer(pd.read_csv(SAMPLE)["text"].tolist(), "wordpiece", 400, 1, True)
+    tok.save(str(d / "tokenizer.json"))
+    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(d)
+    return d

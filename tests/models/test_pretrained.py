@@ -2,32 +2,15 @@
 slow test on the embedded MiniLM."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from modelfoundry.config import load_config
-from modelfoundry.data.features import train_tokenizer
 from modelfoundry.predictor import Predictor
 from modelfoundry.train import train
 
-from ..conftest import REPO, tiny_config
-
-SAMPLE = REPO / "tests" / "fixtures" / "banking77_sample.csv"
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertModel
-
-    d = tmp_path_factory.mktemp("tiny-bert")
-    tok = train_tokenizer(pd.read_csv(SAMPLE)["text"].tolist(), "wordpiece", 400, 1, True)
-    tok.save(str(d / "tokenizer.json"))
-    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(d)
-    return d
+from ..conftest import SAMPLE, tiny_config
 
 
 def _train(tmp_path, model: dict, epochs: int = 6, lr: float = 5e-3):

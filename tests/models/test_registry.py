@@ -1,6 +1,8 @@
 """Conformance: every registered model family builds on every input kind it declares, learns (the loss
 falls on a tiny batch), round-trips through safetensors, and refuses inputs it cannot take."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,18 +25,27 @@ INPUTS = {
     "sequence": (dict(sequence=[6, 2]), lambda n: {"sequence": torch.randn(n, 6, 2)}),
 }
 SMALL = {"mlp": {"hidden": [8]}, "cnn": {"channels": [4, 8], "hidden": [8]}, "rnn": {"hidden_size": 8, "embedding_dim": 8},
-         "transformer": {"hidden_size": 8, "num_heads": 2, "intermediate_size": 16, "num_layers": 1}}
+         "transformer": {"hidden_size": 8, "num_heads": 2, "intermediate_size": 16, "num_layers": 1},
+         "pretrained": {"finetune": "full"}}
+NEEDS_TEXT = {"pretrained"}  # families built around one text encoder: other inputs come beside it
 CASES = [(name, kind) for name, reg in REGISTRY.items() for kind in sorted(reg.inputs)]
 
 
 @pytest.mark.parametrize("name,kind", CASES)
-def test_family_learns_each_input_kind(name, kind, tmp_path):
+def test_family_learns_each_input_kind(name, kind, tmp_path, tiny_bert):
     reg = REGISTRY[name]
-    cfg = reg.config_cls(type=name, dropout=0.0, **SMALL[name])
+    extra = {"path": str(tiny_bert)} if name == "pretrained" else {}
+    cfg = reg.config_cls(type=name, dropout=0.0, **SMALL[name], **extra)
     kinds, make = INPUTS[kind]
     s = spec(**kinds, **({} if kind == "numeric" else {"n_numeric": 1}))
-    model = build_model(cfg, s)
     batch = {**make(16), "numeric": torch.randn(16, s["n_numeric"])} if s["n_numeric"] else make(16)
+    if name in NEEDS_TEXT and kind != "text":
+        vocab = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
+        s["text"] = {"t": vocab}
+        batch.update({"text:t": torch.randint(5, vocab, (16, 7)), "len:t": torch.randint(1, 8, (16,))})
+    elif name in NEEDS_TEXT:
+        s["text"] = {"t": 30}
+    model = build_model(cfg, s)
     y = torch.randint(0, 3, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
