@@ -29,9 +29,9 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
 @pytest.mark.slow
 def test_quickstart(tmp_path):
     res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "quickstart", "--output-dir", str(tmp_path)],
-                         capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
+                         capture_output=True, text=True, env={**cli_env(), "OMP_NUM_THREADS": "2"}, cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr
     run = Run.open(res.stdout.strip().splitlines()[-1])
     assert run.status == "complete" and (run.path / "report.html").exists()
     assert "test accuracy" in res.stderr and "foundry predict" in res.stderr
-    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.75
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.75  # 77 intents

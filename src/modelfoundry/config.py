@@ -274,6 +274,8 @@ class TrainConfig(Section):
     """Clip the gradient norm to this value (null = off)."""
     grad_accum: int = Field(1, gt=0)
     """Accumulate gradients over this many batches per optimizer step."""
+    bucket_by_length: bool = True
+    """With text inputs, batch texts of similar length together (less padding, much faster)."""
     class_weights: Literal["none", "balanced"] = "none"
     """'balanced' weights the loss by inverse class frequency."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"

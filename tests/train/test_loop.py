@@ -80,3 +80,22 @@ def test_bf16_autocast_trains():
     cfg = TrainConfig(epochs=4, batch_size=16, lr=0.05, precision="bf16", early_stopping=None)
     _, result = run_fit(cfg, val=data(64, 1))
     assert result.history[-1]["val_accuracy"] > 0.7
+
+
+def test_length_bucketing_cuts_padding_and_is_seeded():
+    from modelfoundry.train.loop import EpochSampler
+
+    lengths = torch.randint(1, 64, (1000,), generator=torch.Generator().manual_seed(0))
+
+    def padded(sampler):
+        order = torch.tensor(list(sampler))
+        assert sorted(order.tolist()) == list(range(1000))  # every row once
+        return sum(int(lengths[b].max()) * len(b) for b in order.split(16))
+
+    plain, bucketed = EpochSampler(1000, 0), EpochSampler(1000, 0, lengths, 16)
+    b = padded(bucketed)
+    assert b < 1.25 * int(lengths.sum()) and b < 0.7 * padded(plain)
+    again = EpochSampler(1000, 0, lengths, 16)
+    assert list(again) == list(bucketed)
+    again.set_epoch(1)
+    assert list(again) != list(bucketed)

@@ -27,17 +27,32 @@ from .optim import build_optimizer, build_schedule, metric_mode
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """A permutation seeded by (seed, epoch): the same order after a resume, independent of global RNG."""
+    """A permutation seeded by (seed, epoch): the same order after a resume, independent of global RNG.
 
-    def __init__(self, n: int, seed: int):
+    With `lengths` (text), batches are length-bucketed: the permutation is cut into chunks of 50 batches,
+    each chunk sorted by length and cut into batches, and the batches shuffled, so that a batch pads to a
+    length close to its own texts' and not to the longest text in the data."""
+
+    def __init__(self, n: int, seed: int, lengths: torch.Tensor | None = None, batch_size: int = 1):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        perm = torch.randperm(self.n, generator=g)
+        if self.lengths is None:
+            return iter(perm.tolist())
+        chunk = self.batch_size * 50
+        batches = []
+        for start in range(0, self.n, chunk):
+            part = perm[start: start + chunk]
+            part = part[torch.argsort(self.lengths[part], stable=True)]
+            batches += list(part.split(self.batch_size))
+        order = torch.randperm(len(batches), generator=g).tolist()
+        return iter(torch.cat([batches[i] for i in order]).tolist())
 
     def __len__(self) -> int:
         return self.n
@@ -188,7 +203,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         accelerator, augment=None, resume: bool = False, on_epoch=None) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric)."""
     main = accelerator.is_main_process
-    sampler = EpochSampler(len(train), cfg.seed)
+    text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
+    lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
+    sampler = EpochSampler(len(train), cfg.seed, lengths, cfg.batch_size * accelerator.num_processes)
     loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_identity)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = math.ceil(math.ceil(len(train) / (cfg.batch_size * accelerator.num_processes)) / cfg.grad_accum)
