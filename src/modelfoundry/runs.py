@@ -73,7 +73,7 @@ def save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None 
         raise
 
 
-def sha256_file(path: Path, limit_bytes: int | None = None) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):

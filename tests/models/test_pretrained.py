@@ -59,3 +59,20 @@ def test_bad_model_directory_and_bad_target_modules(tmp_path, tiny_bert):
 def test_embedded_minilm_with_lora(tmp_path):
     run = _train(tmp_path, {"type": "pretrained", "path": "minilm", "finetune": "lora"}, epochs=3)
     assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.8
+
+
+def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tmp_path, tiny_bert):
+    lora = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
+    full = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "full"}, epochs=1)
+    lora_bytes, full_bytes = ((r.path / "model" / "weights.safetensors").stat().st_size for r in (lora, full))
+    assert lora_bytes < 0.5 * full_bytes
+    saved = json.loads((lora.path / "manifest.json").read_text())["saved_model"]
+    assert saved["tensors_from_base"] > 0 and saved["weights_bytes"] == lora_bytes
+    before = Predictor.load(lora.path).predict(["card not working"])
+    arch_path = lora.path / "model" / "architecture.json"
+    arch = json.loads(arch_path.read_text())
+    arch["base"]["sha256"] = "0" * 64
+    arch_path.write_text(json.dumps(arch))
+    with pytest.raises(ValueError, match="trained on the base model .* but the base found is"):
+        Predictor.load(lora.path)
+    assert len(before) == 1

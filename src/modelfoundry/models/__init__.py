@@ -112,13 +112,23 @@ def text_mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
 
 
-def save_model(model: nn.Module, cfg: BaseModel, spec: dict, directory: Path) -> None:
-    """weights.safetensors + architecture.json (config + input spec): enough to rebuild, no pickle."""
+def save_model(model: nn.Module, cfg: BaseModel, spec: dict, directory: Path) -> dict:
+    """weights.safetensors + architecture.json (config + input spec): enough to rebuild, no pickle.
+
+    Frozen weights that a family can reload from elsewhere (a pretrained base under an adapter or a linear
+    probe: `model.base`) are left out, so a LoRA run stores its adapter and head only; architecture.json
+    then names the base and its sha256, and loading onto another base is refused. Returns what was saved."""
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in model.state_dict().items()}
+    base = getattr(model, "base", None)
+    skip = base["keys"] if base else set()
+    state = {k: v for k, v in model.state_dict().items() if k not in skip}
     save_safetensors(directory / "weights.safetensors", state, metadata={"format": "pt"})
-    atomic_write_text(directory / "architecture.json",
-                      json.dumps({"model": cfg.model_dump(mode="json"), "spec": spec}, indent=2))
+    arch = {"model": cfg.model_dump(mode="json"), "spec": spec}
+    if base:
+        arch["base"] = {"path": base["path"], "sha256": base["sha256"]}
+    atomic_write_text(directory / "architecture.json", json.dumps(arch, indent=2))
+    return {"weights_bytes": (directory / "weights.safetensors").stat().st_size, "tensors_saved": len(state),
+            "tensors_from_base": len(skip)}
 
 
 def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
@@ -128,7 +138,18 @@ def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
     entry = REGISTRY[arch["model"]["type"]]
     cfg = entry.config_cls.model_validate(arch["model"])
     model = build_model(cfg, arch["spec"])
-    model.load_state_dict(load_file(directory / "weights.safetensors"))
+    base = getattr(model, "base", None)
+    if "base" in arch:
+        if base is None or base["sha256"] != arch["base"]["sha256"]:
+            found = f"{base['path']} (sha256 {base['sha256'][:12]})" if base else "no base"
+            raise ValueError(f"{directory}: these weights were trained on the base model {arch['base']['path']} "
+                             f"(sha256 {arch['base']['sha256'][:12]}), but the base found is {found}; refusing to load")
+        missing, unexpected = model.load_state_dict(load_file(directory / "weights.safetensors"), strict=False)
+        if unexpected or set(missing) - base["keys"]:
+            raise ValueError(f"{directory}: weights do not fit the model (missing {sorted(set(missing) - base['keys'])[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+    else:
+        model.load_state_dict(load_file(directory / "weights.safetensors"))
     model.eval()
     return model, cfg, arch["spec"]
 

@@ -3,12 +3,15 @@ adapted by full fine-tuning, a frozen linear probe, or LoRA through PEFT (its op
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import PretrainedConfig
+from ..runs import sha256_file
 from . import FoundryModel, register, text_mask
 
 REQUIRED = ("config.json",)
@@ -96,5 +99,20 @@ def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
                          "declare it with data.types: {COLUMN: text}")
     col = next(iter(spec["text"]))
     encoder = PretrainedEncoder(cfg)
-    return FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
-                        spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    model = FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
+                         spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    if cfg.finetune != "full":  # the frozen base reloads from its directory: save adapter + head only
+        prefix = f"encoders.text__{col}.model."
+        frozen = {n for n, p in model.named_parameters() if n.startswith(prefix) and not p.requires_grad}
+        buffers = {n for n, _ in model.named_buffers() if n.startswith(prefix)}
+        model.base = {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": frozen | buffers}
+    return model
+
+
+@functools.cache
+def base_fingerprint(path: str) -> str:
+    """sha256 over the base model's weight files (so an adapter is never loaded onto another base)."""
+    h = hashlib.sha256()
+    for f in sorted(resolve_model_path(path).glob("*.safetensors")):
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()

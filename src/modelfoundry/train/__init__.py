@@ -79,13 +79,14 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         t_fit = Timer()
         model, result = train_model(cfg, data, run, accelerator, resume=resume is not None)
         if main:
-            save_model(model, cfg.model, data.preprocessor.spec(), run.model_dir)
+            saved = save_model(model, cfg.model, data.preprocessor.spec(), run.model_dir)
             timings = {"fit_s": t_fit()}
             evaluate_run(run, cfg, data, model, frame)
             timings["total_s"] = timer()
             run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                        parameters=sum(p.numel() for p in model.parameters()),
                        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       saved_model=saved,
                        stopped_early=result.stopped_early, processes=accelerator.num_processes)
         accelerator.wait_for_everyone()
     except KeyboardInterrupt:
