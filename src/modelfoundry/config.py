@@ -219,11 +219,13 @@ class PretrainedConfig(Section):
     path: str = "minilm"
     """A local Hugging Face model directory (config.json, *.safetensors, tokenizer.json), relative to the config
     file, or 'minilm' for the embedded all-MiniLM-L6-v2. Its tokenizer is used for the text column."""
-    finetune: Literal["full", "linear_probe", "lora"] = "lora"
-    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains; lora = PEFT LoRA."""
+    finetune: Literal["full", "linear_probe", "lora", "adalora", "ia3"] = "lora"
+    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains; lora, adalora, ia3 =
+    PEFT adapters (AdaLoRA's budget update runs every optimizer step and its orthogonal regulariser joins the loss)."""
     adapter: dict[str, Any] = {}
-    """LoRA options passed to PEFT's LoraConfig (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora);
-    defaults r=8, lora_alpha=16, lora_dropout=0.1. PEFT validates them."""
+    """Options passed to PEFT's LoraConfig / AdaLoraConfig / IA3Config (r, lora_alpha, lora_dropout, target_modules,
+    use_rslora, use_dora; init_r, target_r, tinit, tfinal, orth_reg_weight; feedforward_modules). LoRA defaults:
+    r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length. PEFT validates them."""
     freeze_layers: int = Field(0, ge=0)
     """With finetune: full, freeze the embeddings and the first N layers."""
     pooling: Literal["cls", "mean"] = "mean"
@@ -233,8 +235,8 @@ class PretrainedConfig(Section):
 
     @model_validator(mode="after")
     def _adapter_only_for_lora(self) -> PretrainedConfig:
-        if self.adapter and self.finetune != "lora":
-            raise ValueError(f"`adapter` options apply to finetune: lora, not {self.finetune!r}")
+        if self.adapter and self.finetune not in ("lora", "adalora", "ia3"):
+            raise ValueError(f"`adapter` options apply to finetune: lora, adalora or ia3, not {self.finetune!r}")
         if self.freeze_layers and self.finetune != "full":
             raise ValueError("`freeze_layers` applies to finetune: full")
         return self

@@ -76,3 +76,30 @@ def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tm
     with pytest.raises(ValueError, match="trained on the base model .* but the base found is"):
         Predictor.load(lora.path)
     assert len(before) == 1
+
+
+def test_ia3_and_adalora(tmp_path, tiny_bert):
+    ia3 = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "ia3",
+                            "adapter": {"target_modules": ["key", "value", "dense"], "feedforward_modules": ["dense"]}}, epochs=1)
+    lora = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
+    assert 0 < _trainable(ia3) < _trainable(lora)
+    assert Predictor.load(ia3.path).predict(["card not working"])["prediction"][0]
+
+    from modelfoundry.data import prepare
+    from modelfoundry.train import make_accelerator, train_model
+
+    cfg = load_config(tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category"},
+                                  model={"type": "pretrained", "path": str(tiny_bert), "finetune": "adalora",
+                                         "adapter": {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 1}},
+                                  train={"epochs": 2, "batch_size": 32, "early_stopping": None}))
+    data = prepare(cfg)
+    model, _ = train_model(cfg, data, None, make_accelerator("fp32"))
+    encoder = next(iter(model.encoders.values()))
+    pattern = encoder.model.peft_config["default"].rank_pattern
+    assert pattern, "the budget update never ran"
+    ranks = [int(sum(mask)) for mask in pattern.values()]
+    assert sum(ranks) < 6 * len(ranks)  # the allocator pruned ranks towards target_r
+    reg = model.regularization()
+    assert reg is not None and reg.item() > 0
+    run = train(cfg)  # and the whole stage saves and reloads it
+    assert len(Predictor.load(run.path).predict(["where is my card"])) == 1

@@ -62,7 +62,9 @@ def build_model(cfg: BaseModel, spec: dict) -> nn.Module:
         fits = [n for n, r in REGISTRY.items() if input_kinds(spec) <= r.inputs]
         raise ValueError(f"model.type: '{cfg.type}' cannot take {', '.join(sorted(unsupported))} inputs; "
                          f"use one of: {', '.join(fits) or 'none'}")
-    return entry.builder(cfg, spec)
+    model = entry.builder(cfg, spec)
+    model.spec = spec  # what it was built from, saved beside its weights
+    return model
 
 
 def mlp_layers(sizes: list[int], dropout: float, activation: str = "relu") -> nn.Sequential:
@@ -89,6 +91,16 @@ class FoundryModel(nn.Module):
         width = n_numeric + sum(embedding_width(c) for c in cardinalities) + sum(widths.values())
         self.trunk = mlp_layers([width, *hidden], dropout, activation)
         self.out = nn.Linear(hidden[-1] if hidden else width, n_outputs)
+
+    def regularization(self) -> torch.Tensor | None:
+        """Extra loss terms that encoders ask for (AdaLoRA's orthogonal regulariser), or None."""
+        terms = [t for m in self.encoders.values() if hasattr(m, "regularization") and (t := m.regularization()) is not None]
+        return sum(terms) if terms else None
+
+    def after_optimizer_step(self, step: int) -> None:
+        for m in self.encoders.values():
+            if hasattr(m, "after_optimizer_step"):
+                m.after_optimizer_step(step)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []

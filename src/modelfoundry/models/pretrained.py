@@ -15,6 +15,7 @@ from ..runs import sha256_file
 from . import FoundryModel, register, text_mask
 
 REQUIRED = ("config.json",)
+ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config"}
 
 
 def resolve_model_path(path: str) -> Path:
@@ -43,7 +44,7 @@ def _linear_names(model: nn.Module) -> list[str]:
 
 
 class PretrainedEncoder(nn.Module):
-    def __init__(self, cfg: PretrainedConfig):
+    def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
         super().__init__()
         from transformers import AutoModel
 
@@ -58,18 +59,39 @@ class PretrainedEncoder(nn.Module):
                 raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
             for layer in layers[: cfg.freeze_layers]:
                 layer.requires_grad_(False)
-        elif cfg.finetune == "lora":
-            from peft import LoraConfig, get_peft_model
+        elif cfg.finetune in ADAPTERS:
+            import peft
 
-            options = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, **cfg.adapter}
+            defaults = {"lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
+                        "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps}}.get(cfg.finetune, {})
+            options = {**defaults, **cfg.adapter}
             try:
-                model = get_peft_model(model, LoraConfig(**options))
+                model = peft.get_peft_model(model, getattr(peft, ADAPTERS[cfg.finetune])(**options))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
                                  f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
         self.model = model
+        self.finetune = cfg.finetune
         self.pooling = cfg.pooling
         self.width = model.config.hidden_size
+
+    def regularization(self) -> torch.Tensor | None:
+        """AdaLoRA's orthogonal regulariser on P and Q. PEFT adds it only when the wrapped model returns a loss,
+        which an encoder never does, so the frameworks that wrap PEFT silently train without it."""
+        if self.finetune != "adalora":
+            return None
+        weight = self.model.peft_config["default"].orth_reg_weight
+        terms = []
+        for name, p in self.model.named_parameters():
+            if ("lora_A" in name or "lora_B" in name) and "default" in name:
+                cov = p @ p.T if "lora_A" in name else p.T @ p
+                terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
+        return weight * torch.stack(terms).mean() if terms else None
+
+    def after_optimizer_step(self, step: int) -> None:
+        """AdaLoRA's budget update: importance scores and rank allocation, once per optimizer step."""
+        if self.finetune == "adalora":
+            self.model.base_model.update_and_allocate(step)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = text_mask(ids, lengths).long()
@@ -98,7 +120,7 @@ def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
         raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec['text'])}; "
                          "declare it with data.types: {COLUMN: text}")
     col = next(iter(spec["text"]))
-    encoder = PretrainedEncoder(cfg)
+    encoder = PretrainedEncoder(cfg, spec.get("total_steps"))
     model = FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
                          spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
     if cfg.finetune != "full":  # the frozen base reloads from its directory: save adapter + head only

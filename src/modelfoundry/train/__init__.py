@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ def _distributed_run_dir(cfg: Config) -> Path:
 def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False) -> tuple[torch.nn.Module, FitResult]:
     """Build the configured model for `data` and fit it. Shared by `train` and cross-validation."""
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, data.preprocessor.spec())
+    per_epoch = math.ceil(math.ceil(len(data.targets["train"]) / (cfg.train.batch_size * accelerator.num_processes))
+                          / cfg.train.grad_accum)
+    model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
     tr = TensorData(data.encoded["train"].features, data.targets["train"])
     val = TensorData(data.encoded["val"].features, data.targets["val"]) if "val" in data.encoded else None
     result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=cfg.data.augment, resume=resume)
@@ -79,7 +82,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         t_fit = Timer()
         model, result = train_model(cfg, data, run, accelerator, resume=resume is not None)
         if main:
-            saved = save_model(model, cfg.model, data.preprocessor.spec(), run.model_dir)
+            saved = save_model(model, cfg.model, model.spec, run.model_dir)
             timings = {"fit_s": t_fit()}
             evaluate_run(run, cfg, data, model, frame)
             timings["total_s"] = timer()

@@ -230,6 +230,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     writer = _tensorboard(run) if main and run is not None else None
     best_state = None  # without a run directory the best weights are kept in memory
     use_aug = augment is not None and is_active(augment)
+    global_step = start_epoch * steps_per_epoch
     stopped = False
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         if stopped:
@@ -250,10 +251,15 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
                 with accelerator.autocast():
                     logits = model(batch)
                 loss = loss_fn(task, logits, y, weights)
-                accelerator.backward(loss)
+                reg = raw.regularization() if hasattr(raw, "regularization") else None
+                accelerator.backward(loss if reg is None else loss + reg)
                 if accelerator.sync_gradients and cfg.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if accelerator.sync_gradients:
+                    global_step += 1
+                    if hasattr(raw, "after_optimizer_step"):
+                        raw.after_optimizer_step(global_step)
                 optimizer.zero_grad()
                 if accelerator.sync_gradients and not per_epoch_schedule:
                     schedule.step()
