@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "sequence", "ignore"]
-MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag"]
+MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag", "unknown"]
 
 
 class Section(BaseModel):
@@ -40,8 +40,9 @@ class MissingColumn(Section):
 class CleanConfig(Section):
     numeric_missing: MissingStrategy = "median"
     """Default strategy for missing numeric values (drop, mean, median, mode, constant needs a column entry, flag = median plus a 0/1 column)."""
-    categorical_missing: Literal["drop", "mode", "unknown", "flag"] = "unknown"
-    """Default for missing categorical/text values: 'unknown' keeps them as their own bucket."""
+    categorical_missing: Literal["drop", "mode", "unknown"] = "unknown"
+    """Default for missing categorical values: 'unknown' keeps them as their own bucket, 'mode' fills the most
+    frequent training value, 'drop' drops the row. (Per column also: constant.) Missing text is empty text."""
     columns: dict[str, MissingStrategy | MissingColumn] = {}
     """Per-column missing-value strategy, overriding the defaults: `{age: mean, city: {strategy: constant, value: none}}`."""
     outliers: Literal["none", "iqr", "zscore"] = "none"
@@ -56,6 +57,8 @@ class CleanConfig(Section):
     def _no_bare_constant(cls, v: str) -> str:
         if v == "constant":
             raise ValueError("a default cannot be 'constant' (no value); set it per column in `columns`")
+        if v == "unknown":
+            raise ValueError("'unknown' is a bucket for categorical columns; numeric columns take drop, mean, median, mode or flag")
         return v
 
 

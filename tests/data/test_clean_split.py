@@ -112,3 +112,20 @@ def test_target_cap_applies_to_train_and_val_only(tmp_path):
     assert pre.decode_regression(data.targets["train"].numpy()).max() == pytest.approx(150)
     assert pre.decode_regression(data.targets["test"].numpy()).tolist() == pytest.approx([3, 297])
     assert data.profile["target_capped"]["train"] + data.profile["target_capped"]["val"] == 49
+
+
+def test_categorical_missing_strategies():
+    df = pd.DataFrame({"c": ["a", "a", "b", None], "d": ["x", None, "y", "y"], "e": ["p", "q", None, "p"],
+                       "label": [0, 1, 0, 1]})
+    clean = CleanConfig(categorical_missing="mode", columns={"d": {"strategy": "constant", "value": "y"}, "e": "unknown"})
+    pre = Preprocessor({"c": "categorical", "d": "categorical", "e": "categorical"}, "label", "classification",
+                       DataConfig(clean=clean)).fit(df)
+    cat = pre.transform(df).features["categorical"]
+    vocab = pre.vocab_
+    assert cat[3, 0] == vocab["c"].index("a") + 1  # mode
+    assert cat[1, 1] == vocab["d"].index("y") + 1  # constant
+    assert cat[2, 2] == 0  # the unknown bucket
+    assert pre.report_["imputed"] == {"c": 1, "d": 1}
+    with pytest.raises(ValueError, match="'c' is categorical; .* got 'median'"):
+        Preprocessor({"c": "categorical"}, "label", "classification",
+                     DataConfig(clean=CleanConfig(columns={"c": "median"}))).fit(df)

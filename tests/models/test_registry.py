@@ -70,3 +70,27 @@ def test_unsupported_inputs_are_refused_with_alternatives():
 def test_names_are_unique():
     with pytest.raises(ValueError, match="already registered"):
         register("mlp", MLPConfig, {"numeric"})(lambda cfg, s: None)
+
+
+@pytest.mark.parametrize("name,options,kind", [
+    ("mlp", {"activation": "gelu", "text_embedding_dim": 4}, "text"),
+    ("mlp", {"activation": "silu"}, "numeric"),
+    ("cnn", {"kernel_size": 5, "channels": [4]}, "image"),
+    ("rnn", {"cell": "gru", "bidirectional": True, "num_layers": 2, "hidden_size": 4, "embedding_dim": 4}, "text"),
+    ("rnn", {"cell": "lstm", "bidirectional": True, "hidden_size": 4}, "sequence"),
+    ("transformer", {"pooling": "cls", "hidden_size": 8, "num_heads": 2, "intermediate_size": 8, "num_layers": 1}, "text"),
+    ("transformer", {"pooling": "mean", "hidden_size": 8, "num_heads": 2, "intermediate_size": 8, "num_layers": 1, "hidden": [4]}, "sequence"),
+])
+def test_family_options_change_the_model(name, options, kind):
+    kinds, make = INPUTS[kind]
+    s = spec(**kinds)
+    x = make(4)
+    torch.manual_seed(0)
+    default = build_model(REGISTRY[name].config_cls(**{k: v for k, v in options.items() if k in ("hidden_size", "num_heads", "intermediate_size", "num_layers")}), s).eval()
+    torch.manual_seed(0)
+    model = build_model(REGISTRY[name].config_cls(**options), s)
+    out = model(x)
+    out.sum().backward()
+    assert out.shape == (4, 3)
+    model.eval()
+    assert repr(model) != repr(default) or not torch.allclose(model(x), default(x))

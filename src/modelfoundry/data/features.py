@@ -155,6 +155,8 @@ class Preprocessor:
             if s.notna().sum() == 0:
                 raise DataError(f"column '{base}': every value is missing in the training split; "
                                 f"drop it with data.types: {{{base}: ignore}}")
+            if strategy == "unknown":
+                raise DataError(f"data.clean: column '{base}' is numeric; 'unknown' applies to categorical columns")
             fill = {"mean": s.mean(), "median": s.median(), "mode": s.mode().iloc[0],
                     "constant": value, "flag": s.median(), "drop": s.median()}[strategy]
             lo = hi = None
@@ -175,9 +177,18 @@ class Preprocessor:
             if s.isna().any():
                 self.report_["imputed"][col] = int(s.isna().sum())
         self.vocab_: dict[str, list[str]] = {}
+        self.cat_fill_: dict[str, str | None] = {}
         for col in self.categorical_cols_:
             values = df[col].dropna().astype(str)
             self.vocab_[col] = sorted(values.unique().tolist())
+            strategy, value = self._missing(col, clean)
+            if strategy not in ("drop", "unknown", "mode", "constant"):
+                raise DataError(f"data.clean: column '{col}' is categorical; its missing-value strategy must be drop, "
+                                f"unknown, mode or constant, got '{strategy}'")
+            self.cat_fill_[col] = (values.mode().iloc[0] if strategy == "mode" and len(values)
+                                   else str(value) if strategy == "constant" else None)
+            if self.cat_fill_[col] is not None and df[col].isna().any():
+                self.report_["imputed"][col] = int(df[col].isna().sum())
         self.tokenizers_: dict[str, Any] = {}
         text_cfg = self.data.text
         for col in self._cols("text"):
@@ -257,7 +268,8 @@ class Preprocessor:
             idx = []
             for col in self.categorical_cols_:
                 lookup = {v: i + 1 for i, v in enumerate(self.vocab_[col])}
-                idx.append(df[col].map(lambda v, lk=lookup: lk.get(str(v), 0) if pd.notna(v) else 0).to_numpy(np.int64))
+                values = df[col] if self.cat_fill_.get(col) is None else df[col].fillna(self.cat_fill_[col])
+                idx.append(values.map(lambda v, lk=lookup: lk.get(str(v), 0) if pd.notna(v) else 0).to_numpy(np.int64))
             feats["categorical"] = torch.from_numpy(np.stack(idx, axis=1))
         self.truncated_ = {}
         for col, tok in self.tokenizers_.items():
@@ -352,7 +364,8 @@ class Preprocessor:
         directory.mkdir(parents=True, exist_ok=True)
         state = {"schema": self.schema, "target": self.target, "task": self.task,
                  "data": self.data.model_dump(mode="json"), "numeric": self.numeric_, "numeric_cols": self.numeric_cols_,
-                 "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "image_col": self.image_col_,
+                 "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "cat_fill": self.cat_fill_,
+                 "image_col": self.image_col_,
                  "image_stats": self.image_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
@@ -368,7 +381,7 @@ class Preprocessor:
         s = json.loads((directory / "preprocessor.json").read_text(encoding="utf-8"))
         self = cls(s["schema"], s["target"], s["task"], DataConfig.model_validate(s["data"]))
         self.numeric_, self.numeric_cols_ = s["numeric"], s["numeric_cols"]
-        self.categorical_cols_, self.vocab_ = s["categorical_cols"], s["vocab"]
+        self.categorical_cols_, self.vocab_, self.cat_fill_ = s["categorical_cols"], s["vocab"], s["cat_fill"]
         self.image_col_, self.image_stats_ = s["image_col"], s["image_stats"]
         self.sequence_cols_, self.sequence_len_ = s["sequence_cols"], s["sequence_len"]
         if s["window_features"] is not None:
