@@ -165,6 +165,18 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .adapters import export_adapter, export_merged
+
+    if bool(args.merged) == bool(args.adapter):
+        raise ValueError("foundry export: give exactly one of --merged OUT_DIR or --adapter OUT_DIR")
+    out = export_merged(args.run, args.merged) if args.merged else export_adapter(args.run, args.adapter)
+    size = sum(f.stat().st_size for f in Path(out).iterdir() if f.is_file())
+    print(f"exported {'merged model' if args.merged else 'adapter'}: {size / 1e6:.2f} MB", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundry", description="ModelFoundry: raw data to an evaluated model.")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -189,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     _add_set(p)
     p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a pretrained-model run: the adapter alone, or merged into its base")
+    p.add_argument("run")
+    p.add_argument("--merged", metavar="OUT_DIR", help="a plain Hugging Face directory with the adapter merged in")
+    p.add_argument("--adapter", metavar="OUT_DIR", help="the adapter in PEFT's format")
+    _add_set(p)
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("action", choices=["list"])

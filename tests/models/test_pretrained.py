@@ -103,3 +103,36 @@ def test_ia3_and_adalora(tmp_path, tiny_bert):
     assert reg is not None and reg.item() > 0
     run = train(cfg)  # and the whole stage saves and reloads it
     assert len(Predictor.load(run.path).predict(["where is my card"])) == 1
+
+
+def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from modelfoundry.adapters import export_adapter, export_merged
+    from modelfoundry.cli import main
+
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=2)
+    pred = Predictor.load(run.path)
+    texts = ["my card has not arrived", "how do I link my card"]
+    expected = pred.predict_raw(texts)[1]
+    out = export_merged(run.path, tmp_path / "merged")
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    merged = AutoModel.from_pretrained(out).eval()  # a plain HF model: no PEFT needed
+    enc = pred.preprocessor.transform(pd.DataFrame({"text": texts})).features
+    ids, lengths = enc["text:text"], enc["len:text"]
+    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+    with torch.no_grad():
+        h = merged(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        head = load_file(out / "head.safetensors")
+        logits = pooled @ head["out.weight"].T + head["out.bias"]
+    assert torch.allclose(logits.softmax(-1), torch.tensor(expected, dtype=torch.float32), atol=1e-4)
+
+    adapter = export_adapter(run.path, tmp_path / "adapter")
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    assert PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert), adapter)
+    assert main(["export", str(run.path), "--merged", str(tmp_path / "m2")]) == 0
+    assert main(["export", str(run.path)]) == 2

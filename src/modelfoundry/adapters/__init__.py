@@ -1,0 +1,59 @@
+"""PEFT adapters beyond training: export the adapter alone, or merge it into its base."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..predictor import Predictor
+from ..runs import atomic_write_text, save_safetensors
+
+__all__ = ["export_adapter", "export_merged"]
+
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json")
+
+
+def _encoder(pred: Predictor):
+    from ..models.pretrained import PretrainedEncoder
+
+    found = [m for m in pred.model.encoders.values() if isinstance(m, PretrainedEncoder)]
+    if not found:
+        raise ValueError(f"{pred.run.path}: not a pretrained-model run; nothing to export")
+    return found[0]
+
+
+def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
+    """The adapter in PEFT's own format (adapter_config.json + adapter_model.safetensors), loadable with
+    `PeftModel.from_pretrained(base, out)`."""
+    pred = Predictor.load(run_dir)
+    enc = _encoder(pred)
+    if not hasattr(enc.model, "peft_config"):
+        raise ValueError(f"{run_dir}: finetune is '{enc.finetune}', which has no adapter to export")
+    out = Path(out)
+    enc.model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def export_merged(run_dir: str | Path, out: str | Path) -> Path:
+    """A plain Hugging Face directory: the encoder with its adapter merged in (config.json, model.safetensors,
+    the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head."""
+    pred = Predictor.load(run_dir)
+    enc = _encoder(pred)
+    model = enc.model.merge_and_unload() if hasattr(enc.model, "peft_config") else enc.model
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    base = Path(json.loads((pred.run.model_dir / "architecture.json").read_text())["model"]["path"])
+    from ..models.pretrained import resolve_model_path
+
+    base = resolve_model_path(str(base))
+    for name in TOKENIZER_FILES:
+        if (base / name).exists():
+            shutil.copy(base / name, out / name)
+    shutil.copy(pred.run.model_dir / "tokenizer_0.json", out / "tokenizer.json")
+    head = {k: v for k, v in pred.model.state_dict().items() if not k.startswith("encoders.")}
+    save_safetensors(out / "head.safetensors", head)
+    atomic_write_text(out / "foundry_head.json", json.dumps(
+        {"pooling": enc.pooling, "classes": pred.classes, "task": pred.task, "run": str(pred.run.path)}, indent=2))
+    return out
