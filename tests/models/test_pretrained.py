@@ -136,3 +136,24 @@ def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
     assert PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert), adapter)
     assert main(["export", str(run.path), "--merged", str(tmp_path / "m2")]) == 0
     assert main(["export", str(run.path)]) == 2
+
+
+def test_linear_probe_caches_exact_encodings_and_trains_the_head(tmp_path, tiny_bert):
+    import torch
+
+    from modelfoundry.data import prepare
+    from modelfoundry.models import build_model
+    from modelfoundry.models.pretrained import cache_frozen_encodings
+
+    cfg = load_config(tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category"},
+                                  model={"type": "pretrained", "path": str(tiny_bert), "finetune": "linear_probe"}))
+    data = prepare(cfg)
+    model = build_model(cfg.model, data.preprocessor.spec()).eval()
+    feats = data.encoded["val"].features
+    cached = cache_frozen_encodings(model, feats)
+    assert "len:text" not in cached and cached["text:text"].shape == (len(data.targets["val"]), 32)
+    with torch.no_grad():
+        direct = model.encoders["text__text"](feats["text:text"], feats["len:text"])
+    assert torch.allclose(cached["text:text"], direct, atol=1e-5)  # per-length batches change nothing
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "linear_probe"}, epochs=8, lr=2e-2)
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.4

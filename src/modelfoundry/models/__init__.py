@@ -113,7 +113,7 @@ class FoundryModel(nn.Module):
             enc = self.encoders[key.replace(":", "__")]
             if key.startswith("text:"):
                 col = key[5:]
-                parts.append(enc(batch[key], batch[f"len:{col}"]))
+                parts.append(enc(batch[key], batch.get(f"len:{col}")))
             else:
                 parts.append(enc(batch[key]))
         h = torch.cat([p.float() if p.dtype != torch.bfloat16 else p for p in parts], dim=-1)

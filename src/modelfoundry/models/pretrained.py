@@ -114,6 +114,34 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ValueError("model.freeze_layers: cannot find this architecture's layer list")
 
 
+class CachedEncoding(nn.Module):
+    """Stands in for a frozen encoder while its outputs, computed once, are fed as the batch's text input."""
+
+    def forward(self, embedding: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return embedding
+
+
+@torch.no_grad()
+def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """A linear probe's encoder never changes: encode each text once (length-sorted batches), and return
+    features where `text:<col>` holds the pooled encoding and `len:<col>` is gone."""
+    out = dict(features)
+    for key, enc in list(model.encoders.items()):
+        if not isinstance(enc, PretrainedEncoder) or enc.finetune != "linear_probe":
+            continue
+        col = key.removeprefix("text__")
+        ids, lengths = features[f"text:{col}"], features[f"len:{col}"]
+        enc.eval()
+        order = torch.argsort(lengths)
+        pooled = torch.empty(len(ids), enc.width)
+        for chunk in order.split(batch_size):
+            width = int(lengths[chunk].max())
+            pooled[chunk] = enc(ids[chunk, :width], lengths[chunk]).float()
+        out[f"text:{col}"] = pooled
+        out.pop(f"len:{col}")
+    return out
+
+
 @register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
 def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
     if len(spec["text"]) != 1:

@@ -43,10 +43,25 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     per_epoch = math.ceil(math.ceil(len(data.targets["train"]) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
     model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
-    tr = TensorData(data.encoded["train"].features, data.targets["train"])
-    val = TensorData(data.encoded["val"].features, data.targets["val"]) if "val" in data.encoded else None
-    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=cfg.data.augment, resume=resume)
-    return accelerator.unwrap_model(model).eval(), result
+    features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
+    augment, swapped = cfg.data.augment, {}
+    if getattr(cfg.model, "finetune", None) == "linear_probe":
+        # the frozen encoder runs once per text, not once per epoch; only the head trains
+        from ..models.pretrained import CachedEncoding, cache_frozen_encodings
+
+        features = {s: cache_frozen_encodings(model, f) for s, f in features.items()}
+        swapped = {k: model.encoders[k] for k in model.encoders if f"text:{k.removeprefix('text__')}" in features["train"]
+                   and features["train"][f"text:{k.removeprefix('text__')}"].is_floating_point()}
+        for k in swapped:
+            model.encoders[k] = CachedEncoding()
+        augment = augment.model_copy(update={"text_token_dropout": 0.0})  # tokens are gone once encoded
+    tr = TensorData(features["train"], data.targets["train"])
+    val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume)
+    model = accelerator.unwrap_model(model)
+    for k, enc in swapped.items():
+        model.encoders[k] = enc
+    return model.eval(), result
 
 
 def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
