@@ -231,6 +231,8 @@ class PretrainedConfig(Section):
     r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length. PEFT validates them."""
     freeze_layers: int = Field(0, ge=0)
     """With finetune: full, freeze the embeddings and the first N layers."""
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)
+    """With finetune: full, layer i of N trains at lr x decay^(N + 1 - i): the embeddings slowest, the head at lr."""
     pooling: Literal["cls", "mean"] = "mean"
     hidden: list[int] = []
     """Hidden layers of the head."""
@@ -242,6 +244,8 @@ class PretrainedConfig(Section):
             raise ValueError(f"`adapter` options apply to finetune: lora, adalora or ia3, not {self.finetune!r}")
         if self.freeze_layers and self.finetune != "full":
             raise ValueError("`freeze_layers` applies to finetune: full")
+        if self.layer_lr_decay != 1.0 and self.finetune != "full":
+            raise ValueError("`layer_lr_decay` applies to finetune: full")
         return self
 
 

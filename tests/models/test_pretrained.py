@@ -157,3 +157,32 @@ def test_linear_probe_caches_exact_encodings_and_trains_the_head(tmp_path, tiny_
     assert torch.allclose(cached["text:text"], direct, atol=1e-5)  # per-length batches change nothing
     run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "linear_probe"}, epochs=8, lr=2e-2)
     assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.4
+
+
+def test_layer_wise_learning_rate_decay(tmp_path, tiny_bert):
+    from modelfoundry.config import PretrainedConfig, TrainConfig
+    from modelfoundry.models import build_model
+    from modelfoundry.train.optim import build_optimizer
+
+    spec = {"task": "classification", "n_outputs": 4, "n_numeric": 0, "categorical": [], "text": {"text": 400},
+            "max_length": 66, "image": None, "sequence": None}
+    model = build_model(PretrainedConfig(path=str(tiny_bert), finetune="full", layer_lr_decay=0.5), spec)
+    opt = build_optimizer(model, TrainConfig(lr=1.0))
+    lrs = {g["lr"] for g in opt.param_groups}
+    assert lrs == {1.0, 0.5, 0.25, 0.125}  # head, layer 2, layer 1, embeddings (2 layers)
+    emb = model.encoders["text__text"].model.embeddings.word_embeddings.weight
+    assert next(g["lr"] for g in opt.param_groups if any(p is emb for p in g["params"])) == 0.125
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "full", "layer_lr_decay": 0.8}, epochs=1)
+    assert run.status == "complete"
+
+
+def test_regression_on_a_pretrained_encoder(tmp_path, tiny_bert):
+    frame = pd.read_csv(SAMPLE)[["text"]]
+    frame["words"] = frame["text"].str.split().str.len().astype(float)
+    cfg = tiny_config(tmp_path, {"target": "words", "task": "regression"},
+                      model={"type": "pretrained", "path": str(tiny_bert), "finetune": "full"},
+                      train={"epochs": 8, "lr": 5e-3, "early_stopping": None})
+    run = train(load_config(cfg), frame=frame)
+    metrics = json.loads((run.path / "metrics.json").read_text())["test"]
+    assert metrics["r2"] > 0.3  # the number of words is visible to the encoder through the mean pooling
+    assert Predictor.load(run.path).predict(["one two three"])["prediction"].dtype.kind == "f"

@@ -97,6 +97,11 @@ class FoundryModel(nn.Module):
         terms = [t for m in self.encoders.values() if hasattr(m, "regularization") and (t := m.regularization()) is not None]
         return sum(terms) if terms else None
 
+    def lr_scales(self) -> dict[str, float]:
+        """Per-parameter learning-rate scales that encoders ask for (layer-wise decay); others train at lr."""
+        return {f"encoders.{key}.{name}": scale for key, m in self.encoders.items() if hasattr(m, "lr_scales")
+                for name, scale in m.lr_scales().items()}
+
     def after_optimizer_step(self, step: int) -> None:
         for m in self.encoders.values():
             if hasattr(m, "after_optimizer_step"):

@@ -71,6 +71,7 @@ class PretrainedEncoder(nn.Module):
                 raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
                                  f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
         self.model = model
+        self.layer_lr_decay = cfg.layer_lr_decay
         self.finetune = cfg.finetune
         self.pooling = cfg.pooling
         self.width = model.config.hidden_size
@@ -87,6 +88,21 @@ class PretrainedEncoder(nn.Module):
                 cov = p @ p.T if "lora_A" in name else p.T @ p
                 terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
         return weight * torch.stack(terms).mean() if terms else None
+
+    def lr_scales(self) -> dict[str, float]:
+        """Layer-wise learning-rate decay: embeddings at decay^(N+1), layer i at decay^(N+1-i), the rest at 1."""
+        if self.layer_lr_decay == 1.0:
+            return {}
+        layers = _encoder_layers(self.model)
+        n = len(layers)
+        depth = {id(p): 0 for p in self.model.get_input_embeddings().parameters()}
+        for i, layer in enumerate(layers):
+            depth.update({id(p): i + 1 for p in layer.parameters()})
+        emb = self.model.base_model.embeddings if hasattr(self.model.base_model, "embeddings") else None
+        if emb is not None:
+            depth.update({id(p): 0 for p in emb.parameters()})
+        return {f"model.{name}": self.layer_lr_decay ** (n + 1 - depth[id(p)])
+                for name, p in self.model.named_parameters() if id(p) in depth}
 
     def after_optimizer_step(self, step: int) -> None:
         """AdaLoRA's budget update: importance scores and rank allocation, once per optimizer step."""

@@ -11,11 +11,15 @@ from ..config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """Parameter groups by (weight decay, learning-rate scale): no decay for biases, norms and embeddings;
+    a model may ask for per-parameter lr scales (`lr_scales()`, e.g. layer-wise decay of a pretrained encoder)."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    buckets: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "emb" in name.lower() else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            wd = 0.0 if p.ndim < 2 or "emb" in name.lower() else cfg.weight_decay
+            buckets.setdefault((wd, scales.get(name, 1.0)), []).append(p)
+    groups = [{"params": ps, "weight_decay": wd, "lr": cfg.lr * scale} for (wd, scale), ps in buckets.items()]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "adam":
