@@ -8,7 +8,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -81,6 +80,3 @@ def run_baselines(data: Prepared, split: str, metrics: list[str]) -> dict[str, d
         out[name] = {**result, "fit_s": round(time.perf_counter() - t, 3)}
     return out
 
-
-def as_frame(baselines: dict[str, dict]) -> pd.DataFrame:
-    return pd.DataFrame(baselines).T

@@ -155,7 +155,8 @@ class Checkpointer:
         folder = self.dir / f"{tag}-{epoch:04d}"
         if folder.exists():
             shutil.rmtree(folder)
-        save_safetensors(folder / "model.safetensors", model.state_dict())
+        frozen = getattr(model, "base", {}).get("keys", set())  # reloadable from the base directory
+        save_safetensors(folder / "model.safetensors", {k: v for k, v in model.state_dict().items() if k not in frozen})
         if optimizer is not None:
             tensors, groups = _flatten_optimizer(optimizer.state_dict())
             save_safetensors(folder / "optimizer.safetensors", tensors, metadata={"param_groups": groups})
@@ -177,16 +178,15 @@ class Checkpointer:
         return self.dir / json.loads(pointer.read_text())["folder"]
 
     def load_weights(self, tag: str, model: nn.Module) -> None:
-        from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(self.folder(tag) / "model.safetensors"))
+        _load_weights(model, self.folder(tag) / "model.safetensors")
 
     def restore(self, model: nn.Module, optimizer, schedule) -> dict:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
         folder = self.folder("last")
-        model.load_state_dict(load_file(folder / "model.safetensors"))
+        _load_weights(model, folder / "model.safetensors")
         with safe_open(folder / "optimizer.safetensors", "pt") as fh:
             groups = fh.metadata()["param_groups"]
         optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), groups))
@@ -199,8 +199,18 @@ class Checkpointer:
         return state
 
 
+def _load_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    frozen = getattr(model, "base", {}).get("keys", set())
+    missing, unexpected = model.load_state_dict(load_file(path), strict=not frozen)
+    if unexpected or set(missing) - frozen:
+        raise ValueError(f"{path}: checkpoint does not fit the model (missing {sorted(set(missing) - frozen)[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+
+
 def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, cfg: TrainConfig, run: Run | None,
-        accelerator, augment=None, resume: bool = False, on_epoch=None) -> FitResult:
+        accelerator, augment=None, resume: bool = False) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric)."""
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
@@ -304,8 +314,6 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
                           {"best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped": stopped})
         if run is None and improved:
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(record)
         accelerator.wait_for_everyone()
     if writer:
         writer.close()
