@@ -222,13 +222,17 @@ class PretrainedConfig(Section):
     path: str = "minilm"
     """A local Hugging Face model directory (config.json, *.safetensors, tokenizer.json), relative to the config
     file, or 'minilm' for the embedded all-MiniLM-L6-v2. Its tokenizer is used for the text column."""
-    finetune: Literal["full", "linear_probe", "lora", "adalora", "ia3"] = "lora"
-    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains; lora, adalora, ia3 =
-    PEFT adapters (AdaLoRA's budget update runs every optimizer step and its orthogonal regulariser joins the loss)."""
+    finetune: Literal["full", "linear_probe", "lora", "adalora", "ia3", "prefix", "prompt"] = "lora"
+    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains (its encodings are
+    computed once); lora, adalora, ia3, prefix, prompt = PEFT methods (AdaLoRA's budget update runs every optimizer
+    step and its orthogonal regulariser joins the loss; prefix = learned keys/values in every layer, prompt =
+    learned virtual input tokens; both work for encoders, through PEFT's feature-extraction wrapper)."""
     adapter: dict[str, Any] = {}
-    """Options passed to PEFT's LoraConfig / AdaLoraConfig / IA3Config (r, lora_alpha, lora_dropout, target_modules,
-    use_rslora, use_dora; init_r, target_r, tinit, tfinal, orth_reg_weight; feedforward_modules). LoRA defaults:
-    r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length. PEFT validates them."""
+    """Options passed to PEFT's LoraConfig / AdaLoraConfig / IA3Config / PrefixTuningConfig / PromptTuningConfig
+    (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora; init_r, target_r, tinit, tfinal,
+    orth_reg_weight; feedforward_modules; num_virtual_tokens, prefix_projection, encoder_hidden_size). Defaults:
+    LoRA r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length; prefix and
+    prompt 16 virtual tokens. PEFT validates them."""
     freeze_layers: int = Field(0, ge=0)
     """With finetune: full, freeze the embeddings and the first N layers."""
     layer_lr_decay: float = Field(1.0, gt=0, le=1)
@@ -240,8 +244,8 @@ class PretrainedConfig(Section):
 
     @model_validator(mode="after")
     def _adapter_only_for_lora(self) -> PretrainedConfig:
-        if self.adapter and self.finetune not in ("lora", "adalora", "ia3"):
-            raise ValueError(f"`adapter` options apply to finetune: lora, adalora or ia3, not {self.finetune!r}")
+        if self.adapter and self.finetune in ("full", "linear_probe"):
+            raise ValueError(f"`adapter` options apply to finetune: lora, adalora, ia3, prefix or prompt, not {self.finetune!r}")
         if self.freeze_layers and self.finetune != "full":
             raise ValueError("`freeze_layers` applies to finetune: full")
         if self.layer_lr_decay != 1.0 and self.finetune != "full":

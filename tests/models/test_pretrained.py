@@ -186,3 +186,37 @@ def test_regression_on_a_pretrained_encoder(tmp_path, tiny_bert):
     metrics = json.loads((run.path / "metrics.json").read_text())["test"]
     assert metrics["r2"] > 0.3  # the number of words is visible to the encoder through the mean pooling
     assert Predictor.load(run.path).predict(["one two three"])["prediction"].dtype.kind == "f"
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_prefix_and_prompt_tuning_work_on_an_encoder(tmp_path, tiny_bert, method):
+    """PEFT's prefix tuning fails on BERT sequence classification under transformers 5; our encoder path works."""
+    from modelfoundry.adapters import export_adapter, export_merged
+
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": method,
+                            "adapter": {"num_virtual_tokens": 4}}, epochs=8, lr=3e-2)
+    lora = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
+    assert 0 < _trainable(run) < _trainable(lora) + 2000
+    history = [json.loads(line) for line in (run.path / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    pred = Predictor.load(run.path)
+    enc = next(iter(pred.model.encoders.values()))
+    virtual = [n for n, p in enc.model.named_parameters() if p.requires_grad and "prompt_encoder" in n]
+    assert virtual, "the learned virtual tokens are not in the model"
+    batch = pred.predict(["where is my card?", "i want to cancel a transfer that has not arrived yet"])
+    single = pred.predict(["where is my card?"])  # padding in a batch must not change a prediction
+    assert batch["prediction"][0] == single["prediction"][0]
+    out = export_adapter(run.path, tmp_path / f"{method}-adapter")
+    assert (out / "adapter_config.json").exists()
+    with pytest.raises(ValueError, match="nothing to merge"):
+        export_merged(run.path, tmp_path / "merged")
+
+
+def test_texts_longer_than_max_length_are_truncated_and_counted_in_the_report(tmp_path, tiny_bert):
+    data = {"path": str(SAMPLE), "target": "category", "text": {"max_length": 6}}
+    run = train(load_config(tiny_config(tmp_path, data, model={"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"},
+                                        train={"epochs": 1, "early_stopping": None}, evaluate={"report": True})))
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    t = metrics["truncated_texts"]
+    assert t["max_length"] == 6 and 0 < t["train"]["text"] <= t["rows"]["train"]
+    assert "Truncated texts" in (run.path / "report.html").read_text()

@@ -40,6 +40,9 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head."""
     pred = Predictor.load(run_dir)
     enc = _encoder(pred)
+    if enc.finetune in ("prefix", "prompt"):
+        raise ValueError(f"{run_dir}: finetune is '{enc.finetune}': its virtual tokens are inputs, not weight changes, "
+                         f"so there is nothing to merge; export it with --adapter OUT_DIR instead")
     model = enc.model.merge_and_unload() if hasattr(enc.model, "peft_config") else enc.model
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

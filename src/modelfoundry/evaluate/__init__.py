@@ -42,6 +42,9 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, frame=None) -> di
     names = M.canonical(cfg.evaluate.metrics, data.task)
     split = "test" if "test" in data.encoded else "val"
     result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines)
+    truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
+    if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
+        result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
     write_json(run.path / "metrics.json", result)
     if cfg.evaluate.cv is not None:
         from .cv import cross_validate

@@ -125,6 +125,13 @@ def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.
         per_class = "<h2>Per class</h2>" + _table(result["per_class"])
     imgs = "".join(f"<h2>{html.escape(t)}</h2><img src='{src}' alt='{html.escape(t)}'>" for t, src in figures)
     profile = data.profile
+    trunc = ""
+    if result.get("truncated_texts"):
+        t = result["truncated_texts"]
+        trunc = "<h2>Truncated texts</h2><p>" + "; ".join(
+            f"{html.escape(s)}: {n} of {t['rows'].get(s, '?')} in '{html.escape(c)}'"
+            for s, cols in t.items() if s not in ("max_length", "rows") for c, n in cols.items() if n) + \
+            f" were longer than max_length = {t['max_length']} tokens and lost their tail.</p>"
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(m.get('name', 'run'))} report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
@@ -132,7 +139,7 @@ img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(m.get('name', 'run'))} <small>{html.escape(run.path.name)}</small></h1>
 <p>Task: {data.task}; rows per split: {html.escape(json.dumps(profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
 <h2>Metrics on the {result['split']} split, beside the baselines</h2>{_table(rows)}
-{cv}{per_class}{imgs}
+{trunc}{cv}{per_class}{imgs}
 <h2>Data cleaning</h2><pre>{html.escape(json.dumps(profile.get('cleaning'), indent=1))}
 {html.escape(json.dumps(profile.get('fitted'), indent=1))}</pre>
 </body></html>"""

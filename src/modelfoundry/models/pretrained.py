@@ -1,5 +1,11 @@
 """A pretrained Hugging Face encoder from a local directory (`path: minilm` is the embedded all-MiniLM-L6-v2),
-adapted by full fine-tuning, a frozen linear probe, or LoRA through PEFT (its options passed through)."""
+adapted by full fine-tuning, a frozen linear probe, or a PEFT method (LoRA, AdaLoRA, IA3, prefix, prompt tuning;
+its options passed through).
+
+Prefix tuning on BERT-family *sequence classification* fails in PEFT under transformers 5 ("Model does not
+support past key values"). We never use the HF task models: the bare encoder is wrapped as PEFT's
+FEATURE_EXTRACTION task, which passes the learned per-layer keys/values (prefix) or virtual input tokens
+(prompt) to the encoder, and our own pooling + head sit on top."""
 
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ from ..runs import sha256_file
 from . import FoundryModel, register, text_mask
 
 REQUIRED = ("config.json",)
-ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config"}
+ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config",
+            "prefix": "PrefixTuningConfig", "prompt": "PromptTuningConfig"}
+VIRTUAL = ("prefix", "prompt")  # prompt-learning methods: PEFT needs a task type, and nothing to merge
 
 
 def resolve_model_path(path: str) -> Path:
@@ -63,8 +71,11 @@ class PretrainedEncoder(nn.Module):
             import peft
 
             defaults = {"lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
-                        "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps}}.get(cfg.finetune, {})
+                        "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps},
+                        "prefix": {"num_virtual_tokens": 16}, "prompt": {"num_virtual_tokens": 16}}.get(cfg.finetune, {})
             options = {**defaults, **cfg.adapter}
+            if cfg.finetune in VIRTUAL:
+                options["task_type"] = "FEATURE_EXTRACTION"
             try:
                 model = peft.get_peft_model(model, getattr(peft, ADAPTERS[cfg.finetune])(**options))
             except (ValueError, TypeError) as exc:
@@ -112,6 +123,8 @@ class PretrainedEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = text_mask(ids, lengths).long()
         h = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        if h.shape[1] > ids.shape[1]:  # prompt tuning prepends its virtual tokens: pool over the real ones
+            h = h[:, h.shape[1] - ids.shape[1]:]
         if self.pooling == "cls":
             return h[:, 0]
         m = mask.unsqueeze(-1).to(h.dtype)
