@@ -95,8 +95,11 @@ class TextConfig(Section):
     min_frequency: int = Field(2, ge=1)
     """A token must occur this often in the training split to enter the vocabulary."""
     max_length: int = Field(128, gt=1)
-    """Longer texts are truncated (counted in the profile)."""
+    """Longer texts are truncated (counted in the profile and the report)."""
     lowercase: bool = True
+    pair: tuple[str, str] | None = None
+    """Sentence-pair input: two text columns encoded together as one sequence ([CLS] a [SEP] b [SEP] with a
+    BERT tokenizer, segment ids set), as for paraphrase, entailment or question-answer matching."""
 
 
 class ImageConfig(Section):

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from modelfoundry.config import load_config
 from modelfoundry.predictor import Predictor
@@ -220,3 +221,54 @@ def test_texts_longer_than_max_length_are_truncated_and_counted_in_the_report(tm
     t = metrics["truncated_texts"]
     assert t["max_length"] == 6 and 0 < t["train"]["text"] <= t["rows"]["train"]
     assert "Truncated texts" in (run.path / "report.html").read_text()
+
+
+def _pairs(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Pairs of BANKING77 queries, labelled by whether both ask for the same intent."""
+    df = pd.read_csv(SAMPLE)
+    a = df.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+    same = df.groupby("category").sample(n=n, replace=True, random_state=seed + 1)
+    b = [same[same["category"] == c].iloc[i % 10]["text"] if i % 2 else df.iloc[(i * 7) % len(df)]["text"]
+         for i, c in enumerate(a["category"])]
+    cats_b = [c if i % 2 else df.iloc[(i * 7) % len(df)]["category"] for i, c in enumerate(a["category"])]
+    return pd.DataFrame({"query": a["text"], "candidate": b, "label": ["same" if x == y else "different"
+                                                                     for x, y in zip(a["category"], cats_b)]})
+
+
+def test_sentence_pair_classification(tmp_path, tiny_bert):
+    frame = _pairs()
+    data = {"target": "label", "text": {"pair": ["query", "candidate"], "max_length": 48}}
+    cfg = load_config(tiny_config(tmp_path, data, model={"type": "pretrained", "path": str(tiny_bert), "finetune": "full"},
+                                  train={"epochs": 4, "lr": 5e-3, "early_stopping": None}))
+    from modelfoundry.data import prepare
+
+    prepared = prepare(cfg, frame)
+    feats = prepared.encoded["train"].features
+    assert set(feats) == {"text:query", "len:query", "segment:query"}  # one input; the candidate is its second half
+    seg, ids = feats["segment:query"][0], feats["text:query"][0]
+    from tokenizers import Tokenizer
+
+    sep = Tokenizer.from_file(str(tiny_bert / "tokenizer.json")).token_to_id("[SEP]")
+    assert 0 < int(seg.sum()) < int(feats["len:query"][0]) and int(ids[seg.argmax() - 1]) == sep  # a [SEP] b
+    run = train(cfg, frame=frame)
+    pred = Predictor.load(run.path)
+    out = pred.predict(pd.DataFrame({"query": ["where is my card?"], "candidate": ["my card has not arrived"]}))
+    assert out["prediction"][0] in {"same", "different"}
+    with pytest.raises(ValueError, match="candidate"):
+        pred.predict(pd.DataFrame({"query": ["where is my card?"]}))
+    # the segment ids reach the encoder: zeroing them changes its output
+    enc = next(iter(pred.model.encoders.values()))
+    batch = {k: v[:4] for k, v in feats.items()}
+    with_seg = enc(batch["text:query"], batch["len:query"], batch["segment:query"])
+    without = enc(batch["text:query"], batch["len:query"])
+    assert not torch.allclose(with_seg, without)
+
+
+def test_sentence_pair_with_a_trained_tokenizer_and_bad_pair_column(tmp_path):
+    frame = _pairs(120)
+    data = {"target": "label", "text": {"pair": ["query", "candidate"], "vocab_size": 300, "min_frequency": 1}}
+    run = train(load_config(tiny_config(tmp_path, data, model={"type": "mlp", "hidden": [16]}, train={"epochs": 1})), frame=frame)
+    assert (run.path / "metrics.json").exists()
+    bad = {"target": "label", "text": {"pair": ["query", "answer"]}}
+    with pytest.raises(ValueError, match=r"data.text.pair: column\(s\) \['answer'\] are not in the data"):
+        train(load_config(tiny_config(tmp_path, bad, train={"epochs": 1})), frame=frame)

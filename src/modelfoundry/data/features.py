@@ -108,6 +108,12 @@ class Preprocessor:
     training split (`fit`), then turns raw rows into tensors (`transform`)."""
 
     def __init__(self, schema: dict[str, str], target: str, task: str, data: DataConfig):
+        if data.text.pair is not None:  # the pair is one text input, keyed by its first column
+            missing = [c for c in data.text.pair if c not in schema]
+            if missing:
+                raise DataError(f"data.text.pair: column(s) {missing} are not in the data (it has: {', '.join(schema)})")
+            a, b = data.text.pair
+            schema = {**schema, a: "text", b: "pair"}
         self.schema = schema
         self.target = target
         self.task = task
@@ -197,7 +203,15 @@ class Preprocessor:
                 tok = train_tokenizer(texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase)
             else:
                 tok = load_tokenizer(Path(text_cfg.tokenizer))
+            if text_cfg.pair is not None and tok.post_processor is None:  # a trained tokenizer: separate a from b
+                from tokenizers.processors import TemplateProcessing
+
+                tok.post_processor = TemplateProcessing(single="$A", pair="$A [SEP] $B:1",
+                                                        special_tokens=[("[SEP]", tok.token_to_id("[SEP]"))])
             self.tokenizers_[col] = tok
+        self.pair_segments_ = False
+        if text_cfg.pair is not None:  # does this tokenizer mark the second text's tokens (BERT's token_type_ids)?
+            self.pair_segments_ = any(self.tokenizers_[text_cfg.pair[0]].encode("a", "b").type_ids)
         self.image_col_ = next(iter(self._cols("image")), None)
         self.image_stats_ = None
         self.sequence_cols_ = self._cols("sequence")
@@ -272,9 +286,13 @@ class Preprocessor:
                 idx.append(values.map(lambda v, lk=lookup: lk.get(str(v), 0) if pd.notna(v) else 0).to_numpy(np.int64))
             feats["categorical"] = torch.from_numpy(np.stack(idx, axis=1))
         self.truncated_ = {}
+        pair = self.data.text.pair
         for col, tok in self.tokenizers_.items():
             tok.enable_truncation(self.data.text.max_length)
-            encs = tok.encode_batch(df[col].fillna("").astype(str).tolist())
+            texts = df[col].fillna("").astype(str).tolist()
+            if pair is not None and col == pair[0]:
+                texts = list(zip(texts, df[pair[1]].fillna("").astype(str).tolist()))
+            encs = tok.encode_batch(texts)
             self.truncated_[col] = sum(bool(e.overflowing) for e in encs)
             lengths = [max(1, len(e.ids)) for e in encs]
             ids = torch.zeros(len(encs), max(lengths), dtype=torch.long)
@@ -282,6 +300,11 @@ class Preprocessor:
                 ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
             feats[f"text:{col}"] = ids
             feats[f"len:{col}"] = torch.tensor(lengths)
+            if pair is not None and col == pair[0] and self.pair_segments_:
+                segments = torch.zeros_like(ids)
+                for i, e in enumerate(encs):
+                    segments[i, : len(e.type_ids)] = torch.tensor(e.type_ids, dtype=torch.long)
+                feats[f"segment:{col}"] = segments
         for col in self.sequence_cols_:
             T = self.sequence_len_[col]
             arr = np.zeros((len(df), T, 1), dtype=np.float32)
@@ -350,6 +373,7 @@ class Preprocessor:
                 "categorical": [len(self.vocab_[c]) + 1 for c in self.categorical_cols_],
                 "text": {c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
                 "max_length": self.data.text.max_length + 2,
+                "segments": [c for c in self.tokenizers_ if self.pair_segments_ and c == self.data.text.pair[0]],
                 "image": [self.data.image.channels, *self.data.image.size] if self.image_col_ else None,
                 "sequence": None}
         if self.data.sequence is not None:
@@ -368,6 +392,7 @@ class Preprocessor:
                  "image_col": self.image_col_,
                  "image_stats": self.image_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
+                 "pair_segments": self.pair_segments_,
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
                  "y_std": getattr(self, "y_std_", None)}
         for i, tok in enumerate(self.tokenizers_.values()):
@@ -387,6 +412,7 @@ class Preprocessor:
         if s["window_features"] is not None:
             self.window_features_ = s["window_features"]
         self.tokenizers_ = {c: Tokenizer.from_file(str(directory / f"tokenizer_{i}.json")) for i, c in enumerate(s["text_cols"])}
+        self.pair_segments_ = s.get("pair_segments", False)
         if s["classes"] is not None:
             self.classes_ = s["classes"]
         else:

@@ -118,7 +118,9 @@ class FoundryModel(nn.Module):
             enc = self.encoders[key.replace(":", "__")]
             if key.startswith("text:"):
                 col = key[5:]
-                parts.append(enc(batch[key], batch.get(f"len:{col}")))
+                extra = ([batch[f"segment:{col}"]] if f"segment:{col}" in batch and getattr(enc, "takes_segments", False)
+                         else [])
+                parts.append(enc(batch[key], batch.get(f"len:{col}"), *extra))
             else:
                 parts.append(enc(batch[key]))
         h = torch.cat([p.float() if p.dtype != torch.bfloat16 else p for p in parts], dim=-1)

@@ -86,6 +86,7 @@ class PretrainedEncoder(nn.Module):
         self.finetune = cfg.finetune
         self.pooling = cfg.pooling
         self.width = model.config.hidden_size
+        self.segment_types = getattr(model.config, "type_vocab_size", 1) or 1
 
     def regularization(self) -> torch.Tensor | None:
         """AdaLoRA's orthogonal regulariser on P and Q. PEFT adds it only when the wrapped model returns a loss,
@@ -120,9 +121,12 @@ class PretrainedEncoder(nn.Module):
         if self.finetune == "adalora":
             self.model.base_model.update_and_allocate(step)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    takes_segments = True  # sentence pairs: the second text's tokens carry segment (token type) 1
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         mask = text_mask(ids, lengths).long()
-        h = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        extra = {"token_type_ids": segments} if segments is not None and self.segment_types > 1 else {}
+        h = self.model(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
         if h.shape[1] > ids.shape[1]:  # prompt tuning prepends its virtual tokens: pool over the real ones
             h = h[:, h.shape[1] - ids.shape[1]:]
         if self.pooling == "cls":
@@ -160,14 +164,17 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
             continue
         col = key.removeprefix("text__")
         ids, lengths = features[f"text:{col}"], features[f"len:{col}"]
+        segments = features.get(f"segment:{col}")
         enc.eval()
         order = torch.argsort(lengths)
         pooled = torch.empty(len(ids), enc.width)
         for chunk in order.split(batch_size):
             width = int(lengths[chunk].max())
-            pooled[chunk] = enc(ids[chunk, :width], lengths[chunk]).float()
+            seg = None if segments is None else segments[chunk, :width]
+            pooled[chunk] = enc(ids[chunk, :width], lengths[chunk], seg).float()
         out[f"text:{col}"] = pooled
         out.pop(f"len:{col}")
+        out.pop(f"segment:{col}", None)
     return out
 
 

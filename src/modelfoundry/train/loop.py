@@ -76,7 +76,10 @@ class TensorData(torch.utils.data.Dataset):
         batch = {k: v[idx] for k, v in self.features.items()}
         for k in [k for k in batch if k.startswith("len:")]:
             col = k[4:]
-            batch[f"text:{col}"] = batch[f"text:{col}"][:, : int(batch[k].max())]
+            width = int(batch[k].max())
+            batch[f"text:{col}"] = batch[f"text:{col}"][:, :width]
+            if f"segment:{col}" in batch:
+                batch[f"segment:{col}"] = batch[f"segment:{col}"][:, :width]
         if self.y is not None:
             batch["y"] = self.y[idx]
         return batch
