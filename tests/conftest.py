@@ -88,5 +88,30 @@ def tiny_bert(tmp_path_factory) -> Path:
     tok.save(str(d / "tokenizer.json"))
     cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
     BertModel(cfg).save_pretrained(d)
+    return d
+
+
+LM_PAIRS = [("color of the sky", "blue"), ("color of grass", "green"), ("opposite of hot", "cold"),
+            ("opposite of up", "down"), ("capital of france", "paris"), ("capital of japan", "tokyo")]
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random GPT-2 with a byte-level BPE tokenizer and an end-of-text token."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from modelfoundry.data.features import train_tokenizer
+
+    d = tmp_path_factory.mktemp("tiny-gpt2")
+    corpus = [f"{p}\n{r}" for p, r in LM_PAIRS] * 5 + pd.read_csv(SAMPLE)["text"].tolist()
+    tok = train_tokenizer(corpus, "bpe", 300, 1, True)
+    tok.add_special_tokens(["<|endoftext|>"])
+    eos = tok.token_to_id("<|endoftext|>")
+    tok.save(str(d / "tokenizer.json"))
+    cfg = GPT2Config(vocab_size=tok.get_vocab_size(with_added_tokens=True), n_positions=128, n_embd=32, n_layer=2,
+                     n_head=2, eos_token_id=eos, bos_token_id=eos)
+    torch.manual_seed(0)  # the same tiny model whatever ran before
+    GPT2LMHeadModel(cfg).save_pretrained(d)
     return d

@@ -89,6 +89,22 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from .predictor import Predictor
+
+    pred = Predictor.load(args.run)
+    prompts = list(args.prompt or [])
+    if args.file:
+        prompts += [line.rstrip("\n") for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError("foundry generate: give --prompt TEXT (repeatable) or --file PROMPTS.txt (one per line)")
+    outs = pred.generate(prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_p=args.top_p, seed=args.seed)
+    for p, o in zip(prompts, outs):
+        print(json.dumps({"prompt": p, "response": o}, ensure_ascii=False) if len(prompts) > 1 or args.json else o)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .data import Prepared
     from .data.schema import check_target
@@ -195,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="CSV to write (default: stdout)")
     _add_set(p)
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("generate", help="a causal-LM run's response to an instruction")
+    p.add_argument("run")
+    p.add_argument("--prompt", action="append", help="an instruction (repeatable)")
+    p.add_argument("--file", help="instructions, one per line")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="JSON lines {prompt, response} even for one prompt")
+    p.set_defaults(fn=cmd_generate)
 
     p = sub.add_parser("evaluate", help="score a run's model on another labelled file")
     p.add_argument("run")

@@ -140,8 +140,14 @@ class DataConfig(Section):
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "text_folder", "image_folder"] = "auto"
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression"] = "auto"
-    """auto = classification for text/categorical/binary targets or few distinct integers."""
+    task: Literal["auto", "classification", "regression", "causal_lm"] = "auto"
+    """auto = classification for text/categorical/binary targets or few distinct integers. causal_lm = fine-tune a
+    decoder (GPT-2 style, model.type pretrained) on instruction/response pairs: `prompt` is the instruction column,
+    `target` the response column, and the loss is computed on the response tokens only."""
+    prompt: str | None = None
+    """causal_lm: the instruction (prompt) column."""
+    prompt_template: str = "{prompt}\n"
+    """causal_lm: how an instruction is shown to the model; the response follows it directly, then end-of-text."""
     test_path: str | None = None
     """A separate test file with the same columns."""
     columns: list[str] | None = None
@@ -332,6 +338,21 @@ class Config(Section):
     def _model_path_from_config_dir(self) -> Config:
         if isinstance(self.model, PretrainedConfig) and self.model.path != "minilm" and not Path(self.model.path).is_absolute():
             self.model.path = str((Path(self.base_dir) / self.model.path).resolve())
+        return self
+
+    @model_validator(mode="after")
+    def _causal_lm_fits(self) -> Config:
+        d = self.data
+        if d.task != "causal_lm":
+            if d.prompt is not None:
+                raise ValueError("data.prompt applies to data.task: causal_lm")
+            return self
+        if d.prompt is None:
+            raise ValueError("data.task causal_lm needs data.prompt (the instruction column); data.target is the response")
+        if self.model.type != "pretrained":
+            raise ValueError(f"data.task causal_lm needs model.type: pretrained (a local decoder), not {self.model.type!r}")
+        if self.evaluate.cv is not None or self.evaluate.metrics is not None:
+            raise ValueError("data.task causal_lm reports loss and perplexity; evaluate.cv and evaluate.metrics do not apply")
         return self
 
     def resolve_path(self, path: str | None) -> Path | None:

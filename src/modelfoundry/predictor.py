@@ -3,6 +3,7 @@ with exactly the transforms used in training. `predict`, `evaluate` and (later) 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,28 @@ class Predictor:
             raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'; "
                              "finish it with `foundry train --resume` first")
         model, _, _ = load_model(run.model_dir)
+        state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
+        if state.get("task") == "causal_lm":
+            from .data.lm import LMPreprocessor
+
+            return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         return cls(model, Preprocessor.load(run.model_dir), run)
+
+    def generate(self, prompts: str | list[str], max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0) -> list[str]:
+        """A causal-LM run's responses to instructions (formatted with the run's prompt template)."""
+        if self.task != "causal_lm":
+            raise ValueError(f"{self.run.path}: a {self.task} model does not generate text; use predict")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        pre = self.preprocessor
+        ids = [pre.prompt_ids(p) for p in prompts]
+        too_long = [i for i, x in enumerate(ids) if len(x) >= pre.max_length]
+        if too_long:
+            raise DataError(f"prompt {too_long[0]} is {len(ids[too_long[0]])} tokens; this model was trained on "
+                            f"at most {pre.max_length} tokens (data.text.max_length) for prompt and response together")
+        out = self.model.generate(ids, pre.eos_id, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=top_p, seed=seed)
+        return [pre.tokenizer.decode(o) for o in out]
 
     @property
     def task(self) -> str:
@@ -49,6 +71,8 @@ class Predictor:
 
     def predict_raw(self, rows) -> tuple[pd.DataFrame, np.ndarray]:
         """(source rows aligned with outputs, outputs): probabilities [N, K] or values [N]."""
+        if self.task == "causal_lm":
+            raise ValueError(f"{self.run.path}: a causal-LM run generates text; use generate (foundry generate)")
         df = self._frame(rows)
         enc = self.preprocessor.transform(df)
         out = predict_tensors(self.model, enc.features, self.task)

@@ -66,7 +66,12 @@ def save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        out, seen = {}, set()
+        for k, v in tensors.items():  # tied weights (a decoder's embedding and output layer) share storage
+            v = v.detach().contiguous().cpu()
+            out[k] = v.clone() if v.numel() and v.data_ptr() in seen else v
+            seen.add(v.data_ptr())
+        save_file(out, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

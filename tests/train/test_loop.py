@@ -62,6 +62,14 @@ def test_early_stopping_restores_the_best_epoch():
     assert result.history[result.best_epoch - 1]["val_loss"] == best
 
 
+def test_without_validation_the_lowest_train_loss_is_kept():
+    """Regression: train_loss was taken as higher-is-better, so a run without a validation split kept epoch 1."""
+    cfg = TrainConfig(lr=0.05, epochs=6, batch_size=16, precision="fp32", early_stopping=None)
+    _, result = run_fit(cfg)
+    assert result.best_metric == min(h["train_loss"] for h in result.history)
+    assert result.best_epoch > 1
+
+
 def test_unknown_early_stopping_metric_lists_the_available_ones():
     cfg = TrainConfig(epochs=1, precision="fp32", early_stopping=EarlyStopping(metric="val_f2"))
     with pytest.raises(ValueError, match="'val_f2' is not reported; available: .*val_f1_macro"):

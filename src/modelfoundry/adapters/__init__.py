@@ -15,8 +15,10 @@ TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.tx
 
 
 def _encoder(pred: Predictor):
-    from ..models.pretrained import PretrainedEncoder
+    from ..models.pretrained import Adapted, PretrainedEncoder
 
+    if isinstance(pred.model, Adapted):  # a causal LM: the whole model is the pretrained one
+        return pred.model
     found = [m for m in pred.model.encoders.values() if isinstance(m, PretrainedEncoder)]
     if not found:
         raise ValueError(f"{pred.run.path}: not a pretrained-model run; nothing to export")
@@ -37,7 +39,8 @@ def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
 
 def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """A plain Hugging Face directory: the encoder with its adapter merged in (config.json, model.safetensors,
-    the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head."""
+    the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head.
+    A causal-LM run exports the merged decoder alone."""
     pred = Predictor.load(run_dir)
     enc = _encoder(pred)
     if enc.finetune in ("prefix", "prompt"):
@@ -55,6 +58,8 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
         if (base / name).exists():
             shutil.copy(base / name, out / name)
     shutil.copy(pred.run.model_dir / "tokenizer_0.json", out / "tokenizer.json")
+    if pred.task == "causal_lm":  # nothing beside the decoder: AutoModelForCausalLM loads it as it is
+        return out
     head = {k: v for k, v in pred.model.state_dict().items() if not k.startswith("encoders.")}
     save_safetensors(out / "head.safetensors", head)
     atomic_write_text(out / "foundry_head.json", json.dumps(

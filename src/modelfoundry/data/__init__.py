@@ -64,6 +64,10 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     df, schema, task, cleaning = load_clean(cfg, frame)
     if test_frame is None and d.test_path:
         test_frame = read_frame(cfg, d.test_path)
+    if task == "causal_lm":
+        from .lm import prepare_lm
+
+        return prepare_lm(cfg, df, test_frame, cleaning)
     if test_frame is not None:
         check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
     where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"

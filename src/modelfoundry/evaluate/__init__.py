@@ -39,6 +39,13 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
 def evaluate_run(run: Run, cfg: Config, data: Prepared, model, frame=None) -> dict:
     """Write metrics.json (and cv.json, report.html with plots/) into the run."""
     timer = Timer()
+    if data.task == "causal_lm":
+        from .lm import evaluate_lm
+
+        result = evaluate_lm(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
     names = M.canonical(cfg.evaluate.metrics, data.task)
     split = "test" if "test" in data.encoded else "val"
     result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines)

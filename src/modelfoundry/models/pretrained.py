@@ -51,42 +51,40 @@ def _linear_names(model: nn.Module) -> list[str]:
     return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
 
 
-class PretrainedEncoder(nn.Module):
-    def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
-        super().__init__()
-        from transformers import AutoModel
+def adapt(model: nn.Module, cfg: PretrainedConfig, total_steps: int | None, task_type: str) -> nn.Module:
+    """Apply `model.finetune` to a loaded HF model: freeze it (linear probe), freeze its first layers (full), or
+    wrap it in the PEFT method with the config's options. `task_type` is PEFT's (FEATURE_EXTRACTION, CAUSAL_LM)."""
+    if cfg.finetune == "linear_probe":
+        model.requires_grad_(False)
+    elif cfg.finetune == "full" and cfg.freeze_layers:
+        model.get_input_embeddings().requires_grad_(False)
+        layers = _encoder_layers(model)
+        if cfg.freeze_layers > len(layers):
+            raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
+        for layer in layers[: cfg.freeze_layers]:
+            layer.requires_grad_(False)
+    elif cfg.finetune in ADAPTERS:
+        import peft
 
-        path = resolve_model_path(cfg.path)
-        model = AutoModel.from_pretrained(path, use_safetensors=True)
-        if cfg.finetune == "linear_probe":
-            model.requires_grad_(False)
-        elif cfg.finetune == "full" and cfg.freeze_layers:
-            model.get_input_embeddings().requires_grad_(False)
-            layers = _encoder_layers(model)
-            if cfg.freeze_layers > len(layers):
-                raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
-            for layer in layers[: cfg.freeze_layers]:
-                layer.requires_grad_(False)
-        elif cfg.finetune in ADAPTERS:
-            import peft
+        defaults = {"lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
+                    "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps},
+                    "prefix": {"num_virtual_tokens": 16}, "prompt": {"num_virtual_tokens": 16}}.get(cfg.finetune, {})
+        options = {**defaults, **cfg.adapter}
+        if cfg.finetune in VIRTUAL or task_type == "CAUSAL_LM":
+            options["task_type"] = task_type
+        try:
+            model = peft.get_peft_model(model, getattr(peft, ADAPTERS[cfg.finetune])(**options))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
+                             f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
+    return model
 
-            defaults = {"lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
-                        "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps},
-                        "prefix": {"num_virtual_tokens": 16}, "prompt": {"num_virtual_tokens": 16}}.get(cfg.finetune, {})
-            options = {**defaults, **cfg.adapter}
-            if cfg.finetune in VIRTUAL:
-                options["task_type"] = "FEATURE_EXTRACTION"
-            try:
-                model = peft.get_peft_model(model, getattr(peft, ADAPTERS[cfg.finetune])(**options))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
-                                 f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
-        self.model = model
-        self.layer_lr_decay = cfg.layer_lr_decay
-        self.finetune = cfg.finetune
-        self.pooling = cfg.pooling
-        self.width = model.config.hidden_size
-        self.segment_types = getattr(model.config, "type_vocab_size", 1) or 1
+
+class Adapted(nn.Module):
+    """What every adapted pretrained model offers the training loop: AdaLoRA's regulariser and budget update,
+    and layer-wise learning rates. Subclasses set self.model, self.finetune, self.layer_lr_decay."""
+
+    model: nn.Module
 
     def regularization(self) -> torch.Tensor | None:
         """AdaLoRA's orthogonal regulariser on P and Q. PEFT adds it only when the wrapped model returns a loss,
@@ -120,6 +118,20 @@ class PretrainedEncoder(nn.Module):
         """AdaLoRA's budget update: importance scores and rank allocation, once per optimizer step."""
         if self.finetune == "adalora":
             self.model.base_model.update_and_allocate(step)
+
+
+class PretrainedEncoder(Adapted):
+    def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
+        super().__init__()
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(resolve_model_path(cfg.path), use_safetensors=True)
+        self.model = adapt(model, cfg, total_steps, "FEATURE_EXTRACTION")
+        self.layer_lr_decay = cfg.layer_lr_decay
+        self.finetune = cfg.finetune
+        self.pooling = cfg.pooling
+        self.width = model.config.hidden_size
+        self.segment_types = getattr(model.config, "type_vocab_size", 1) or 1
 
     takes_segments = True  # sentence pairs: the second text's tokens carry segment (token type) 1
 
@@ -178,8 +190,22 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
     return out
 
 
+def frozen_base(model: nn.Module, cfg: PretrainedConfig, prefix: str) -> dict:
+    """What an adapter run leaves out of its files: the frozen base weights, reloaded from the base directory."""
+    frozen = {n for n, p in model.named_parameters() if n.startswith(prefix) and not p.requires_grad}
+    buffers = {n for n, _ in model.named_buffers() if n.startswith(prefix)}
+    return {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": frozen | buffers}
+
+
 @register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
 def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
+    if spec["task"] == "causal_lm":
+        from .causal_lm import CausalLM
+
+        model = CausalLM(cfg, spec.get("total_steps"))
+        if cfg.finetune != "full":
+            model.base = frozen_base(model, cfg, "model.")
+        return model
     if len(spec["text"]) != 1:
         raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec['text'])}; "
                          "declare it with data.types: {COLUMN: text}")
@@ -188,10 +214,7 @@ def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
     model = FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
                          spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
     if cfg.finetune != "full":  # the frozen base reloads from its directory: save adapter + head only
-        prefix = f"encoders.text__{col}.model."
-        frozen = {n for n, p in model.named_parameters() if n.startswith(prefix) and not p.requires_grad}
-        buffers = {n for n, _ in model.named_buffers() if n.startswith(prefix)}
-        model.base = {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": frozen | buffers}
+        model.base = frozen_base(model, cfg, f"encoders.text__{col}.model.")
     return model
 
 

@@ -112,6 +112,8 @@ def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: s
 
 def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     logits = logits.float()
+    if task == "causal_lm":  # the model returned per-example [loss sum, response tokens]
+        return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
     if task == "classification":
         return F.cross_entropy(logits, y, weight=weights)
     return F.mse_loss(logits[:, 0], y.float())
@@ -331,6 +333,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
 @torch.no_grad()
 def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, accelerator, weights) -> dict:
     model.eval()
+    if task == "causal_lm":
+        record = lm_scores(model, val.features, max(cfg.batch_size, 64), accelerator.device, accelerator.autocast)
+        model.train()
+        return {f"val_{k}": v for k, v in record.items()}
     losses, outs = [], []
     for batch in batches(val.features, val.y, max(cfg.batch_size, 256)):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -344,6 +350,24 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
     record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
     model.train()
     return record
+
+
+@torch.no_grad()
+def lm_scores(model: nn.Module, features: dict[str, torch.Tensor], batch_size: int = 64, device="cpu",
+              autocast=None) -> dict:
+    """A causal LM's mean loss over response tokens, and its perplexity (exp of that loss)."""
+    import contextlib
+
+    model.eval()
+    total = torch.zeros(2)
+    lengths = features["len:lm"]
+    order = torch.argsort(lengths)  # length-sorted batches pad little
+    for chunk in order.split(batch_size):
+        batch = {k: v.to(device) for k, v in TensorData(features).__getitems__(chunk.tolist()).items()}
+        with autocast() if autocast else contextlib.nullcontext():
+            total += model(batch).float().sum(0).cpu()
+    loss = float(total[0] / total[1].clamp_min(1.0))
+    return {"loss": round(loss, 6), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": int(total[1])}
 
 
 def _tensorboard(run: Run):

@@ -1,0 +1,76 @@
+"""Evaluation of a causal-LM fine-tune: held-out loss and perplexity on response tokens, the untuned base model
+beside it (the baseline), sample generations, and the HTML report."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from ..data import Prepared
+from ..runs import Run, atomic_write_text, write_json
+
+SAMPLES = 5
+SAMPLE_TOKENS = 48
+
+
+def evaluate_lm(run: Run, cfg, data: Prepared, model) -> dict:
+    from ..models.causal_lm import CausalLM
+    from ..train.loop import lm_scores
+
+    split = "test" if "test" in data.encoded else "val"
+    pre = data.preprocessor
+    result = {"split": split, "rows": len(data.frames[split]), split: lm_scores(model, data.encoded[split].features)}
+    result["test"] = result[split]
+    truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
+    if truncated:
+        result["truncated_texts"] = {"max_length": pre.max_length, "rows": data.profile["splits"], **truncated}
+    if cfg.evaluate.baselines:  # the base model as it came, on the same tokens: what fine-tuning bought
+        base = CausalLM(cfg.model.model_copy(update={"finetune": "full", "freeze_layers": 0}))
+        result["baselines"] = {"base model (not fine-tuned)": lm_scores(base, data.encoded[split].features)}
+        del base
+    frame = data.frames[split].head(SAMPLES)
+    prompts = [pre.prompt_ids(str(p)) for p in frame[pre.prompt]]
+    outs = model.generate(prompts, pre.eos_id, max_new_tokens=SAMPLE_TOKENS)
+    result["samples"] = [{"prompt": str(p), "reference": str(r), "generated": pre.tokenizer.decode(o)}
+                         for p, r, o in zip(frame[pre.prompt], frame[pre.response], outs)]
+    write_json(run.path / "metrics.json", result)
+    if cfg.evaluate.report:
+        write_lm_report(run, data, result)
+    return result
+
+
+def write_lm_report(run: Run, data: Prepared, result: dict) -> None:
+    from .report import _fig, _save, _table
+
+    m = run.manifest()
+    history = run.history()
+    img = ""
+    if history:
+        plt = _fig()
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ep = [h["epoch"] for h in history]
+        ax.plot(ep, [h["train_loss"] for h in history], label="train")
+        if "val_loss" in history[0]:
+            ax.plot(ep, [h["val_loss"] for h in history], label="validation")
+        ax.set(xlabel="epoch", ylabel="loss per response token", title="Loss")
+        ax.legend()
+        img = f"<h2>Learning curves</h2><img src='{_save(plt, fig, run, 'learning_curves.png')}' alt='learning curves'>"
+    rows = [{"model": "fine-tuned", **result["test"]}]
+    rows += [{"model": k, **v} for k, v in result.get("baselines", {}).items()]
+    samples = _table(result["samples"])
+    trunc = ""
+    if result.get("truncated_texts"):
+        t = result["truncated_texts"]
+        trunc = ("<h2>Truncated examples</h2><p>" + html.escape(json.dumps({k: v for k, v in t.items()}))
+                 + f" (longer than max_length = {t['max_length']} tokens)</p>")
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(m.get('name', 'run'))} report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;white-space:pre-wrap}}
+img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(m.get('name', 'run'))} <small>{html.escape(run.path.name)}</small></h1>
+<p>Task: causal-LM fine-tuning (loss on response tokens only); rows per split:
+{html.escape(json.dumps(data.profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
+<h2>Loss and perplexity on the {result['split']} split, beside the base model</h2>{_table(rows)}
+{trunc}<h2>Samples (greedy, up to {SAMPLE_TOKENS} new tokens)</h2>{samples}{img}
+</body></html>"""
+    atomic_write_text(run.path / "report.html", doc)

@@ -1,0 +1,82 @@
+"""A pretrained decoder (GPT-2 style) fine-tuned as a causal LM on instruction/response pairs.
+
+The forward pass returns, per example, the summed next-token loss over its response tokens and their count
+([B, 2]); the training loop divides the batch's sums, so the loss is the mean over response tokens and the
+prompt never contributes. Every `model.finetune` strategy but linear_probe applies (PEFT's CAUSAL_LM task)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import PretrainedConfig
+from .pretrained import Adapted, adapt, resolve_model_path
+
+KEY = "lm"
+
+
+class CausalLM(Adapted):
+    def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
+        super().__init__()
+        from transformers import AutoModelForCausalLM
+
+        if cfg.finetune == "linear_probe":
+            raise ValueError("model.finetune: linear_probe trains a head on frozen encodings; a causal LM has no such "
+                             "head. Use full, lora, adalora, ia3, prefix or prompt")
+        path = resolve_model_path(cfg.path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        except ValueError as exc:
+            raise ValueError(f"model.path: {path} is not a causal (decoder) language model: {exc}") from None
+        self.model = adapt(model, cfg, total_steps, "CAUSAL_LM")
+        self.finetune, self.layer_lr_decay = cfg.finetune, cfg.layer_lr_decay
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, lengths, target = batch[f"text:{KEY}"], batch[f"len:{KEY}"], batch[f"segment:{KEY}"]
+        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).long()
+        logits = self.model(input_ids=ids, attention_mask=mask).logits
+        logits = logits[:, logits.shape[1] - ids.shape[1]:]  # prompt tuning prepends virtual tokens
+        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+        weight = target[:, 1:].to(nll.dtype)  # token t+1 is predicted at t; only response tokens count
+        return torch.stack([(nll * weight).sum(1), weight.sum(1)], dim=1)
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], eos_id: int, max_new_tokens: int = 64,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[list[int]]:
+        """Continue each prompt until end-of-text or `max_new_tokens`; greedy when temperature is 0.
+        Returns the new token ids only (without the end-of-text token)."""
+        self.eval()
+        torch.manual_seed(seed)
+        out = []
+        for ids in prompt_ids:  # one at a time: no left-padding rules to get wrong, and CPU batches are small
+            x = torch.tensor([ids], device=next(self.parameters()).device)
+            if self.finetune == "prompt":  # PEFT 0.21's prompt-tuning generate overruns GPT-2's positions under transformers 5
+                new = self._generate_uncached(x, eos_id, max_new_tokens, temperature, top_p)
+            else:
+                kw = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+                y = self.model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
+                                        eos_token_id=eos_id, pad_token_id=eos_id, **kw)
+                new = y[0, x.shape[1]:].tolist()
+            out.append(new[: new.index(eos_id)] if eos_id in new else new)
+        return out
+
+
+    def _generate_uncached(self, x: torch.Tensor, eos_id: int, max_new_tokens: int, temperature: float,
+                           top_p: float) -> list[int]:
+        """Token by token through the model's plain forward (which prompt tuning supports), no KV cache."""
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].float()
+            if temperature > 0:
+                probs = (logits / temperature).softmax(-1)
+                sorted_p, order = probs.sort(descending=True)
+                keep = sorted_p.cumsum(0) - sorted_p < top_p  # nucleus: the smallest set with mass >= top_p
+                token = int(order[keep][torch.multinomial(sorted_p[keep], 1)])
+            else:
+                token = int(logits.argmax())
+            if token == eos_id:
+                break
+            new.append(token)
+            x = torch.cat([x, x.new_tensor([[token]])], dim=1)
+        return new
+
