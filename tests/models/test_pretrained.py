@@ -272,3 +272,15 @@ def test_sentence_pair_with_a_trained_tokenizer_and_bad_pair_column(tmp_path):
     bad = {"target": "label", "text": {"pair": ["query", "answer"]}}
     with pytest.raises(ValueError, match=r"data.text.pair: column\(s\) \['answer'\] are not in the data"):
         train(load_config(tiny_config(tmp_path, bad, train={"epochs": 1})), frame=frame)
+
+
+def test_evaluating_on_labels_the_model_never_saw_is_refused(tmp_path, tiny_bert, capsys):
+    from modelfoundry.cli import main
+
+    run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
+    df = pd.read_csv(SAMPLE).head(5)
+    df.loc[3, "category"] = "crypto_refund"
+    df.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["evaluate", str(run.path), str(tmp_path / "new.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "label 'crypto_refund' (data row 4) was never seen in training" in err and "the model knows 4" in err

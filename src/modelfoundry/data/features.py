@@ -355,9 +355,11 @@ class Preprocessor:
             lookup = {v: i for i, v in enumerate(self.classes_)}
             codes = [lookup.get(_to_py(v), -1) for v in y.tolist()]
             if -1 in codes:
-                bad = y.iloc[codes.index(-1)]
-                raise DataError(f"target '{self.target}': label {bad!r} was never seen in training "
-                                f"(known: {self.classes_[:20]})")
+                row = codes.index(-1)
+                unseen = sorted({str(v) for v, c in zip(y.tolist(), codes) if c == -1})
+                raise DataError(f"target '{self.target}': label {y.iloc[row]!r} (data row {row + 1}) was never seen in "
+                                f"training; {sum(c == -1 for c in codes)} row(s) carry unseen labels {unseen[:10]} "
+                                f"(the model knows {len(self.classes_)}: {self.classes_[:20]})")
             return torch.tensor(codes, dtype=torch.long)
         y = pd.to_numeric(y, errors="coerce").to_numpy(np.float32)
         return torch.from_numpy((y - self.y_mean_) / self.y_std_)
