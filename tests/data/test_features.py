@@ -63,7 +63,7 @@ def test_regression_target_is_standardised_and_decoded():
 def test_unseen_label_is_named():
     df = pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]})
     pre = Preprocessor({"x": "numeric"}, "label", "classification", DataConfig()).fit(df)
-    with pytest.raises(ValueError, match="label 'c' was never seen"):
+    with pytest.raises(ValueError, match=r"label 'c' \(data row \d+\) was never seen"):
         pre.encode_target(pd.Series(["a", "c"]))
 
 
