@@ -89,6 +89,23 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .config import load_config
+    from .tune import tune, work
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.tune is None:
+        raise ValueError(f"{args.config}: no `tune` section; add one (see docs/config.md, section tune)")
+    if args.worker:  # one of --workers N processes, started by the command below
+        work(cfg, args.study or cfg.name, args.storage, args.trials or cfg.tune.trials, args.worker_index)
+        return 0
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    sdir = tune(cfg, trials=args.trials, workers=args.workers, storage=args.storage, study=args.study, refit=args.refit)
+    print(sdir)
+    return 0
+
+
 def cmd_generate(args) -> int:
     from .predictor import Predictor
 
@@ -211,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="CSV to write (default: stdout)")
     _add_set(p)
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("tune", help="an Optuna study over the config's `tune.space`; prints the study directory")
+    p.add_argument("config")
+    p.add_argument("--trials", type=int, help="trials in the study (default: tune.trials)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine sharing the study")
+    p.add_argument("--storage", help="a journal file path, or an RDB URL (postgresql://user:pass@host/db) shared by machines")
+    p.add_argument("--study", help="study name (default: the config's name); the same name resumes it")
+    p.add_argument("--refit", action="store_true", help="train the best config on train+val, evaluate on test")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    _add_set(p)
+    p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser("generate", help="a causal-LM run's response to an instruction")
     p.add_argument("run")

@@ -7,6 +7,7 @@ allowed, what was given and how to fix it.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 from pathlib import Path
@@ -322,6 +323,97 @@ class EvaluateConfig(Section):
     """Write report.html with plots."""
 
 
+# ---------------------------------------------------------------------------------------- tune
+class SpaceParam(Section):
+    """One searched config field: exactly one of uniform, log_uniform, int, choice."""
+
+    uniform: tuple[float, float] | None = None
+    """A float drawn between [low, high]."""
+    log_uniform: tuple[float, float] | None = None
+    """A float drawn between [low, high] on a log scale (both > 0)."""
+    int_: tuple[builtins.int, builtins.int] | None = Field(None, alias="int")
+    """An integer between [low, high] inclusive (`int: [16, 128]`)."""
+    choice: list[Any] | None = None
+    """Any YAML values, lists included (`choice: [[64], [128, 64]]`)."""
+    step: float | None = Field(None, gt=0)
+    """A step for uniform/int ranges (grid search expands stepped ranges)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SpaceParam:
+        kinds = [k for k in ("uniform", "log_uniform", "int_", "choice") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of uniform, log_uniform, int, choice"
+                             + (f" (found {', '.join(k.rstrip('_') for k in kinds)})" if kinds else ""))
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice: needs at least one value")
+        for k in ("uniform", "log_uniform", "int_"):
+            r = getattr(self, k)
+            if r is not None and r[0] > r[1]:
+                raise ValueError(f"{k.rstrip('_')}: low {r[0]} > high {r[1]}")
+        if self.log_uniform is not None and self.log_uniform[0] <= 0:
+            raise ValueError(f"log_uniform: bounds must be > 0, got {list(self.log_uniform)}")
+        if self.step is not None and self.uniform is None and self.int_ is None:
+            raise ValueError("step applies to uniform and int ranges")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k.rstrip("_") for k in ("uniform", "log_uniform", "int_", "choice") if getattr(self, k) is not None)
+
+    def grid(self) -> list[Any] | None:
+        """The values grid search tries: the choices, or a stepped range; None when the range is continuous."""
+        if self.choice is not None:
+            return list(self.choice)
+        if self.int_ is not None:
+            return list(range(self.int_[0], self.int_[1] + 1, builtins.int(self.step or 1)))
+        if self.uniform is not None and self.step is not None:
+            n = builtins.int(round((self.uniform[1] - self.uniform[0]) / self.step))
+            return [round(self.uniform[0] + i * self.step, 12) for i in range(n + 1)]
+        return None
+
+
+SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc", "bruteforce")
+
+
+class TuneConfig(Section):
+    sampler: Literal["grid", "random", "tpe", "cmaes", "gp", "qmc", "bruteforce"] = "tpe"
+    """Optuna's sampler: grid (choices and stepped ranges), random, tpe (Bayesian), cmaes, gp, qmc, bruteforce."""
+    sampler_options: dict[str, Any] = {}
+    """Passed to the Optuna sampler (e.g. `{n_startup_trials: 5}` for tpe); `seed` comes from tune.seed."""
+    trials: int = Field(20, gt=0)
+    """Trials in the study (all workers together; a resumed study runs only the missing ones)."""
+    timeout: float | None = Field(None, gt=0)
+    """Stop starting new trials after this many seconds (per worker)."""
+    metric: str = "val_loss"
+    """The validation metric to optimise, as the run reports it (val_loss, val_accuracy, val_roc_auc, val_rmse,
+    ...; the value at the run's best epoch), or `cv_<metric>` (e.g. cv_roc_auc) for the k-fold mean when
+    evaluate.cv is set."""
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
+    """auto = minimize losses and errors, maximize the rest."""
+    seed: int = 0
+    pruner: Literal["none", "median", "hyperband"] = "none"
+    """Stop unpromising trials early, fed the validation metric after every epoch."""
+    space: dict[str, SpaceParam]
+    """Dotted config paths and their ranges: `{train.lr: {log_uniform: [1e-4, 1e-1]}, model.hidden: {choice: [[64], [128, 64]]}}`."""
+
+    @model_validator(mode="after")
+    def _space(self) -> TuneConfig:
+        if not self.space:
+            raise ValueError("space is empty; add at least one dotted config path, "
+                             "e.g. space: {train.lr: {log_uniform: [1.0e-4, 1.0e-1]}}")
+        if self.sampler in ("grid", "bruteforce"):
+            continuous = [k for k, p in self.space.items() if p.grid() is None]
+            if continuous:
+                raise ValueError(f"{self.sampler} search needs choice or stepped ranges (add step:); "
+                                 f"continuous: {', '.join(continuous)}")
+        if self.metric.startswith("test_"):
+            raise ValueError(f"metric '{self.metric}': tuning on the test split leaks it into the model choice; "
+                             "use a val_ metric or cv_ with evaluate.cv")
+        return self
+
+
 class Config(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     """The run's name: runs go to `<output_dir>/<name>/<run-id>/`."""
@@ -331,6 +423,8 @@ class Config(Section):
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    tune: TuneConfig | None = None
+    """Hyperparameter search (`foundry tune`)."""
     base_dir: str = Field(".", exclude=True)
     """(set by load_config) the config file's folder; relative paths resolve against it."""
 
@@ -338,6 +432,23 @@ class Config(Section):
     def _model_path_from_config_dir(self) -> Config:
         if isinstance(self.model, PretrainedConfig) and self.model.path != "minilm" and not Path(self.model.path).is_absolute():
             self.model.path = str((Path(self.base_dir) / self.model.path).resolve())
+        return self
+
+    @model_validator(mode="after")
+    def _tune_paths_exist(self) -> Config:
+        if self.tune is None:
+            return self
+        flat = dotted_paths(self.model_dump(mode="json", exclude={"tune", "base_dir"}))
+        for key in self.tune.space:
+            if key.split(".")[0] in ("tune", "name", "output_dir"):
+                raise ValueError(f"tune.space.{key}: cannot search over {key}")
+            if key in flat or any(key.startswith(p + ".") for p in FREE_FORM):
+                continue
+            close = difflib.get_close_matches(key, list(flat), n=1, cutoff=0.6)
+            raise ValueError(f"tune.space: '{key}' is not a field of this config"
+                             + (f"; did you mean '{close[0]}'?" if close else ""))
+        if self.tune.metric.startswith("cv_") and self.evaluate.cv is None:
+            raise ValueError(f"tune.metric '{self.tune.metric}' is a k-fold mean; set evaluate.cv (e.g. {{folds: 5}})")
         return self
 
     @model_validator(mode="after")
@@ -360,6 +471,20 @@ class Config(Section):
             return None
         p = Path(path).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+
+FREE_FORM = ("model.adapter", "data.types", "data.clean.columns")  # mappings whose keys are the user's
+
+
+def dotted_paths(d: dict, prefix: str = "") -> dict[str, str]:
+    """Every dotted path of a nested dict -> 'dict' for sections and free-form mappings, else 'value'."""
+    out = {}
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        out[path] = "dict" if isinstance(v, dict) else "value"
+        if isinstance(v, dict):
+            out.update(dotted_paths(v, path + "."))
+    return out
 
 
 # --------------------------------------------------------------------------------------- errors

@@ -37,7 +37,8 @@ def _distributed_run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False) -> tuple[torch.nn.Module, FitResult]:
+def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,
+                on_epoch=None) -> tuple[torch.nn.Module, FitResult]:
     """Build the configured model for `data` and fit it. Shared by `train` and cross-validation."""
     torch.manual_seed(cfg.train.seed)
     per_epoch = math.ceil(math.ceil(len(data.targets["train"]) / (cfg.train.batch_size * accelerator.num_processes))
@@ -57,7 +58,7 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         augment = augment.model_copy(update={"text_token_dropout": 0.0})  # tokens are gone once encoded
     tr = TensorData(features["train"], data.targets["train"])
     val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
-    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume)
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume, on_epoch=on_epoch)
     model = accelerator.unwrap_model(model)
     for k, enc in swapped.items():
         model.encoders[k] = enc
@@ -65,10 +66,12 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
 
 
 def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
-          resume: str | Path | None = None, run_dir: str | Path | None = None) -> Run:
+          resume: str | Path | None = None, run_dir: str | Path | None = None, on_epoch=None) -> Run:
     """Train and evaluate the model a config describes. Returns the complete Run.
 
-    `resume` continues a killed or interrupted run from its last checkpoint (same config, same data)."""
+    `resume` continues a killed or interrupted run from its last checkpoint (same config, same data).
+    `on_epoch(record)` sees every epoch's metrics; an exception with `run_status` (a pruned trial) ends the
+    run with that status."""
     from ..evaluate import evaluate_run
 
     timer = Timer()
@@ -95,7 +98,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             data.preprocessor.save(run.model_dir)
         accelerator.wait_for_everyone()
         t_fit = Timer()
-        model, result = train_model(cfg, data, run, accelerator, resume=resume is not None)
+        model, result = train_model(cfg, data, run, accelerator, resume=resume is not None, on_epoch=on_epoch)
         if main:
             saved = save_model(model, cfg.model, model.spec, run.model_dir)
             timings = {"fit_s": t_fit()}
@@ -114,9 +117,10 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
                   file=sys.stderr)
         raise
     except BaseException as exc:
+        status = getattr(exc, "run_status", "failed")
         if main and run.manifest_path.exists():
-            run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+            run.finish(status, error=f"{type(exc).__name__}: {exc}")
         elif main:
-            run.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}")
+            run.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}")
         raise
     return run

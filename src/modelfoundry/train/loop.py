@@ -215,8 +215,9 @@ def _load_weights(model: nn.Module, path: Path) -> None:
 
 
 def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, cfg: TrainConfig, run: Run | None,
-        accelerator, augment=None, resume: bool = False) -> FitResult:
-    """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric)."""
+        accelerator, augment=None, resume: bool = False, on_epoch=None) -> FitResult:
+    """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric).
+    `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise)."""
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
     lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
@@ -319,6 +320,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
                           {"best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped": stopped})
         if run is None and improved:
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(record)
         accelerator.wait_for_everyone()
     if writer:
         writer.close()
