@@ -68,7 +68,10 @@ def open_storage(storage: str | None, study_dir: Path):
     if storage.startswith(("postgresql", "mysql")):
         kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # heartbeats: a trial whose machine died is failed after the grace period, so others need not wait
+            return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
     except Exception as exc:  # sqlalchemy/driver errors: say where, never the password
         reason = str(exc).splitlines()[0][:300].replace(storage, mask_url(storage))
         raise ValueError(f"--storage {mask_url(storage)}: cannot open the study storage ({type(exc).__name__}: {reason})") from None
