@@ -39,6 +39,20 @@ def test_train_prints_the_run_directory_last_then_predict_evaluate_list(tmp_path
     assert code == 0 and "complete" in out and str(run) in out
 
 
+def test_runs_compare_tables_and_overlays_two_runs(tmp_path, table_config, capsys):
+    runs = []
+    for lr in ("0.01", "0.05"):
+        code, out, err = run_cli(capsys, "train", table_config, "--set", "train.epochs=3", "--set", f"train.lr={lr}")
+        assert code == 0, err
+        runs.append(out.strip().splitlines()[-1])
+    code, out, err = run_cli(capsys, "runs", "compare", *runs, "--plot", tmp_path / "cmp.png")
+    assert code == 0, err
+    assert "test_accuracy" in out and "0.01" in out and "0.05" in out and all(r in out for r in runs)
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    code, _, err = run_cli(capsys, "runs", "compare", runs[0])
+    assert code == 2 and "at least two run directories" in err
+
+
 def test_predict_input_missing_a_column(tmp_path, table_config, capsys):
     code, out, _ = run_cli(capsys, "train", table_config, "--set", "train.epochs=1")
     run = out.strip().splitlines()[-1]

@@ -148,6 +148,16 @@ def cmd_evaluate(args) -> int:
 def cmd_runs(args) -> int:
     from .runs import list_runs
 
+    if args.action == "compare":
+        from .evaluate.compare import compare_runs
+
+        table = compare_runs(args.runs, plot=args.plot)
+        print(table.to_string(index=False))
+        print(f"curves -> {args.plot}", file=sys.stderr)
+        return 0
+    if args.runs:
+        raise ValueError("foundry runs list takes no run directories (did you mean: foundry runs compare RUN_A RUN_B)")
+
     rows = list_runs(args.output_dir)
     if not rows:
         print(f"no runs under {args.output_dir}/", file=sys.stderr)
@@ -265,9 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(fn=cmd_export)
 
-    p = sub.add_parser("runs", help="list runs")
-    p.add_argument("action", choices=["list"])
+    p = sub.add_parser("runs", help="list runs, or compare some side by side")
+    p.add_argument("action", choices=["list", "compare"])
+    p.add_argument("runs", nargs="*", help="compare: two or more run directories")
     p.add_argument("--output-dir", default="runs")
+    p.add_argument("--plot", default="runs_compare.png", help="compare: where to write the overlaid curves")
     _add_set(p)
     p.set_defaults(fn=cmd_runs)
 
