@@ -323,6 +323,21 @@ class EvaluateConfig(Section):
     """Write report.html with plots."""
 
 
+# --------------------------------------------------------------------------------------- track
+class TrackConfig(Section):
+    backend: Literal["none", "mlflow"] = "none"
+    """mlflow = log parameters, per-epoch metrics, test metrics, the report and the model to MLflow (the
+    `mlflow` extra); `track: mlflow` is short for `track: {backend: mlflow}`. TensorBoard logs are always written."""
+    uri: str | None = None
+    """MLflow tracking URI; default a local SQLite file `<output_dir>/mlflow.db` (artifacts beside it).
+    Any server URI works (http://host:5000)."""
+    experiment: str | None = None
+    """MLflow experiment; default: the config's name."""
+    register: str | None = None
+    """Register the trained model in MLflow's model registry under this name (a tuned study registers its
+    refit model)."""
+
+
 # ---------------------------------------------------------------------------------------- tune
 class SpaceParam(Section):
     """One searched config field: exactly one of uniform, log_uniform, int, choice."""
@@ -425,6 +440,13 @@ class Config(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     tune: TuneConfig | None = None
     """Hyperparameter search (`foundry tune`)."""
+    track: TrackConfig = TrackConfig()
+    """Experiment tracking beyond the Run directory."""
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _track_shorthand(cls, v: Any) -> Any:
+        return {"backend": v} if isinstance(v, str) else v
     base_dir: str = Field(".", exclude=True)
     """(set by load_config) the config file's folder; relative paths resolve against it."""
 

@@ -90,7 +90,18 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             run.path.mkdir(parents=True, exist_ok=True)
         else:
             run = Run.create(Path(cfg.output_dir), cfg.name)
+    from ..track import Tracker
+
+    tracker = None
     try:
+        if main:
+            tracker = Tracker(cfg, run.path)
+            user_on_epoch = on_epoch
+
+            def on_epoch(record, _user=user_on_epoch):
+                tracker.epoch(record)
+                if _user is not None:
+                    _user(record)
         data = prepare(cfg, frame, test_frame)
         if main:
             run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
@@ -109,10 +120,13 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
                        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                        saved_model=saved,
                        stopped_early=result.stopped_early, processes=accelerator.num_processes)
+            tracker.finish(run, "complete")
         accelerator.wait_for_everyone()
     except KeyboardInterrupt:
         if main:
             run.finish("interrupted", error="interrupted (Ctrl-C)")
+            if tracker is not None:
+                tracker.finish(run, "interrupted")
             print(f"interrupted; the last checkpoint is kept. Continue with: foundry train --resume {run.path}",
                   file=sys.stderr)
         raise
@@ -122,5 +136,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             run.finish(status, error=f"{type(exc).__name__}: {exc}")
         elif main:
             run.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}")
+        if main and tracker is not None and tracker.active and tracker.mlflow.active_run() is not None:
+            tracker.finish(run, status)
         raise
     return run

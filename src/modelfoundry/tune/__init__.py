@@ -131,6 +131,7 @@ def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
 
     raw = config_to_dict(cfg)
     raw.pop("tune", None)
+    raw["track"] = {**raw["track"], "register": None}  # trials are not registered; a refit model may be
     return validate_config(apply_overrides(raw, params), cfg.base_dir, "trial config")
 
 
@@ -286,6 +287,19 @@ def tune(cfg: Config, *, trials: int | None = None, workers: int = 1, storage: s
     sdir = study_dir_for(cfg, study)
     sdir.mkdir(parents=True, exist_ok=True)
     s = open_study(cfg, study, storage)
+    from ..track import PARENT_ENV, study_parent
+
+    parent = study_parent(cfg, study)
+    if parent:  # trials (in this process and in the workers) nest under the study's MLflow run
+        os.environ[PARENT_ENV] = parent
+    try:
+        return _run_study(cfg, s, sdir, study, storage, trials, workers, refit, parent)
+    finally:
+        os.environ.pop(PARENT_ENV, None)
+
+
+def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, trials: int, workers: int, refit: bool,
+               parent: str | None) -> Path:
     revived = _fail_dead_trials(s)
     if revived:
         print(f"{revived} trial(s) whose process died are marked failed; their share runs again", file=sys.stderr)
@@ -307,10 +321,26 @@ def tune(cfg: Config, *, trials: int | None = None, workers: int = 1, storage: s
             raise
         if any(codes):
             raise RuntimeError(f"tune: worker exit codes {codes}; the study is kept, run the same command to resume")
-    summarize(cfg, s, sdir)
+    summary = summarize(cfg, s, sdir)
+    if parent:
+        _track_study(cfg, parent, summary, sdir)
     if refit:
-        refit_best(cfg, s, sdir)
+        refit_best(cfg, s, sdir, parent)
     return sdir
+
+
+def _track_study(cfg: Config, parent: str, summary: dict, sdir: Path) -> None:
+    """The study's parent MLflow run gets the best value and the leaderboard; the best trial's run a tag."""
+    from ..track import _mlflow
+
+    mlflow = _mlflow(cfg)
+    client = mlflow.MlflowClient()
+    if "best_value" in summary:
+        client.log_metric(parent, f"best_{cfg.tune.metric}", float(summary["best_value"]))
+        best_dir = summary.get("best_run")
+        for r in mlflow.search_runs(filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", output_format="list"):
+            client.set_tag(r.info.run_id, "foundry.best", str(r.data.tags.get("foundry.run_dir") == best_dir).lower())
+    client.log_artifact(parent, str(sdir / "leaderboard.csv"))
 
 
 def summarize(cfg: Config, study, sdir: Path) -> dict:
@@ -386,13 +416,15 @@ def _plots(study, sdir: Path) -> list[str]:
     return made
 
 
-def refit_best(cfg: Config, study, sdir: Path) -> Run:
+def refit_best(cfg: Config, study, sdir: Path, parent: str | None = None) -> Run:
     """The best trial's config trained on train+val for its best epoch count, evaluated on the test split."""
     from ..train import train
 
     best = study.best_trial
     params = {k: _decoded(cfg, k, v) for k, v in best.params.items()}
     bcfg = trial_config(cfg, params)
+    # the chosen model is the one registered, in the study's experiment
+    bcfg = bcfg.model_copy(update={"track": cfg.track.model_copy(update={"experiment": cfg.track.experiment or cfg.name})})
     epochs = best.user_attrs.get("best_epoch") or bcfg.train.epochs
     bcfg = bcfg.model_copy(update={
         "name": f"{cfg.name}-refit",
