@@ -19,7 +19,7 @@ def _client(tmp_path):
 def test_a_run_logs_params_epochs_test_metrics_report_and_registers_its_model(tmp_path, table_csv):
     raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"epochs": 3, "early_stopping": None},
                       evaluate={"report": True})
-    raw["track"] = {"backend": "mlflow", "register": "churn-model"}
+    raw["track"] = {"backend": "mlflow", "registry_name": "churn-model"}
     run = train(load_config(raw))
     client = _client(tmp_path)
     exp = client.get_experiment_by_name("t")
@@ -41,7 +41,7 @@ def test_a_study_nests_its_trials_under_one_parent_and_registers_the_refit_model
     raw["track"] = "mlflow"  # the shorthand
     raw["tune"] = {"sampler": "random", "trials": 3, "metric": "val_accuracy", "space": {"train.lr": {"log_uniform": [1e-3, 1e-1]}}}
     assert load_config(raw).track.backend == "mlflow"
-    raw["track"] = {"backend": "mlflow", "register": "tuned"}
+    raw["track"] = {"backend": "mlflow", "registry_name": "tuned"}
     tune(load_config(raw), refit=True)
     client = _client(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])

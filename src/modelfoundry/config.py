@@ -333,7 +333,7 @@ class TrackConfig(Section):
     Any server URI works (http://host:5000)."""
     experiment: str | None = None
     """MLflow experiment; default: the config's name."""
-    register: str | None = None
+    registry_name: str | None = None
     """Register the trained model in MLflow's model registry under this name (a tuned study registers its
     refit model)."""
 

@@ -84,8 +84,8 @@ class Tracker:
             self.mlflow.log_artifacts(str(run.path / "plots"), "plots")
         if status == "complete" and run.model_dir.is_dir():
             self.mlflow.log_artifacts(str(run.model_dir), "model")
-            if self.cfg.track.register:
-                register(self.mlflow, self.cfg.track.register, self.run)
+            if self.cfg.track.registry_name:
+                register(self.mlflow, self.cfg.track.registry_name, self.run)
         self.mlflow.end_run(status="FINISHED" if status == "complete" else "FAILED" if status == "failed" else "KILLED")
 
 

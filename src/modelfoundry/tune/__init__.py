@@ -131,7 +131,7 @@ def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
 
     raw = config_to_dict(cfg)
     raw.pop("tune", None)
-    raw["track"] = {**raw["track"], "register": None}  # trials are not registered; a refit model may be
+    raw["track"] = {**raw["track"], "registry_name": None}  # trials are not registered; a refit model may be
     return validate_config(apply_overrides(raw, params), cfg.base_dir, "trial config")
 
 
