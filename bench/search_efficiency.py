@@ -8,7 +8,7 @@ with Optuna's GridSampler, RandomSampler and TPESampler, each trial training the
 `train_model`, seed 42) and scoring validation ROC-AUC at its best epoch. Training is deterministic for a
 given configuration, so each configuration is trained once and its score reused when another sampler or seed
 proposes it again: the samplers' trial counts are what is compared, not the training's noise.
-Part 2 runs `foundry tune` (random sampler, 16 trials) with --workers 1 and --workers 2, in fresh processes.
+Part 2 runs `foundry tune` (random sampler, 36 trials) with --workers 1 and --workers 2, in fresh processes.
 Run it alone: other processes distort the times.
 """
 
@@ -118,7 +118,7 @@ def main() -> None:
                               "best_after_n_std": [round(float(v), 4) for v in arr.std(0)]}
     out["third_of_grid"] = budget / 3
     out["tpe_goal_met"] = out["samplers"]["tpe"]["mean_trials_to_reach"] <= budget / 3
-    trials = 16
+    trials = budget
     t1, t2 = workers_time(1, trials), workers_time(2, trials)
     out["workers"] = {"trials": trials, "one_worker_s": round(t1, 1), "two_workers_s": round(t2, 1),
                       "speedup": round(t1 / t2, 2), "goal_1_7x_met": t1 / t2 >= 1.7}

@@ -62,6 +62,15 @@ def test_embedded_minilm_with_lora(tmp_path):
     assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.8
 
 
+@pytest.mark.slow
+def test_prefix_tuning_on_the_embedded_minilm(tmp_path):
+    """The case PEFT's own BERT sequence-classification path refuses under transformers 5."""
+    run = _train(tmp_path, {"type": "pretrained", "path": "minilm", "finetune": "prefix"}, epochs=3, lr=2e-2)
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["trainable_parameters"] < 0.2 * manifest["parameters"]
+    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.6  # four intents: chance 0.25
+
+
 def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tmp_path, tiny_bert):
     lora = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
     full = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "full"}, epochs=1)

@@ -79,7 +79,9 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, table_csv):
 
 
 def test_two_workers_share_one_study(tmp_path, table_csv):
-    path = write_yaml(tmp_path / "tune.yaml", _cfg(tmp_path, table_csv, trials=6))
+    raw = _cfg(tmp_path, table_csv, trials=6)
+    raw["train"]["epochs"] = 40  # trials long enough that the second process joins before the first is done
+    path = write_yaml(tmp_path / "tune.yaml", raw)
     proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "tune", str(path), "--workers", "2"],
                           env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -307,18 +307,25 @@ def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, tria
     atomic_write_text(cfg_file, config_to_yaml(cfg))
     if workers <= 1:
         work(cfg, study, storage, trials)
-    else:
+    else:  # this process is worker 0; W-1 more processes join it on the same study
+        import torch
+
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-m", "modelfoundry.cli", "tune", str(cfg_file), "--worker", "--study", study,
                "--trials", str(trials), "--storage", storage or str(sdir / "journal.log")]
-        procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(workers)]
+        procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(1, workers)]
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
         try:
+            work(cfg, study, storage, trials)
             codes = [p.wait() for p in procs]
-        except KeyboardInterrupt:
+        except BaseException:
             for p in procs:
                 p.terminate()
             raise
+        finally:
+            torch.set_num_threads(before)
         if any(codes):
             raise RuntimeError(f"tune: worker exit codes {codes}; the study is kept, run the same command to resume")
     summary = summarize(cfg, s, sdir)
