@@ -136,7 +136,7 @@ def run_ours(limit: int | None, kind: str, strategy: str | None = None) -> dict:
     return {"train_s": round(manifest["timings"]["fit_s"], 1), "total_s": round(time.perf_counter() - t0, 1),
             "accuracy": round(metrics["accuracy"], 4), "f1_macro": round(metrics["f1_macro"], 4),
             "trainable_parameters": manifest["trainable_parameters"],
-            "saved_bytes": weights.stat().st_size, "base_reloaded": "tensors_from_base" in manifest["saved_model"],
+            "saved_bytes": weights.stat().st_size, "base_reloaded": manifest["saved_model"].get("tensors_from_base", 0) > 0,
             "epochs": cfg.train.epochs, "lr": cfg.train.lr}
 
 
@@ -177,6 +177,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["all", "compare", "strategies"], default="all")
     ap.add_argument("--limit", type=int, default=None, help="train on about this many rows (smoke runs; not for results)")
+    ap.add_argument("--only", nargs="+", choices=list(STRATEGIES), help="strategies: rerun these, keep the others' results")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -197,11 +198,14 @@ def main() -> None:
         (RESULTS / f"finetune_vs_hf{suffix}.json").write_text(json.dumps(out, indent=2))
         print(json.dumps(out, indent=2))
     if args.part in ("all", "strategies"):
-        res = {s: spawn(f"strategy:{s}", args.limit) for s in STRATEGIES}
+        path = RESULTS / f"finetune_strategies{suffix}.json"
+        res = json.loads(path.read_text())["results"] if args.only and path.exists() else {}
+        res.update({s: spawn(f"strategy:{s}", args.limit) for s in (args.only or STRATEGIES)})
+        res = {s: res[s] for s in STRATEGIES if s in res}
         out = {"benchmark": "BANKING77, all-MiniLM-L6-v2, every model.finetune strategy (3 epochs, batch 32, max length 64)",
                "learning_rates": {s: o["lr"] for s, o in STRATEGIES.items()}, "limit": args.limit, "machine": machine(),
                "results": res}
-        (RESULTS / f"finetune_strategies{suffix}.json").write_text(json.dumps(out, indent=2))
+        path.write_text(json.dumps(out, indent=2))
         print(json.dumps(out, indent=2))
 
 

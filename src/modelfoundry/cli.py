@@ -106,6 +106,19 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import ServeSettings, serve
+
+    keys = set(args.api_key or [])
+    if args.api_keys_file:
+        keys |= {line.strip() for line in Path(args.api_keys_file).read_text(encoding="utf-8").splitlines()
+                 if line.strip() and not line.startswith("#")}
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
+                             max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
+    serve(args.runs, host=args.host, port=args.port, api_keys=keys, allowed_root=args.allowed_root, settings=settings)
+    return 0
+
+
 def cmd_generate(args) -> int:
     from .predictor import Predictor
 
@@ -250,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     _add_set(p)
     p.set_defaults(fn=cmd_tune)
+
+    p = sub.add_parser("serve", help="an HTTP service (FastAPI) predicting with one or more runs")
+    p.add_argument("runs", nargs="+", help="complete run directories; the first is the default model")
+    p.add_argument("--host", default="127.0.0.1", help="a non-loopback host requires an API key")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", action="append", help="a key clients send as X-API-Key (repeatable)")
+    p.add_argument("--api-keys-file", help="keys, one per line")
+    p.add_argument("--allowed-root", help="refuse run directories outside this folder")
+    p.add_argument("--max-batch", type=int, default=32, help="rows per model call (dynamic batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="wait for a batch to fill; 0 = no batching")
+    p.add_argument("--max-rows", type=int, default=1000, help="rows per request")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("generate", help="a causal-LM run's response to an instruction")
     p.add_argument("run")

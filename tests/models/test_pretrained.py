@@ -100,7 +100,8 @@ def test_ia3_and_adalora(tmp_path, tiny_bert):
 
     cfg = load_config(tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category"},
                                   model={"type": "pretrained", "path": str(tiny_bert), "finetune": "adalora",
-                                         "adapter": {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 1}},
+                                         "adapter": {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 1,
+                                                     "target_modules": ["query", "value", "dense"]}},
                                   train={"epochs": 2, "batch_size": 32, "early_stopping": None}))
     data = prepare(cfg)
     model, _ = train_model(cfg, data, None, make_accelerator("fp32"))

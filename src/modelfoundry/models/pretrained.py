@@ -125,7 +125,12 @@ class PretrainedEncoder(Adapted):
         super().__init__()
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(resolve_model_path(cfg.path), use_safetensors=True)
+        path = resolve_model_path(cfg.path)
+        try:  # our pooling reads the token states: BERT's pooler would be dead weight (and AdaLoRA
+            # cannot score adapters on it, since they never get a gradient)
+            model = AutoModel.from_pretrained(path, use_safetensors=True, add_pooling_layer=False)
+        except TypeError:  # architectures without that option
+            model = AutoModel.from_pretrained(path, use_safetensors=True)
         self.model = adapt(model, cfg, total_steps, "FEATURE_EXTRACTION")
         self.layer_lr_decay = cfg.layer_lr_decay
         self.finetune = cfg.finetune

@@ -1,0 +1,191 @@
+"""The HTTP service: predictions, model info, health, metrics, dynamic batching, API keys, limits, bad input,
+several models, graceful shutdown, and a property-based fuzz of /v1/predict (no 500s)."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelfoundry.config import load_config
+from modelfoundry.serve import ServeSettings, create_app, load_models
+from modelfoundry.train import train
+
+from ..conftest import SAMPLE, cli_env, tiny_config
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    from ..conftest import tabular_frame
+
+    d = tmp_path_factory.mktemp("serve")
+    tabular_frame().to_csv(d / "t.csv", index=False)
+    return train(load_config(tiny_config(d, {"path": str(d / "t.csv"), "target": "label"}, name="churn",
+                                         train={"epochs": 3}))).path
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve-text")
+    return train(load_config(tiny_config(d, {"path": str(SAMPLE), "target": "category",
+                                             "text": {"vocab_size": 300, "min_frequency": 1}}, name="intents",
+                                         train={"epochs": 3}))).path
+
+
+ROW = {"x1": 0.5, "x2": -1.0, "colour": "red"}
+
+
+def _client(runs, **kw):
+    return TestClient(create_app(load_models(runs), ServeSettings(**kw)))
+
+
+def test_predict_model_info_health_and_metrics(table_run):
+    with _client([table_run]) as c:
+        r = c.post("/v1/predict", json=[ROW, {**ROW, "colour": "blue"}])
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert len(preds) == 2 and preds[0]["label"] in {"yes", "no"}
+        assert abs(sum(preds[0]["probabilities"].values()) - 1) < 1e-5
+        # the same Predictor as `foundry predict`
+        from modelfoundry.predictor import Predictor
+
+        local = Predictor.load(table_run).predict([ROW])
+        assert preds[0]["probabilities"]["yes"] == pytest.approx(float(local["prob_yes"][0]), abs=1e-6)
+        info = c.get("/v1/model").json()
+        assert info["name"] == "churn" and info["labels"] == ["no", "yes"] and info["inputs"]["colour"] == "categorical"
+        assert "accuracy" in info["metrics"]
+        assert c.get("/healthz").json() == {"status": "ok"} and c.get("/readyz").json()["status"] == "ready"
+        schema = c.get("/openapi.json").json()["components"]["schemas"]
+        assert {"x1", "x2", "colour"} <= set(schema["churn_record"]["properties"])  # the real input schema
+        text = c.get("/metrics").text
+        assert 'foundry_requests_total{route="/v1/predict",status="200"}' in text
+        assert "foundry_request_seconds_bucket" in text and "foundry_batch_rows_bucket" in text
+
+
+def test_texts_and_several_models_in_one_process(table_run, text_run):
+    with _client([text_run, table_run]) as c:
+        assert c.get("/v1/models").json() == {"models": ["intents", "churn"], "default": "intents"}
+        r = c.post("/v1/predict", json=["where is my card?", "cancel my transfer"])
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+        r = c.post("/v1/models/churn/predict", json=[ROW])
+        assert r.status_code == 200 and r.json()["model"] == "churn"
+        assert c.post("/v1/models/churn/predict", json=["plain text"]).status_code == 422
+
+
+def test_dynamic_batching_groups_concurrent_requests(table_run):
+    import httpx
+
+    app = create_app(load_models([table_run]), ServeSettings(max_batch=64, max_wait_ms=50))
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                rs = await asyncio.gather(*[c.post("/v1/predict", json=[ROW]) for _ in range(16)])
+                metrics = (await c.get("/metrics")).text
+        return rs, metrics
+
+    rs, metrics = asyncio.run(go())
+    assert all(r.status_code == 200 for r in rs)
+    count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("foundry_batch_rows_count")))
+    assert count < 16  # 16 one-row requests went through fewer model calls
+
+
+def test_bad_requests_get_clear_errors_never_500(table_run):
+    with _client([table_run], max_rows=5, max_body_bytes=2000) as c:
+        r = c.post("/v1/predict", content=b"[{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        r = c.post("/v1/predict", json=[{"x1": 0.5, "colour": "red", "x2": "abc"}])
+        assert r.status_code == 422 and "x2" in r.text  # the field is named
+        r = c.post("/v1/predict", json=[{**ROW, "extra": 1}])
+        assert r.status_code == 422 and "extra" in r.text
+        assert c.post("/v1/predict", json=[]).status_code == 422
+        assert c.post("/v1/predict", json={"x1": 1}).status_code == 422
+        assert c.post("/v1/predict", json=[ROW] * 6).status_code == 413  # more rows than allowed
+        assert c.post("/v1/predict", content=b"[" + b" " * 3000 + b"]",
+                      headers={"content-type": "application/json"}).status_code == 413
+        missing = c.post("/v1/predict", json=[{"x1": 0.5, "x2": 1.0}])  # colour may be missing: imputed
+        assert missing.status_code == 200
+
+
+def test_api_keys(table_run, tmp_path):
+    with _client([table_run], api_keys={"s3cret", "other"}) as c:
+        assert c.post("/v1/predict", json=[ROW]).status_code == 401
+        assert c.post("/v1/predict", json=[ROW], headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/predict", json=[ROW], headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/v1/model", headers={"X-API-Key": "other"}).status_code == 200
+        assert c.get("/healthz").status_code == 200  # probes need no key
+    from modelfoundry.serve import serve
+
+    with pytest.raises(ValueError, match="reachable from other machines: give --api-key"):
+        serve([str(table_run)], host="0.0.0.0")
+
+
+def test_refused_runs(table_run, tmp_path):
+    with pytest.raises(ValueError, match="outside the allowed root"):
+        load_models([table_run], allowed_root=tmp_path)
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(table_run, broken)
+    (broken / "model" / "weights.safetensors").rename(broken / "model" / "weights.pt")
+    with pytest.raises(ValueError, match="no weights.safetensors .*weights.pt"):
+        load_models([broken])
+    running = tmp_path / "running"
+    shutil.copytree(table_run, running)
+    manifest = json.loads((running / "manifest.json").read_text())
+    (running / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    with pytest.raises(ValueError, match="not 'complete'"):
+        load_models([running])
+
+
+def test_fuzz_predict_never_answers_500(table_run):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20),
+                       st.lists(st.integers(), max_size=3))
+    rows = st.one_of(st.dictionaries(st.sampled_from(["x1", "x2", "colour", "zzz"]), values, max_size=4), values)
+    bodies = st.one_of(st.lists(rows, max_size=4), values, st.dictionaries(st.text(max_size=5), values, max_size=2))
+    with _client([table_run]) as c:
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(bodies)
+        def check(body):
+            r = c.post("/v1/predict", content=json.dumps(body, allow_nan=True).encode(),
+                       headers={"content-type": "application/json"})
+            assert r.status_code < 500, (body, r.text)
+
+        check()
+
+
+@pytest.mark.slow
+def test_foundry_serve_process_and_graceful_shutdown(table_run):
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "serve", str(table_run), "--port", str(port)],
+                         env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[ROW], timeout=10)
+        assert r.status_code == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "Shutting down" in err or "Finished server process" in err
+    assert os.environ is not None
