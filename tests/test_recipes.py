@@ -37,5 +37,5 @@ def test_quickstart(tmp_path):
     assert res.returncode == 0, res.stderr
     run = Run.open(res.stdout.strip().splitlines()[-1])
     assert run.status == "complete" and (run.path / "report.html").exists()
-    assert "test accuracy" in res.stderr and "foundry predict" in res.stderr
+    assert "test accuracy" in res.stderr and "foundry predict" in res.stderr and "foundry serve" in res.stderr
     assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.75  # 77 intents

@@ -216,6 +216,8 @@ def cmd_quickstart(args) -> int:
     print(f"\ntest accuracy {acc:.3f}. Next:\n"
           f"  foundry predict {run.path} {recipe.parent / 'banking77_test.csv'} -o predictions.csv\n"
           f"  open {run.path / 'report.html'}\n"
+          f"  foundry serve {run.path}   # then: curl -X POST localhost:8000/v1/predict "
+          f"-H 'content-type: application/json' -d '[\"my card has not arrived\"]'\n"
           f"  foundry runs list --output-dir {args.output_dir}", file=sys.stderr)
     print(run.path)
     return 0
