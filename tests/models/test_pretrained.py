@@ -19,6 +19,10 @@ def _train(tmp_path, model: dict, epochs: int = 6, lr: float = 5e-3):
     return train(load_config(tiny_config(tmp_path, data, model=model, train={"epochs": epochs, "lr": lr, "early_stopping": None})))
 
 
+def tiny_bert_vocab(path) -> int:
+    return json.loads((path / "config.json").read_text())["vocab_size"]
+
+
 def _trainable(run) -> int:
     return json.loads((run.path / "manifest.json").read_text())["trainable_parameters"]
 
@@ -208,6 +212,8 @@ def test_prefix_and_prompt_tuning_work_on_an_encoder(tmp_path, tiny_bert, method
                             "adapter": {"num_virtual_tokens": 4}}, epochs=8, lr=3e-2)
     lora = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=1)
     assert 0 < _trainable(run) < _trainable(lora) + 2000
+    embeddings = tiny_bert_vocab(tiny_bert) * 32 * 4
+    assert (run.path / "model" / "weights.safetensors").stat().st_size < embeddings  # no copy of the base's embeddings
     history = [json.loads(line) for line in (run.path / "history.jsonl").read_text().splitlines()]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     pred = Predictor.load(run.path)

@@ -197,9 +197,11 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
 
 def frozen_base(model: nn.Module, cfg: PretrainedConfig, prefix: str) -> dict:
     """What an adapter run leaves out of its files: the frozen base weights, reloaded from the base directory."""
-    frozen = {n for n, p in model.named_parameters() if n.startswith(prefix) and not p.requires_grad}
-    buffers = {n for n, _ in model.named_buffers() if n.startswith(prefix)}
-    return {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": frozen | buffers}
+    # every state-dict name of a frozen tensor: a shared one (PEFT's prompt encoders keep a second reference to the
+    # word embeddings) appears under each of its names, which named_parameters() would list only once
+    keys = {n for n, v in model.state_dict(keep_vars=True).items()
+            if n.startswith(prefix) and not (isinstance(v, nn.Parameter) and v.requires_grad)}
+    return {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": keys}
 
 
 @register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
