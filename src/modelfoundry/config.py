@@ -498,6 +498,17 @@ class Config(Section):
 FREE_FORM = ("model.adapter", "data.types", "data.clean.columns")  # mappings whose keys are the user's
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {dotted.path: leaf value} (empty mappings are leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def dotted_paths(d: dict, prefix: str = "") -> dict[str, str]:
     """Every dotted path of a nested dict -> 'dict' for sections and free-form mappings, else 'value'."""
     out = {}

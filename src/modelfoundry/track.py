@@ -7,19 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 PARENT_ENV = "FOUNDRY_MLFLOW_PARENT_RUN"
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _mlflow(cfg):
@@ -51,14 +40,14 @@ class Tracker:
         self.mlflow = self.run = None
         if not self.active:
             return
-        from .config import config_to_dict
+        from .config import config_to_dict, flatten
 
         self.mlflow = _mlflow(cfg)
         tags = {"foundry.run_dir": str(run_dir), **(tags or {})}
         if os.environ.get(PARENT_ENV):
             tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
         self.run = self.mlflow.start_run(run_name=run_dir.name, tags=tags)
-        params = {k: str(v)[:500] for k, v in _flat(config_to_dict(cfg)).items() if k not in ("tune", "track")}
+        params = {k: str(v)[:500] for k, v in flatten(config_to_dict(cfg)).items() if k not in ("tune", "track")}
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
             self.mlflow.log_params(dict(items[i: i + 100]))

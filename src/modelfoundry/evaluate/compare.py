@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..config import flatten
 from ..runs import Run
 
 SETTINGS = ("model.type", "model.finetune", "train.lr", "train.batch_size", "train.epochs")
@@ -22,7 +23,7 @@ def compare_runs(paths: list[str | Path], plot: str | Path | None = None) -> pd.
     rows = []
     for run in runs:
         m = run.manifest()
-        cfg = _flat(yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")))
+        cfg = flatten(yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")))
         metrics = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
         test = {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}
         rows.append({"run": str(run.path), "status": m.get("status"), "best_epoch": m.get("best_epoch"),
@@ -33,16 +34,6 @@ def compare_runs(paths: list[str | Path], plot: str | Path | None = None) -> pd.
     if plot is not None:
         _plot(runs, Path(plot))
     return table
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _plot(runs: list[Run], path: Path) -> None:
