@@ -55,6 +55,18 @@ def test_a_study_nests_its_trials_under_one_parent_and_registers_the_refit_model
     assert "-refit" in refit.data.tags["foundry.run_dir"]
 
 
+def test_any_tracking_uri_and_experiment_name(tmp_path, table_csv):
+    raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"epochs": 1})
+    store = tmp_path / "elsewhere.db"
+    raw["track"] = {"backend": "mlflow", "uri": f"sqlite:///{store}", "experiment": "credit-risk"}
+    run = train(load_config(raw))
+    mlflow.set_tracking_uri(f"sqlite:///{store}")
+    client = mlflow.MlflowClient()
+    (r,) = client.search_runs([client.get_experiment_by_name("credit-risk").experiment_id])
+    assert r.data.tags["foundry.run_dir"] == str(run.path)
+    assert not (tmp_path / "runs" / "mlflow.db").exists() and (tmp_path / "mlflow-artifacts").is_dir()
+
+
 def test_bad_track_config(tmp_path):
     with pytest.raises(ConfigError, match="track.backend: must be one of 'none' or 'mlflow', got \"wandb\""):
         load_config({"name": "x", "data": {}, "track": "wandb"})

@@ -23,7 +23,9 @@ def _mlflow(cfg):
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        artifacts = (out / "mlflow-artifacts").as_uri() if cfg.track.uri is None else None
+        artifacts = None  # a tracking server keeps its own artifact store
+        if uri.startswith("sqlite:///"):  # a local store: artifacts beside its database, not in ./mlruns
+            artifacts = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlflow-artifacts").as_uri()
         try:
             client.create_experiment(name, artifact_location=artifacts)
         except mlflow.exceptions.MlflowException:  # another worker created it first

@@ -58,6 +58,21 @@ def test_grid_search_covers_the_grid_once_and_tpe_runs(tmp_path, table_csv):
     assert len(_trials(sdir)) == 3
 
 
+@pytest.mark.parametrize("sampler", ["cmaes", "gp", "qmc", "bruteforce"])
+def test_the_other_optuna_samplers_and_an_explicit_direction(tmp_path, table_csv, sampler):
+    space = {"train.lr": {"uniform": [0.01, 0.05], "step": 0.02}, "train.batch_size": {"int": [16, 32], "step": 16}}
+    cfg = load_config(_cfg(tmp_path, table_csv, space, sampler=sampler, trials=3, metric="val_loss", direction="minimize"))
+    board = _trials(tune(cfg))
+    assert len(board) == 3 and "complete" in set(board["state"])
+    done = board[board["state"] == "complete"]
+    assert done["val_loss"].is_monotonic_increasing  # minimised: the lowest loss first
+
+
+def test_timeout_stops_starting_trials(tmp_path, table_csv):
+    board = _trials(tune(load_config(_cfg(tmp_path, table_csv, trials=50, timeout=0.5))))
+    assert 1 <= len(board) < 50
+
+
 def test_median_pruning_stops_bad_trials_from_epoch_metrics(tmp_path, table_csv):
     space = {"train.lr": {"choice": [0.05, 0.08, 1e-7, 2e-7]}}  # the tiny rates learn nothing; seed 5 tries them last
     raw = _cfg(tmp_path, table_csv, space, sampler="grid", trials=4, pruner="median", metric="val_loss", seed=5)
