@@ -3,7 +3,6 @@ several models, graceful shutdown, and a property-based fuzz of /v1/predict (no 
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -186,6 +185,6 @@ def test_foundry_serve_process_and_graceful_shutdown(table_run):
     finally:
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
-    assert "Shutting down" in err or "Finished server process" in err
-    assert os.environ is not None
+    # uvicorn drains, shuts the app down (our batchers answer what is queued), then re-raises the signal
+    assert p.returncode in (0, -signal.SIGTERM), err
+    assert "Application shutdown complete" in err and "Finished server process" in err

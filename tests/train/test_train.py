@@ -66,8 +66,10 @@ def test_kfold_cross_validation(tmp_path, table_csv):
 
 
 def _start(cfg_path: Path, *extra: str) -> subprocess.Popen:
+    # a shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: restore it
     return subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "train", str(cfg_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epoch(runs: Path, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
