@@ -165,27 +165,21 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 
-def _rows(body: list, model_cls, pred: Predictor) -> pd.DataFrame:
-    """Validated rows as a frame: plain strings are the text column of a single-text model."""
+def _rows(rows: list, pred: Predictor) -> pd.DataFrame:
+    """FastAPI-validated rows (record models, or plain strings for a single-text model) as a frame."""
     from fastapi import HTTPException
-    from pydantic import ValidationError
 
-    text_cols = [c for c, k in _input_columns(pred).items() if k == "text"]
+    inputs = _input_columns(pred)
+    text_cols = [c for c, k in inputs.items() if k == "text"]
     records = []
-    for i, item in enumerate(body):
+    for i, item in enumerate(rows):
         if isinstance(item, str):
-            if len(_input_columns(pred)) != 1 or len(text_cols) != 1:
+            if len(inputs) != 1 or len(text_cols) != 1:
                 raise HTTPException(422, [{"loc": ["body", i], "msg": f"a plain string needs a model with one text "
-                                           f"input; this one takes {sorted(_input_columns(pred))}", "type": "value_error"}])
-            item = {text_cols[0]: item}
-        if not isinstance(item, dict):
-            raise HTTPException(422, [{"loc": ["body", i], "msg": "expected an object (a record) or a string",
-                                       "type": "type_error"}])
-        try:
-            records.append(model_cls.model_validate(item).model_dump())
-        except ValidationError as exc:
-            raise HTTPException(422, [{**{k: v for k, v in e.items() if k in ("msg", "type")},
-                                       "loc": ["body", i, *e["loc"]]} for e in exc.errors()]) from None
+                                           f"input; this one takes {sorted(inputs)}", "type": "value_error"}])
+            records.append({text_cols[0]: item})
+        else:
+            records.append(item.model_dump())
     return pd.DataFrame(records)
 
 
@@ -288,7 +282,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         async def predict(rows: Rows) -> dict:
             if len(rows) > settings.max_rows:
                 raise HTTPException(413, f"{len(rows)} rows; the limit per request is {settings.max_rows}")
-            frame = _rows([r if isinstance(r, str) else r.model_dump() for r in rows], record_models[name], pred)
+            frame = _rows(rows, pred)
             try:
                 out = await asyncio.wait_for(batchers[name].submit(frame), settings.timeout_s)
             except TimeoutError:
