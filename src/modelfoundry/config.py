@@ -243,6 +243,9 @@ class PretrainedConfig(Section):
     orth_reg_weight; feedforward_modules; num_virtual_tokens, prefix_projection, encoder_hidden_size). Defaults:
     LoRA r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length; prefix and
     prompt 16 virtual tokens. PEFT validates them."""
+    layers: int | None = Field(None, gt=0)
+    """Keep only the first N Transformer layers of the pretrained model (the usual start of a distilled
+    student); null = all."""
     freeze_layers: int = Field(0, ge=0)
     """With finetune: full, freeze the embeddings and the first N layers."""
     layer_lr_decay: float = Field(1.0, gt=0, le=1)
@@ -321,6 +324,72 @@ class EvaluateConfig(Section):
     """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
     report: bool = True
     """Write report.html with plots."""
+
+
+# ------------------------------------------------------------------------------------- compress
+class PruneConfig(Section):
+    method: Literal["magnitude", "structured"] = "structured"
+    """structured = remove whole units so the model gets smaller and faster: hidden neurons of the head, CNN
+    channels (every conv block but the last), Transformer attention heads and feed-forward units (a pretrained
+    encoder's adapter is merged first); magnitude = zero the smallest weights over all layers (global L1), reported
+    as sparsity: dense kernels do not get faster from zeros."""
+    amount: float = Field(0.3, gt=0, lt=1)
+    """Fraction removed: of the units in every prunable layer (structured), or of all weights (magnitude)."""
+    finetune_epochs: int = Field(0, ge=0)
+    """Epochs of fine-tuning after pruning (all remaining weights train; the source's train settings otherwise)."""
+    finetune_lr: float | None = Field(None, gt=0)
+    """Learning rate for that fine-tuning; default: a tenth of train.lr."""
+
+
+class DistillConfig(Section):
+    student: ModelConfig
+    """Any model section (`{type: mlp, ...}`, `{type: pretrained, path: minilm, layers: 3, finetune: full}`); it gets
+    its own preprocessor, fitted on the same training split."""
+    temperature: float = Field(2.0, gt=0)
+    """Softens teacher and student distributions in the distillation term (Hinton et al.)."""
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Weight of the soft-label term: loss = alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy
+    (regression: alpha * MSE to the teacher + (1 - alpha) * MSE to the target)."""
+    epochs: int | None = Field(None, gt=0)
+    """Student epochs; default: train.epochs."""
+    lr: float | None = Field(None, gt=0)
+    """Student learning rate; default: train.lr."""
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _default_family(cls, v: Any) -> Any:
+        return {"type": "mlp", **v} if isinstance(v, dict) and "type" not in v else v
+
+
+class CompressConfig(Section):
+    distill: DistillConfig | None = None
+    """Train a smaller student on the model's soft labels plus the true labels (first step)."""
+    prune: PruneConfig | None = None
+    """Prune the model (or the student), optionally fine-tuning afterwards (second step)."""
+    quantize: Literal["none", "int8", "int8-static", "bf16"] = "none"
+    """int8 = ONNX Runtime dynamic quantization (int8 weights, activations quantized on the fly); int8-static =
+    ONNX Runtime static quantization (QDQ) calibrated on `calibration_rows` training rows; bf16 = bfloat16 weights
+    run under bf16 autocast by the torch backend (no ONNX file; fast on CPUs with AVX-512 BF16 or AMX)."""
+    onnx: bool = True
+    """Export the result to ONNX (model/model.onnx, dynamic batch and sequence axes) and check its parity with the
+    torch model; int8 needs it."""
+    parity_tolerance: float = Field(1e-4, gt=0)
+    """The ONNX export fails if its outputs (probabilities, or values) differ from torch's by more than this."""
+    parity_rows: int = Field(256, gt=0)
+    """Held-out rows used for the parity check."""
+    calibration_rows: int = Field(128, gt=0)
+    """Training rows that calibrate int8-static's activation ranges."""
+    latency_calls: int = Field(30, gt=0)
+    """Timed model calls per batch size (after 3 warm-up calls) for the latency figures."""
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> CompressConfig:
+        if self.quantize in ("int8", "int8-static") and not self.onnx:
+            raise ValueError(f"quantize: {self.quantize} runs in ONNX Runtime; keep onnx: true")
+        if self.quantize == "bf16" and self.onnx:
+            raise ValueError("quantize: bf16 is for the torch backend (ONNX Runtime on CPU has no bf16 matmul); "
+                             "set onnx: false")
+        return self
 
 
 # --------------------------------------------------------------------------------------- track
@@ -442,6 +511,8 @@ class Config(Section):
     """Hyperparameter search (`foundry tune`)."""
     track: TrackConfig = TrackConfig()
     """Experiment tracking beyond the Run directory."""
+    compress: CompressConfig | None = None
+    """Compression (`foundry compress RUN`): distill, prune, quantize, export to ONNX."""
 
     @field_validator("track", mode="before")
     @classmethod

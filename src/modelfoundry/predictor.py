@@ -16,22 +16,39 @@ from .train.loop import predict_tensors
 
 
 class Predictor:
-    def __init__(self, model, preprocessor: Preprocessor, run: Run):
-        self.model, self.preprocessor, self.run = model, preprocessor, run
+    def __init__(self, model, preprocessor: Preprocessor, run: Run, backend: str = "torch"):
+        self.model, self.preprocessor, self.run, self.backend = model, preprocessor, run, backend
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Predictor:
+    def load(cls, run_dir: str | Path, backend: str = "auto") -> Predictor:
+        """backend: torch (model/weights.safetensors), onnx (model/model.onnx, run by ONNX Runtime; written by
+        `foundry compress`), or auto = torch where the run has torch weights, else onnx."""
         run = Run.open(run_dir)
         if run.status != "complete":
             raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'; "
                              "finish it with `foundry train --resume` first")
-        model, _, _ = load_model(run.model_dir)
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"backend must be one of auto, torch, onnx, got {backend!r}")
+        onnx_file, weights = run.model_dir / "model.onnx", run.model_dir / "weights.safetensors"
+        if backend == "auto":
+            backend = "torch" if weights.exists() or not onnx_file.exists() else "onnx"
+        if backend == "onnx":
+            if not onnx_file.exists():
+                raise ValueError(f"{run.path}: no model/model.onnx; export one with `foundry compress {run.path} --onnx`")
+            from .compress.onnx import OnnxModel
+
+            model = OnnxModel(onnx_file)
+        elif not weights.exists() and onnx_file.exists():
+            raise ValueError(f"{run.path}: this run holds an ONNX model only (model/model.onnx); use backend onnx "
+                             "(foundry serve --backend onnx)")
+        else:
+            model, _, _ = load_model(run.model_dir)
         state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
         if state.get("task") == "causal_lm":
             from .data.lm import LMPreprocessor
 
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
-        return cls(model, Preprocessor.load(run.model_dir), run)
+        return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
     def generate(self, prompts: str | list[str], max_new_tokens: int = 64, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0) -> list[str]:

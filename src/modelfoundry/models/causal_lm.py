@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from .pretrained import Adapted, adapt, resolve_model_path
+from .pretrained import Adapted, adapt, keep_layers, resolve_model_path
 
 KEY = "lm"
 
@@ -28,6 +28,8 @@ class CausalLM(Adapted):
             model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
         except ValueError as exc:
             raise ValueError(f"model.path: {path} is not a causal (decoder) language model: {exc}") from None
+        if cfg.layers is not None:
+            keep_layers(model, cfg.layers)
         self.model = adapt(model, cfg, total_steps, "CAUSAL_LM")
         self.finetune, self.layer_lr_decay = cfg.finetune, cfg.layer_lr_decay
 

@@ -131,6 +131,8 @@ class PretrainedEncoder(Adapted):
             model = AutoModel.from_pretrained(path, use_safetensors=True, add_pooling_layer=False)
         except TypeError:  # architectures without that option
             model = AutoModel.from_pretrained(path, use_safetensors=True)
+        if cfg.layers is not None:
+            keep_layers(model, cfg.layers)
         self.model = adapt(model, cfg, total_steps, "FEATURE_EXTRACTION")
         self.layer_lr_decay = cfg.layer_lr_decay
         self.finetune = cfg.finetune
@@ -162,6 +164,17 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
         if isinstance(obj, nn.ModuleList):
             return obj
     raise ValueError("model.freeze_layers: cannot find this architecture's layer list")
+
+
+def keep_layers(model: nn.Module, n: int) -> None:
+    """Cut a loaded model to its first n Transformer layers (in place; its config says so too)."""
+    layers = _encoder_layers(model)
+    if n > len(layers):
+        raise ValueError(f"model.layers: the model has {len(layers)} layers, got {n}")
+    del layers[n:]
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, n)
 
 
 class CachedEncoding(nn.Module):

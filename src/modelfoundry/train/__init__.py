@@ -38,13 +38,17 @@ def _distributed_run_dir(cfg: Config) -> Path:
 
 
 def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,
-                on_epoch=None) -> tuple[torch.nn.Module, FitResult]:
-    """Build the configured model for `data` and fit it. Shared by `train` and cross-validation."""
+                on_epoch=None, teacher: torch.Tensor | None = None, distill: tuple[float, float] | None = None
+                ) -> tuple[torch.nn.Module, FitResult]:
+    """Build the configured model for `data` and fit it. Shared by `train`, cross-validation and distillation
+    (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha))."""
     torch.manual_seed(cfg.train.seed)
     per_epoch = math.ceil(math.ceil(len(data.targets["train"]) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
     model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
     features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
+    if teacher is not None:
+        features["train"] = {**features["train"], "teacher": teacher}
     augment, swapped = cfg.data.augment, {}
     if getattr(cfg.model, "finetune", None) == "linear_probe":
         # the frozen encoder runs once per text, not once per epoch; only the head trains
@@ -58,7 +62,8 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         augment = augment.model_copy(update={"text_token_dropout": 0.0})  # tokens are gone once encoded
     tr = TensorData(features["train"], data.targets["train"])
     val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
-    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume, on_epoch=on_epoch)
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume,
+                 on_epoch=on_epoch, distill=distill)
     model = accelerator.unwrap_model(model)
     for k, enc in swapped.items():
         model.encoders[k] = enc

@@ -99,8 +99,10 @@ def batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_siz
 @torch.no_grad()
 def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: str, batch_size: int = 256,
                     device: torch.device | str = "cpu", autocast: bool = False) -> np.ndarray:
-    """Probabilities [N, K] (classification) or standardized predictions [N] (regression)."""
+    """Probabilities [N, K] (classification) or standardized predictions [N] (regression).
+    A model with bf16 weights (`inference_dtype`, from foundry compress) always runs under bf16 autocast."""
     model.eval()
+    autocast = autocast or getattr(model, "inference_dtype", None) == "bfloat16"
     outs = []
     for batch in batches(features, None, batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -117,6 +119,21 @@ def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Ten
     if task == "classification":
         return F.cross_entropy(logits, y, weight=weights)
     return F.mse_loss(logits[:, 0], y.float())
+
+
+def distill_loss(task: str, logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                 alpha: float, weights: torch.Tensor | None) -> torch.Tensor:
+    """Hinton et al.: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * the usual loss. `teacher` holds the
+    teacher's log-probabilities (classification) or its standardized predictions (regression)."""
+    hard = loss_fn(task, logits, y, weights)
+    logits = logits.float()
+    if task == "classification":
+        t = temperature
+        soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher.float() / t, -1), log_target=True,
+                        reduction="batchmean") * t * t
+    else:
+        soft = F.mse_loss(logits[:, 0], teacher.float())
+    return alpha * soft + (1 - alpha) * hard
 
 
 def class_weights(y: torch.Tensor, k: int) -> torch.Tensor:
@@ -215,9 +232,12 @@ def _load_weights(model: nn.Module, path: Path) -> None:
 
 
 def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, cfg: TrainConfig, run: Run | None,
-        accelerator, augment=None, resume: bool = False, on_epoch=None) -> FitResult:
+        accelerator, augment=None, resume: bool = False, on_epoch=None, distill: tuple[float, float] | None = None
+        ) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric).
-    `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise)."""
+    `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise).
+    `distill=(temperature, alpha)`: the training features carry a teacher's outputs under `teacher` and the
+    loss is the distillation loss."""
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
     lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
@@ -260,13 +280,15 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         total, count = 0.0, 0
         progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
         for batch in loader:
+            teacher = batch.pop("teacher", None)
             if use_aug:
                 batch = augment_batch(batch, augment)
             y = batch.pop("y")
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     logits = model(batch)
-                loss = loss_fn(task, logits, y, weights)
+                loss = (loss_fn(task, logits, y, weights) if teacher is None
+                        else distill_loss(task, logits, y, teacher, *distill, weights))
                 reg = raw.regularization() if hasattr(raw, "regularization") else None
                 accelerator.backward(loss if reg is None else loss + reg)
                 if accelerator.sync_gradients and cfg.grad_clip:

@@ -1,0 +1,122 @@
+"""What a compression stage cost and bought: size, parameters, latency at batch 1 and 32, throughput and every
+test metric; the HTML report with a plot of the main metric against latency."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+import torch
+
+from ..data import Prepared
+from ..evaluate import metrics as M
+from ..evaluate.predict_split import outputs
+from ..runs import Run, atomic_write_text
+from ..train.loop import TensorData
+
+
+def tensor_bytes(model: torch.nn.Module) -> int:
+    """Bytes of every distinct tensor in the state dict (what a safetensors file of it holds)."""
+    seen, total = set(), 0
+    for t in model.state_dict().values():
+        if t.data_ptr() in seen and t.numel():
+            continue
+        seen.add(t.data_ptr())
+        total += t.numel() * t.element_size()
+    return total
+
+
+def _call(model, batch: dict[str, torch.Tensor]) -> None:
+    bf16 = getattr(model, "inference_dtype", None) == "bfloat16"
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model(batch)
+
+
+def latency(model, features: dict[str, torch.Tensor], calls: int, batch_size: int) -> dict:
+    """Model calls on encoded rows (preprocessing excluded), 3 warm-up calls first; milliseconds per call."""
+    data = TensorData(features)
+    n = len(data)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+    size = min(batch_size, n)
+    starts = [(i * size) % max(n - size + 1, 1) for i in range(calls + 3)]
+    batches = [data.__getitems__(order[s:s + size]) for s in starts]
+    times = []
+    for i, b in enumerate(batches):
+        t = time.perf_counter()
+        _call(model, b)
+        if i >= 3:
+            times.append((time.perf_counter() - t) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    return {"batch": size, "p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3),
+            "rows_per_s": round(size * 1000 / float(p50), 1)}
+
+
+def measure(name: str, model, data: Prepared, split: str, names: list[str], size_bytes: int, calls: int,
+            parameters: int | None = None, **extra) -> dict:
+    y, out = outputs(model, data, split)
+    feats = data.encoded[split].features
+    return {"stage": name, "size_bytes": int(size_bytes), "size_mb": round(size_bytes / 1e6, 2),
+            "parameters": parameters, "metrics": M.compute(data.task, y, out, names),
+            "batch_1": latency(model, feats, calls, 1), "batch_32": latency(model, feats, calls, 32), **extra}
+
+
+def main_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "rmse"
+
+
+def write_report(run: Run, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = summary["stages"]
+    key = summary["main_metric"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, b in zip(axes, ("batch_1", "batch_32")):
+        xs = [s[b]["p50_ms"] for s in stages]
+        ys = [s["metrics"].get(key) for s in stages]
+        ax.plot(xs, ys, "o-", color="#888", zorder=1)
+        for s, x, y in zip(stages, xs, ys):
+            ax.scatter([x], [y], zorder=2)
+            ax.annotate(s["stage"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xlabel=f"p50 latency per call, {b.replace('_', ' ')} (ms)", ylabel=key, xscale="log",
+               title=f"{key} vs latency ({b.replace('_', ' ')})")
+    path = run.path / "plots" / "accuracy_vs_latency.png"
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+    base = stages[0]
+    rows = []
+    for s in stages:
+        rows.append([s["stage"], f"{s['size_mb']:.2f}", f"{s['parameters']:,}" if s.get("parameters") else "-",
+                     f"{s['batch_1']['p50_ms']:.2f} / {s['batch_1']['p95_ms']:.2f}",
+                     f"{s['batch_32']['p50_ms']:.2f} / {s['batch_32']['p95_ms']:.2f}",
+                     f"{s['batch_32']['rows_per_s']:,.0f}",
+                     f"{s['batch_32']['rows_per_s'] / base['batch_32']['rows_per_s']:.2f}x",
+                     *[_fmt(s["metrics"].get(m)) for m in summary["metrics"]]])
+    head = ["stage", "size (MB)", "parameters", "batch 1 p50 / p95 (ms)", "batch 32 p50 / p95 (ms)", "rows/s (batch 32)",
+            "speed-up", *summary["metrics"]]
+    table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(summary['name'])} compression</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(summary['name'])} <small>{html.escape(run.path.name)}</small></h1>
+<p>Source run: {html.escape(summary['source'])}. Scored on its {html.escape(summary['split'])} split
+({summary['rows']} rows). Latency: model calls on encoded rows, preprocessing excluded, {summary['threads']} threads.</p>
+<h2>Every stage</h2>{table}
+<ul>{notes}</ul>
+<h2>{html.escape(key)} against latency</h2><img src="plots/accuracy_vs_latency.png" alt="metric vs latency">
+</body></html>"""
+    atomic_write_text(run.path / "compression_report.html", doc)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v)
