@@ -1,0 +1,179 @@
+"""`foundry compress` end to end: each variant is a complete run of its own with compression.json, the report and
+a model that Predictor loads (ONNX or torch); every step (ONNX, int8 dynamic and static, bf16, magnitude and
+structured pruning with fine-tuning, distillation, a LoRA run merged then pruned) and every refusal."""
+
+import json
+
+import pandas as pd
+import pytest
+from safetensors import safe_open
+
+from modelfoundry.cli import main
+from modelfoundry.compress import compress
+from modelfoundry.config import CompressConfig, load_config
+from modelfoundry.predictor import Predictor
+from modelfoundry.runs import Run
+from modelfoundry.train import train
+
+from ..conftest import SAMPLE, tabular_frame, tiny_config
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    d = tmp_path_factory.mktemp("compress")
+    tabular_frame(400).to_csv(d / "t.csv", index=False)
+    cfg = tiny_config(d, {"path": str(d / "t.csv"), "target": "label"}, model={"type": "mlp", "hidden": [32, 16]},
+                      name="churn", train={"epochs": 4})
+    return d, train(load_config(cfg)).path
+
+
+@pytest.fixture(scope="module")
+def lora_text(tmp_path_factory, tiny_bert):
+    d = tmp_path_factory.mktemp("compress-text")
+    cfg = tiny_config(d, {"path": str(SAMPLE), "target": "category"}, name="intents", train={"epochs": 2, "lr": 5e-3},
+                      model={"type": "pretrained", "path": str(tiny_bert), "finetune": "lora", "hidden": [16]})
+    return train(load_config(cfg)).path
+
+
+def _variant(source, **settings):
+    run = compress(source, CompressConfig.model_validate(settings))
+    return run, json.loads((run.path / "compression.json").read_text())
+
+
+def _rows(d):
+    return pd.read_csv(d / "t.csv").head(40)
+
+
+def test_onnx_variant_is_a_complete_run_that_predicts_like_the_source(table):
+    d, source = table
+    run, summary = _variant(source, quantize="none")
+    assert run.status == "complete" and run.path.parent.name == "churn-onnx"
+    assert run.path.parent.parent == source.parent.parent  # beside the source's name folder
+    assert [s["stage"] for s in summary["stages"]] == ["source", "onnx fp32"]
+    assert summary["onnx"]["parity_max_abs_diff"] <= 1e-4
+    for s in summary["stages"]:
+        assert s["size_bytes"] > 0 and s["batch_1"]["batch"] == 1 and s["batch_32"]["batch"] == 32
+        assert s["batch_32"]["p95_ms"] >= s["batch_32"]["p50_ms"] > 0 and "accuracy" in s["metrics"]
+    assert (run.path / "compression_report.html").read_text().count("<tr>") == 3
+    assert (run.path / "plots" / "accuracy_vs_latency.png").stat().st_size > 1000
+    assert sorted(p.name for p in run.model_dir.iterdir()) == ["architecture.json", "model.onnx", "preprocessor.json"]
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["backend"] == "onnx" and metrics["test"]["accuracy"] == summary["stages"][1]["metrics"]["accuracy"]
+    assert run.manifest()["source"] == str(source)
+    pred = Predictor.load(run.path)
+    assert pred.backend == "onnx"
+    a, b = pred.predict(_rows(d)), Predictor.load(source).predict(_rows(d))
+    assert (a["prediction"] == b["prediction"]).all()
+    assert (a["prob_yes"] - b["prob_yes"]).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="ONNX model only"):
+        Predictor.load(run.path, backend="torch")
+    with pytest.raises(ValueError, match="no model/model.onnx"):
+        Predictor.load(source, backend="onnx")
+
+
+def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(table):
+    d, source = table
+    run, summary = _variant(source, quantize="int8")
+    assert run.path.parent.name == "churn-int8" and summary["quantize"]["weights"] == "int8"
+    assert summary["stages"][-1]["stage"] == "int8"
+    probs = Predictor.load(run.path).predict(_rows(d))["prob_yes"]
+    assert (probs - Predictor.load(source).predict(_rows(d))["prob_yes"]).abs().max() < 0.05
+
+    run, summary = _variant(source, prune={"method": "structured", "amount": 0.5, "finetune_epochs": 2},
+                            quantize="int8-static", calibration_rows=64)
+    assert run.path.parent.name == "churn-pruned50-int8static"
+    names = [s["stage"] for s in summary["stages"]]
+    assert names == ["source", "pruned 0.5", "pruned 0.5 + fine-tuned", "onnx fp32", "int8-static"]
+    assert summary["stages"][1]["parameters"] < summary["stages"][0]["parameters"]
+    assert summary["prune"]["head_neurons_removed"] == 16 + 8
+    assert summary["prune"]["finetune"]["epochs"] == 2 and summary["prune"]["finetune"]["lr"] == pytest.approx(1e-3)
+    assert summary["quantize"]["calibration_rows"] == 64
+    arch = json.loads((run.model_dir / "architecture.json").read_text())
+    assert arch["resized"]["trunk.0.weight"][0] == 16
+    assert len(Predictor.load(run.path).predict(_rows(d))) == 40
+
+
+def test_bf16_and_magnitude_pruning_stay_torch_runs(table):
+    d, source = table
+    run, summary = _variant(source, quantize="bf16", onnx=False, prune={"method": "magnitude", "amount": 0.5})
+    assert run.path.parent.name == "churn-sparse50-bf16" and summary["backend"] == "torch"
+    assert summary["prune"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert any("do not get faster" in n for n in summary["notes"])
+    assert summary["stages"][-1]["size_bytes"] < summary["stages"][0]["size_bytes"] * 0.6
+    with safe_open(run.model_dir / "weights.safetensors", "pt") as fh:
+        assert str(fh.get_tensor("trunk.0.weight").dtype) == "torch.bfloat16"
+    pred = Predictor.load(run.path)
+    assert pred.backend == "torch" and pred.model.inference_dtype == "bfloat16"
+    agree = (pred.predict(_rows(d))["prediction"] == Predictor.load(source).predict(_rows(d))["prediction"]).mean()
+    assert agree > 0.8
+
+
+def test_distilled_student(table):
+    d, source = table
+    run, summary = _variant(source, distill={"student": {"hidden": [8]}, "epochs": 6, "lr": 0.02, "alpha": 0.7},
+                            quantize="none", onnx=False)
+    assert [s["stage"] for s in summary["stages"]] == ["source", "distilled"]
+    assert summary["stages"][1]["parameters"] < summary["stages"][0]["parameters"]
+    assert summary["distill"]["alpha"] == 0.7 and len(summary["distill"]["history"]) == 6
+    arch = json.loads((run.model_dir / "architecture.json").read_text())
+    assert arch["model"]["hidden"] == [8]
+    assert summary["stages"][1]["metrics"]["accuracy"] > 0.7  # the table is learnable; the student learns it
+    assert Predictor.load(run.path).classes == ["no", "yes"]
+
+
+def test_lora_run_is_merged_pruned_exported_and_quantized(lora_text):
+    run, summary = _variant(lora_text, prune={"method": "structured", "amount": 0.5}, quantize="int8")
+    assert summary["prune"]["attention_heads_removed"] == 2 and summary["prune"]["ffn_units_removed"] == 64
+    arch = json.loads((run.model_dir / "architecture.json").read_text())
+    assert arch["model"]["finetune"] == "full" and "base" not in arch
+    assert summary["onnx"]["parity_max_abs_diff"] <= 1e-4
+    out = Predictor.load(run.path).predict(["my card has not arrived", "how do I top up"])
+    assert len(out) == 2 and out.filter(like="prob_").sum(axis=1).round(3).eq(1.0).all()
+
+
+def test_parity_failure_leaves_a_failed_run(lora_text):
+    with pytest.raises(ValueError, match="parity check failed"):
+        compress(lora_text, CompressConfig(parity_tolerance=1e-12))
+    failed = [Run(p.parent) for p in (lora_text.parent.parent / "intents-onnx").glob("*/manifest.json")]
+    assert failed and all(r.status == "failed" for r in failed)
+    with pytest.raises(ValueError, match="status is 'failed'"):
+        Predictor.load(failed[0].path)
+
+
+def test_refusals(table, tmp_path):
+    d, source = table
+    with pytest.raises(ValueError, match="no compression asked"):
+        compress(source)
+    with pytest.raises(ValueError, match="int8 runs in ONNX Runtime; keep onnx: true"):
+        CompressConfig(quantize="int8", onnx=False)
+    import shutil
+
+    moved = tmp_path / "copy"
+    shutil.copytree(source.parent.parent, moved)
+    copy = moved / source.parent.name / source.name
+    cfg = Run(copy).config()
+    data = cfg.resolve_path(cfg.data.path)
+    backup = data.read_bytes()
+    try:
+        data.write_bytes(backup + b"0.1,0.2,red,yes\n")
+        with pytest.raises(ValueError, match="data file changed since the source run was trained"):
+            compress(copy, CompressConfig())
+    finally:
+        data.write_bytes(backup)
+
+
+def test_cli(table, capsys):
+    d, source = table
+    assert main(["compress", str(source), "--quantize", "int8", "--set", "compress.latency_calls=5"]) == 0
+    out = capsys.readouterr()
+    last = Run.open(out.out.strip().splitlines()[-1])
+    assert last.status == "complete" and last.path.parent.name == "churn-int8"
+    assert "int8" in out.err and "rows/s" in out.err
+    assert main(["compress", str(source), "--prune", "structured:half"]) == 2
+    assert "expected METHOD:AMOUNT" in capsys.readouterr().err
+    assert main(["compress", str(source), "--set", "train.lr=1"]) == 2
+    assert "takes compress.* paths" in capsys.readouterr().err
+    assert main(["compress", str(source), "--quantize", "int8", "--no-onnx"]) == 2
+    assert "keep onnx: true" in capsys.readouterr().err
+    assert main(["compress", str(source), "--distill", str(d / "missing.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
