@@ -115,7 +115,8 @@ def cmd_serve(args) -> int:
                  if line.strip() and not line.startswith("#")}
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
                              max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
-    serve(args.runs, host=args.host, port=args.port, api_keys=keys, allowed_root=args.allowed_root, settings=settings)
+    serve(args.runs, host=args.host, port=args.port, api_keys=keys, allowed_root=args.allowed_root, settings=settings,
+          backend=args.backend, workers=args.workers)
     return 0
 
 
@@ -334,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=1000, help="rows per request")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="onnx = model/model.onnx in ONNX Runtime (foundry compress writes it); auto = torch where the "
+                        "run has torch weights, else onnx")
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (cores split between them)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("generate", help="a causal-LM run's response to an instruction")

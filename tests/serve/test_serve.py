@@ -2,6 +2,7 @@
 several models, graceful shutdown, and a property-based fuzz of /v1/predict (no 500s)."""
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -134,7 +135,7 @@ def test_refused_runs(table_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(table_run, broken)
     (broken / "model" / "weights.safetensors").rename(broken / "model" / "weights.pt")
-    with pytest.raises(ValueError, match="no weights.safetensors .*weights.pt"):
+    with pytest.raises(ValueError, match="no weights.safetensors or model.onnx .*weights.pt"):
         load_models([broken])
     running = tmp_path / "running"
     shutil.copytree(table_run, running)
@@ -163,28 +164,71 @@ def test_fuzz_predict_never_answers_500(table_run):
         check()
 
 
-@pytest.mark.slow
-def test_foundry_serve_process_and_graceful_shutdown(table_run):
+@contextlib.contextmanager
+def serving(*args: str):
+    """A real `foundry serve ARGS` process on a free port, ready; yields (port, process), then SIGTERM."""
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "serve", str(table_run), "--port", str(port)],
+    p = subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "serve", *args, "--port", str(port)],
                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 90
         while time.time() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
+        yield port, p
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        p.out, p.err = p.communicate(timeout=60)
+
+
+@pytest.mark.slow
+def test_foundry_serve_process_and_graceful_shutdown(table_run):
+    import httpx
+
+    with serving(str(table_run)) as (port, p):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[ROW], timeout=10)
         assert r.status_code == 200
-    finally:
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=60)
     # uvicorn drains, shuts the app down (our batchers answer what is queued), then re-raises the signal
-    assert p.returncode in (0, -signal.SIGTERM), err
-    assert "Application shutdown complete" in err and "Finished server process" in err
+    assert p.returncode in (0, -signal.SIGTERM), p.err
+    assert "Application shutdown complete" in p.err and "Finished server process" in p.err
+
+
+@pytest.fixture(scope="module")
+def onnx_run(table_run):
+    from modelfoundry.compress import compress
+    from modelfoundry.config import CompressConfig
+
+    return compress(table_run, CompressConfig(quantize="int8", latency_calls=3)).path
+
+
+def test_onnx_backend(table_run, onnx_run):
+    rows = [ROW, {**ROW, "x1": -2.0}]
+    with _client([table_run]) as torch_c, _client([onnx_run]) as onnx_c:
+        a = torch_c.post("/v1/predict", json=rows).json()["predictions"]
+        b = onnx_c.post("/v1/predict", json=rows).json()["predictions"]
+        assert [p["label"] for p in a] == [p["label"] for p in b]
+        assert abs(a[1]["probabilities"]["yes"] - b[1]["probabilities"]["yes"]) < 0.05
+        assert onnx_c.get("/v1/model").json()["name"] == "churn-int8"
+    with pytest.raises(ValueError, match="ONNX model only"):
+        load_models([onnx_run], backend="torch")
+    with pytest.raises(ValueError, match="no model/model.onnx"):
+        load_models([table_run], backend="onnx")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_the_port(onnx_run):
+    import httpx
+
+    with serving(str(onnx_run), "--backend", "onnx", "--workers", "2") as (port, p):
+        codes = [httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[ROW], timeout=10).status_code
+                 for _ in range(20)]
+    assert codes == [200] * 20
+    assert p.err.count("Started server process") >= 2, p.err

@@ -41,8 +41,10 @@ class ServeSettings:
     timeout_s: float = 30.0
 
 
-def load_models(runs: list[str | Path], allowed_root: str | Path | None = None) -> dict[str, Predictor]:
-    """name -> Predictor for each complete run; a run outside `allowed_root` is refused."""
+def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, backend: str = "auto"
+                ) -> dict[str, Predictor]:
+    """name -> Predictor for each complete run; a run outside `allowed_root` is refused. backend: torch, onnx
+    (model/model.onnx from `foundry compress`, run by ONNX Runtime), or auto (torch where the run has torch weights)."""
     models: dict[str, Predictor] = {}
     root = Path(allowed_root).resolve() if allowed_root else None
     for r in runs:
@@ -52,10 +54,11 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None) 
         if not path.is_dir():
             raise ValueError(f"{r}: no such run directory")
         weights = path / "model" / "weights.safetensors"
-        if (path / "model").is_dir() and not weights.exists():
+        if (path / "model").is_dir() and not weights.exists() and not (path / "model" / "model.onnx").exists():
             others = sorted(p.name for p in (path / "model").iterdir())
-            raise ValueError(f"{r}: model/ has no weights.safetensors (found {others}); only safetensors weights are served")
-        pred = Predictor.load(path)
+            raise ValueError(f"{r}: model/ has no weights.safetensors or model.onnx (found {others}); only safetensors "
+                             "weights and ONNX models are served")
+        pred = Predictor.load(path, backend=backend)
         if pred.task == "causal_lm":
             raise ValueError(f"{r}: a causal-LM run; `foundry generate` serves it, not /v1/predict")
         name = pred.run.manifest().get("name") or path.parent.name
@@ -329,7 +332,13 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
 
 
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, api_keys: set[str] | None = None,
-          allowed_root: str | None = None, settings: ServeSettings | None = None) -> None:
+          allowed_root: str | None = None, settings: ServeSettings | None = None, backend: str = "auto",
+          workers: int = 1) -> None:
+    """Run the service. With workers > 1, uvicorn starts that many processes sharing the port, each with its own
+    copy of the models and cores / workers threads."""
+    import json
+    import os
+
     import uvicorn
 
     settings = settings or ServeSettings()
@@ -337,5 +346,33 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, api_keys: 
     if host not in LOOPBACK and not settings.api_keys:
         raise ValueError(f"--host {host} is reachable from other machines: give --api-key KEY or --api-keys-file FILE "
                          "(clients send it as X-API-Key)")
-    app = create_app(load_models(runs, allowed_root), settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if workers == 1:
+        app = create_app(load_models(runs, allowed_root, backend), settings)
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+        return
+    load_models(runs, allowed_root, backend)  # refuse bad runs here, once, before any worker starts
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ[_ENV] = json.dumps({"runs": [str(r) for r in runs], "allowed_root": allowed_root, "backend": backend,
+                                   "threads": threads, "settings": {**settings.__dict__,
+                                                                    "api_keys": sorted(settings.api_keys)}})
+    uvicorn.run("modelfoundry.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", timeout_graceful_shutdown=30)
+
+
+_ENV = "FOUNDRY_SERVE_WORKER"
+
+
+def app_from_env():
+    """The app of one uvicorn worker process (`serve(..., workers=N)`), from the settings its parent left."""
+    import json
+    import os
+
+    import torch
+
+    spec = json.loads(os.environ[_ENV])
+    torch.set_num_threads(spec["threads"])
+    settings = ServeSettings(**{**spec["settings"], "api_keys": set(spec["settings"]["api_keys"])})
+    return create_app(load_models(spec["runs"], spec["allowed_root"], spec["backend"]), settings)
