@@ -1,0 +1,151 @@
+"""Compression on the BANKING77 LoRA run: what each variant costs in accuracy and buys in size and speed.
+
+    .venv/bin/python bench/compression.py --run RUNS/intent-lora/<run-id>   # a run of recipes/customer_service/intent_lora.yaml
+    .venv/bin/python bench/compression.py --run ... --only int8,bf16         # some variants
+
+The anchor is fp32 torch eager: a plain Hugging Face AutoModel call on the LoRA-merged weights (written by
+`foundry export --merged`), mean pooling and the run's linear head. Every variant is made by
+`modelfoundry.compress.compress` in this same process and timed by the same function on the same 3,080 test
+queries (model calls on encoded rows, random 32-row batches padded to their own longest text; batch 1 = one
+query a call; p50 over `--calls` calls after 3 warm-ups, all cores). Ratios are against the anchor.
+Writes bench/results/compression.json. Run it alone: other processes distort the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+FT = {"finetune_epochs": 1, "finetune_lr": 5e-5}
+STUDENT = {"type": "pretrained", "path": "minilm", "layers": 3, "finetune": "full", "pooling": "mean"}
+VARIANTS = {
+    "onnx": {"quantize": "none"},
+    "int8": {"quantize": "int8"},
+    "int8-static": {"quantize": "int8-static"},
+    "bf16": {"quantize": "bf16", "onnx": False},
+    "pruned-int8": {"prune": {"method": "structured", "amount": 0.5, **FT}, "quantize": "int8"},
+    "pruned-bf16": {"prune": {"method": "structured", "amount": 0.5, **FT}, "quantize": "bf16", "onnx": False},
+    "distilled-int8": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
+                       "quantize": "int8"},
+    "distilled-bf16": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
+                       "quantize": "bf16", "onnx": False},
+}
+
+
+class HFAnchor(nn.Module):
+    """AutoModel on the merged weights + mean pooling + the run's head: what a user of plain transformers runs."""
+
+    def __init__(self, merged: Path, col: str):
+        super().__init__()
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        self.bert = AutoModel.from_pretrained(merged, add_pooling_layer=False).eval()
+        head = load_file(merged / "head.safetensors")
+        if any(k.startswith("trunk.") and k.endswith("weight") for k in head):
+            raise SystemExit("the anchor expects a run with a linear head (model.hidden: [])")
+        self.out = nn.Linear(head["out.weight"].shape[1], head["out.weight"].shape[0])
+        self.out.load_state_dict({"weight": head["out.weight"], "bias": head["out.bias"]})
+        self.col = col
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, lengths = batch[f"text:{self.col}"], batch[f"len:{self.col}"]
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+        h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return self.out((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+
+
+def anchor(run_dir: Path, calls: int) -> dict:
+    from modelfoundry.adapters import export_merged
+    from modelfoundry.compress.measure import measure, tensor_bytes
+    from modelfoundry.data import prepare
+    from modelfoundry.evaluate import M
+    from modelfoundry.runs import Run
+
+    cfg = Run.open(run_dir).config()
+    data = prepare(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = export_merged(run_dir, Path(tmp) / "merged")
+        model = HFAnchor(merged, next(iter(data.preprocessor.tokenizers_)))
+    names = M.canonical(cfg.evaluate.metrics, data.task)
+    return measure("fp32 torch eager (HF AutoModel, merged)", model, data, "test", names, tensor_bytes(model), calls,
+                   sum(p.numel() for p in model.parameters()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a complete run of recipes/customer_service/intent_lora.yaml")
+    ap.add_argument("--only", help="comma-separated variant names: " + ", ".join(VARIANTS))
+    ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--out", default=str(RESULTS / "compression.json"))
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from modelfoundry.compress import compress
+    from modelfoundry.config import CompressConfig
+    from modelfoundry.train.precision import cpu_has_bf16
+
+    chosen = args.only.split(",") if args.only else list(VARIANTS)
+    out_root = Path(tempfile.mkdtemp(prefix="bench-compress-"))
+    t0 = time.time()
+    rows = [{"variant": "anchor", **anchor(Path(args.run), args.calls)}]
+    print(f"anchor: {rows[0]['metrics']['accuracy']:.4f}, {rows[0]['batch_32']['rows_per_s']} rows/s", flush=True)
+    for name in chosen:
+        t = time.time()
+        run = compress(args.run, CompressConfig.model_validate({**VARIANTS[name], "latency_calls": args.calls}), out_root)
+        summary = json.loads((run.path / "compression.json").read_text())
+        if name == chosen[0]:  # the source as trained (LoRA unmerged, fp32): every variant measures it; keep one
+            rows.append({"variant": "source", **summary["stages"][0]})
+        rows += [{"variant": name, **st} for st in summary["stages"][1:]]
+        print(f"{name}: {time.time() - t:.0f} s; " + "; ".join(
+            f"{st['stage']} acc {st['metrics']['accuracy']:.4f} {st['batch_32']['rows_per_s']} rows/s"
+            for st in summary["stages"][1:]), flush=True)
+    base = rows[0]
+    acc0 = base["metrics"]["accuracy"]
+    for r in rows:
+        r["speedup_batch32"] = round(r["batch_32"]["rows_per_s"] / base["batch_32"]["rows_per_s"], 2)
+        r["speedup_batch1"] = round(base["batch_1"]["p50_ms"] / r["batch_1"]["p50_ms"], 2)
+        r["accuracy_points"] = round(100 * (r["metrics"]["accuracy"] - acc0), 2)
+    within1 = [r for r in rows if r["accuracy_points"] >= -1.0]
+    fastest = max(within1, key=lambda r: r["speedup_batch32"])
+    stacked = [r for r in rows if r["variant"].startswith(("pruned", "distilled")) and r["accuracy_points"] >= -2.0
+               and r["stage"] in ("int8", "bf16")]
+    best_stacked = max(stacked, key=lambda r: r["speedup_batch32"]) if stacked else None
+    goals = {
+        "fastest_within_1pt": f"{fastest['variant']} / {fastest['stage']}",
+        "fastest_within_1pt_speedup_batch32": fastest["speedup_batch32"],
+        "fastest_within_1pt_batch1_ms": fastest["batch_1"]["p50_ms"],
+        "goal_6x_and_1ms_met": fastest["speedup_batch32"] >= 6 and fastest["batch_1"]["p50_ms"] <= 1.0,
+        "stacked_within_2pts": best_stacked and f"{best_stacked['variant']} / {best_stacked['stage']}",
+        "stacked_speedup_batch32": best_stacked and best_stacked["speedup_batch32"],
+        "goal_10x_stacked_met": bool(best_stacked and best_stacked["speedup_batch32"] >= 10),
+    }
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "cpu_bf16": cpu_has_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+              "run": str(Path(args.run).resolve()), "calls": args.calls, "wall_s": round(time.time() - t0, 1),
+              "settings": {k: VARIANTS[k] for k in chosen}, "rows": rows, "goals": goals}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\n{'variant':<16}{'stage':<28}{'acc':>8}{'pts':>7}{'MB':>8}{'b1 ms':>8}{'b32 rows/s':>12}{'x':>7}")
+    for r in rows:
+        print(f"{r['variant']:<16}{r['stage'][:27]:<28}{r['metrics']['accuracy']:>8.4f}{r['accuracy_points']:>7.2f}"
+              f"{r['size_mb']:>8.1f}{r['batch_1']['p50_ms']:>8.2f}{r['batch_32']['rows_per_s']:>12,.0f}"
+              f"{r['speedup_batch32']:>7.2f}")
+    print(json.dumps(goals, indent=1))
+    print(f"-> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
