@@ -30,7 +30,6 @@ RESULTS = HERE / "results"
 FT = {"finetune_epochs": 1, "finetune_lr": 5e-5}
 STUDENT = {"type": "pretrained", "path": "minilm", "layers": 3, "finetune": "full", "pooling": "mean"}
 VARIANTS = {
-    "onnx": {"quantize": "none"},
     "int8": {"quantize": "int8"},
     "int8-static": {"quantize": "int8-static"},
     "bf16": {"quantize": "bf16", "onnx": False},
@@ -38,8 +37,6 @@ VARIANTS = {
     "pruned-bf16": {"prune": {"method": "structured", "amount": 0.5, **FT}, "quantize": "bf16", "onnx": False},
     "distilled-int8": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
                        "quantize": "int8"},
-    "distilled-bf16": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
-                       "quantize": "bf16", "onnx": False},
 }
 
 

@@ -280,6 +280,52 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def _data_config(source: str, target: str | None, overrides: list[str]):
+    """A config file, or a bare data file with --target (a minimal config is made for it)."""
+    from .config import load_config
+
+    path = Path(source)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return load_config(path, [*overrides, *([f"data.target={target}"] if target else [])])
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return load_config({"name": path.stem.replace(" ", "_") or "data", "data": {"path": str(path.resolve()),
+                        "target": target or "label"}}, overrides)
+
+
+def cmd_data(args) -> int:
+    from .runs import write_json
+
+    cfg = _data_config(args.source, args.target, args.overrides)
+    if args.action == "profile":
+        from .data import read_frame
+        from .data.audit import audit
+        from .data.report import write_data_report
+
+        against = read_frame(cfg, str(Path(args.against).resolve())) if args.against else None
+        report = audit(cfg, against=against, with_label_issues=False if args.no_label_issues else None)
+        out = Path(args.output_dir or ".")
+        write_json(out / "data_profile.json", report)
+        page = write_data_report(report, out, cfg.name)
+        li = report.get("label_issues", {})
+        print(f"{report['rows']} rows: {report['duplicates']['count']} duplicates, {report['near_duplicates']['count']} "
+              f"near duplicates, {report['leakage']['held_out_rows']} held-out rows leaked from training"
+              + (f", {li['flagged']} likely label errors" if "flagged" in li else "")
+              + (f", drift in {len(report['drift']['flagged'])} columns" if "drift" in report else ""), file=sys.stderr)
+        print(page)
+        return 0
+    if not args.output_dir:
+        raise ValueError("foundry data clean: give -o OUT_DIR (the original file is never overwritten)")
+    from .data.repair import clean_data
+
+    out, log, _ = clean_data(cfg, args.output_dir)
+    counts = log["action"].value_counts().to_dict() if len(log) else {}
+    print(f"{len(log)} changes ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'}); "
+          f"log -> {Path(args.output_dir) / 'changes.csv'}", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def cmd_export(args) -> int:
     from .adapters import export_adapter, export_merged
 
@@ -377,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", help="where the variant's run goes (default: beside the source's name folder)")
     _add_set(p)
     p.set_defaults(fn=cmd_compress)
+
+    p = sub.add_parser("data", help="profile a data set (duplicates, leakage, label errors, drift), or clean a copy")
+    p.add_argument("action", choices=["profile", "clean"])
+    p.add_argument("source", help="a config file, or (profile) a data file with --target")
+    p.add_argument("--target", help="the label column (for a bare data file)")
+    p.add_argument("--against", help="profile: another file to measure drift against (PSI, KS per column)")
+    p.add_argument("-o", "--output-dir", help="profile: where data_profile.json and data_report.html go (default .); "
+                   "clean: the folder for the cleaned copy and changes.csv")
+    p.add_argument("--no-label-issues", action="store_true", help="profile: skip the label-error search")
+    _add_set(p)
+    p.set_defaults(fn=cmd_data)
 
     p = sub.add_parser("runs", help="list runs, or compare some side by side")
     p.add_argument("action", choices=["list", "compare"])

@@ -135,6 +135,40 @@ class AugmentConfig(Section):
     """Gaussian noise (in standard deviations) added to scaled numeric training features."""
 
 
+class AuditConfig(Section):
+    near_threshold: float = Field(0.9, gt=0, le=1)
+    """Two texts are near duplicates at this cosine similarity of their character 3-5-gram TF-IDF vectors (after
+    lowercasing and stripping punctuation); a held-out text that differs from a training text by one word (5+
+    words) counts too. Tables: rows equal after rounding numbers to 4 significant digits and normalising text."""
+    label_issues: bool = True
+    """Look for likely label errors (classification): confident learning (cleanlab) on out-of-fold probabilities
+    of a quick model: MiniLM embeddings + logistic regression for a text column, gradient boosting for tables."""
+    label_folds: int = Field(5, ge=2)
+    """Folds for those out-of-fold probabilities."""
+
+
+class FixesConfig(Section):
+    """What `foundry data clean` does to a copy of the data (the training pipeline's own cleaning is data.clean)."""
+
+    duplicates: Literal["keep", "drop"] = "drop"
+    """Exact duplicate rows: keep the first, drop the rest."""
+    near_duplicates: Literal["keep", "drop"] = "keep"
+    """Near-duplicate training rows (data.audit.near_threshold): keep the first of each group, drop the rest."""
+    leakage: Literal["keep", "drop"] = "drop"
+    """A training row that repeats (or nearly repeats) a held-out row: drop the training copy (the held-out row
+    stays, so scores remain comparable)."""
+    label_errors: Literal["keep", "drop", "relabel"] = "keep"
+    """Rows flagged as likely label errors with at least `label_error_confidence`: drop them, or give them the
+    suggested label."""
+    label_error_confidence: float = Field(0.9, ge=0, le=1)
+    """The out-of-fold probability of the suggested label a flagged row needs before it is dropped or relabelled."""
+    missing: Literal["keep", "impute"] = "keep"
+    """impute = fill missing values with data.clean's strategies (numeric_missing, categorical mode), fitted on
+    the training rows."""
+    outliers: Literal["keep", "clip"] = "keep"
+    """clip = clip numeric values to data.clean.outliers' bounds (iqr by default), fitted on the training rows."""
+
+
 class DataConfig(Section):
     path: str | None = None
     """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
@@ -173,6 +207,10 @@ class DataConfig(Section):
     sequence: SequenceConfig | None = None
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
     augment: AugmentConfig = AugmentConfig()
+    audit: AuditConfig = AuditConfig()
+    """What `foundry data profile` looks for (every `foundry train` writes the same report, without label issues)."""
+    fixes: FixesConfig = FixesConfig()
+    """What `foundry data clean` changes in its copy of the data."""
 
 
 # ---------------------------------------------------------------------------------------- model

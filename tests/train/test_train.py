@@ -154,3 +154,19 @@ def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-3)
     m2, m1 = (json.loads((r / "metrics.json").read_text())["test"] for r in runs)
     assert np.isclose(m2["log_loss"], m1["log_loss"], atol=1e-3)
+
+
+def test_bf16_training_is_evaluated_like_the_saved_model(tmp_path, table_csv):
+    """Accelerate wraps forward in bf16 autocast when training in bf16; the returned model must not keep that
+    wrapper, or metrics.json (scored in training) and a reloaded Predictor disagree."""
+    from modelfoundry.data import prepare
+    from modelfoundry.evaluate import M, evaluate_data
+    from modelfoundry.predictor import Predictor
+
+    from ..conftest import tiny_config
+
+    run = train(load_config(tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"precision": "bf16"})))
+    written = json.loads((run.path / "metrics.json").read_text())["test"]
+    again, _, _ = evaluate_data(Predictor.load(run.path).model, prepare(run.config()), M.canonical(None, "classification"),
+                                "test", False)
+    assert written["log_loss"] == again["test"]["log_loss"]

@@ -110,6 +110,14 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         data = prepare(cfg, frame, test_frame)
         if main:
             run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
+            if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html
+                from ..data.audit import audit
+                from ..data.report import write_data_report
+
+                quality = audit(cfg, with_label_issues=False, frame=frame)
+                data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
+                                                             "all_missing_columns")})
+                write_data_report({**quality, "splits": data.profile["splits"]}, run.path, cfg.name)
             write_json(run.path / "data_profile.json", data.profile)
             data.preprocessor.save(run.model_dir)
         accelerator.wait_for_everyone()

@@ -352,6 +352,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     elif best_state is not None:
         raw.load_state_dict(best_state)
     accelerator.wait_for_everyone()
+    # prepare() wrapped forward in bf16 autocast; the trained model is evaluated, exported and saved as itself
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return FitResult(best_epoch, best, len(history), stopped, history)
 
 

@@ -1,0 +1,161 @@
+"""`foundry data clean`: apply data.fixes to a copy of the data and log every change.
+
+Writes OUT/<file name> (same format as the name says) and OUT/changes.csv: one line per row or cell touched
+(row, column, action, old, new, reason), plus OUT/data_profile.json, the audit the fixes came from. Held-out rows
+(the validation and test splits, and a separate test file) are never changed: only training copies are dropped
+or relabelled, so scores stay comparable. The original file is never overwritten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config
+from ..runs import atomic_write_bytes, atomic_write_text, write_json
+from .sources import DataError
+
+
+def _write_frame(df: pd.DataFrame, path: Path) -> None:
+    import io
+
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix in (".jsonl", ".ndjson"):
+        atomic_write_text(path, df.to_json(orient="records", lines=True, force_ascii=False))
+    elif suffix in (".tsv", ".tab"):
+        atomic_write_text(path, df.to_csv(index=False, sep="\t"))
+    elif suffix in (".csv", ".txt"):
+        atomic_write_text(path, df.to_csv(index=False))
+    else:
+        raise DataError(f"{path}: cannot write this format (csv, tsv, parquet or jsonl)")
+
+
+def clean_data(cfg: Config, out_dir: str | Path) -> tuple[Path, pd.DataFrame, dict]:
+    """Returns (cleaned file, the change log, the audit)."""
+    from . import read_frame
+    from .audit import audit
+    from .split import split_frame
+
+    d, fx = cfg.data, cfg.data.fixes
+    src = cfg.resolve_path(d.path)
+    if src is None or src.is_dir():
+        raise DataError(f"data.path: foundry data clean needs a table file (csv, tsv, parquet, jsonl), got {src}")
+    out_dir = Path(out_dir)
+    out = out_dir / src.name
+    if out.resolve() == src.resolve():
+        raise DataError(f"-o {out_dir}: would overwrite the original {src}; choose another folder")
+    report = audit(cfg, with_label_issues=fx.label_errors != "keep")
+    df = read_frame(cfg, d.path)
+    split = split_frame(df, d.split, report["task"], d.target, cfg.train.seed, bool(d.test_path))
+    held = set(split["val"].tolist()) | set(split["test"].tolist())
+    train_rows = np.array(sorted(set(range(len(df))) - held))
+    changes: list[dict] = []
+    drop: dict[int, str] = {}
+
+    def drop_row(row: int, action: str, reason: str) -> None:
+        if row not in held and row not in drop:
+            drop[row] = action
+            changes.append({"row": row, "column": "", "action": action, "old": "", "new": "", "reason": reason})
+
+    if fx.duplicates == "drop":
+        for r in report["duplicates"]["rows"]:
+            drop_row(r["row"], "drop_duplicate", f"exact duplicate of row {r['duplicate_of']}")
+    if fx.near_duplicates == "drop":
+        for r in report["near_duplicates"]["rows"]:
+            drop_row(r["row"], "drop_near_duplicate",
+                     f"near duplicate of row {r['near_duplicate_of']} (similarity {r['similarity']})")
+    if fx.leakage == "drop":
+        for p in report["leakage"]["pairs"]:
+            h = p["held_out"]
+            drop_row(p["train"]["row"], "drop_leaked",
+                     f"repeats held-out row {h['row']} of the {h['file']} file (similarity {p['similarity']})")
+    if fx.label_errors != "keep":
+        for it in report.get("label_issues", {}).get("issues", []):
+            if it["confidence"] < fx.label_error_confidence or it["row"] in held or it["row"] in drop:
+                continue
+            why = f"likely label error: out-of-fold probability {it['confidence']} for '{it['suggested']}'"
+            if fx.label_errors == "drop":
+                drop_row(it["row"], "drop_label_error", why)
+            else:
+                old = df.at[it["row"], d.target]
+                new = type(old)(it["suggested"]) if isinstance(old, (int, np.integer)) else it["suggested"]
+                df.at[it["row"], d.target] = new
+                changes.append({"row": it["row"], "column": d.target, "action": "relabel", "old": old, "new": new,
+                                "reason": why})
+    schema = report["schema"]
+    kept = [r for r in range(len(df)) if r not in drop]
+    fit_rows = [r for r in train_rows if r not in drop]
+    if fx.missing == "impute":
+        _impute(df, schema, kept, fit_rows, cfg, changes, drop)
+    if fx.outliers == "clip":
+        _clip(df, schema, kept, fit_rows, cfg, changes)
+    cleaned = df.drop(index=sorted(drop)).reset_index(drop=True)
+    _write_frame(cleaned, out)
+    log = pd.DataFrame(changes, columns=["row", "column", "action", "old", "new", "reason"]).sort_values(
+        ["row", "column"], kind="stable")
+    atomic_write_text(out_dir / "changes.csv", log.to_csv(index=False))
+    write_json(out_dir / "data_profile.json", report)
+    return out, log, report
+
+
+def _impute(df, schema, kept, fit_rows, cfg, changes, drop) -> None:
+    c = cfg.data.clean
+    for col, kind in schema.items():
+        if kind not in ("numeric", "categorical", "binary", "text") or col == cfg.data.target:
+            continue
+        missing = [r for r in kept if pd.isna(df.at[r, col])]
+        if not missing:
+            continue
+        base = df.loc[fit_rows, col].dropna()
+        if kind == "text":
+            value, how = "", "empty text"
+        elif kind == "numeric" and c.numeric_missing in ("mean", "median", "flag"):
+            value = float(base.mean() if c.numeric_missing == "mean" else base.median())
+            how = "mean" if c.numeric_missing == "mean" else "median"
+        else:
+            if base.empty:
+                continue
+            value, how = base.mode().iloc[0], "mode"
+        if kind == "numeric" and c.numeric_missing == "drop":
+            for r in missing:
+                if r not in drop:
+                    drop[r] = "drop_missing"
+                    changes.append({"row": r, "column": col, "action": "drop_missing", "old": "", "new": "",
+                                    "reason": "missing value (data.clean.numeric_missing: drop)"})
+            continue
+        for r in missing:
+            df.at[r, col] = value
+            changes.append({"row": r, "column": col, "action": "impute", "old": "", "new": value,
+                            "reason": f"missing; filled with the training rows' {how}"})
+
+
+def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
+    c = cfg.data.clean
+    method = c.outliers if c.outliers != "none" else "iqr"
+    for col, kind in schema.items():
+        if kind != "numeric" or col == cfg.data.target:
+            continue
+        base = pd.to_numeric(df.loc[fit_rows, col], errors="coerce").dropna()
+        if base.empty:
+            continue
+        if pd.api.types.is_integer_dtype(df[col]):
+            df[col] = df[col].astype(float)
+        if method == "iqr":
+            k = c.outlier_threshold or 1.5
+            q1, q3 = base.quantile(0.25), base.quantile(0.75)
+            lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        else:
+            k = c.outlier_threshold or 3.0
+            lo, hi = base.mean() - k * base.std(), base.mean() + k * base.std()
+        for r in kept:
+            v = df.at[r, col]
+            if pd.notna(v) and (v < lo or v > hi):
+                new = float(min(max(v, lo), hi))
+                df.at[r, col] = new
+                changes.append({"row": r, "column": col, "action": "clip", "old": v, "new": round(new, 6),
+                                "reason": f"outside [{lo:.4g}, {hi:.4g}] ({method} of the training rows)"})
