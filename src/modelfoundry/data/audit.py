@@ -52,7 +52,7 @@ def row_keys(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.concat(parts, axis=1).agg("\x1f".join, axis=1)
 
 
-def near_text_pairs(query: list[str], ref: list[str], threshold: float, same: bool, k: int = 5) -> list[tuple]:
+def near_text_pairs(query: list[str], ref: list[str], threshold: float, same: bool, k: int = 20) -> list[tuple]:
     """(i, j, similarity) for query text i and reference text j that are near duplicates: character 3-5-gram
     TF-IDF cosine >= threshold, or one word apart. With `same`, query and reference are one list and j < i."""
     from sklearn.feature_extraction.text import TfidfVectorizer
