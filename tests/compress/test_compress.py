@@ -73,8 +73,9 @@ def test_onnx_variant_is_a_complete_run_that_predicts_like_the_source(table):
 
 def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(table):
     d, source = table
-    run, summary = _variant(source, quantize="int8")
+    run, summary = _variant(source, quantize="int8", parity_rows=20)
     assert run.path.parent.name == "churn-int8" and summary["quantize"]["weights"] == "int8"
+    assert summary["onnx"]["parity_rows"] == 20
     assert summary["stages"][-1]["stage"] == "int8"
     probs = Predictor.load(run.path).predict(_rows(d))["prob_yes"]
     assert (probs - Predictor.load(source).predict(_rows(d))["prob_yes"]).abs().max() < 0.05
@@ -95,9 +96,11 @@ def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(t
 
 def test_bf16_and_magnitude_pruning_stay_torch_runs(table):
     d, source = table
-    run, summary = _variant(source, quantize="bf16", onnx=False, prune={"method": "magnitude", "amount": 0.5})
+    run, summary = _variant(source, quantize="bf16", onnx=False,
+                            prune={"method": "magnitude", "amount": 0.5, "finetune_epochs": 1, "finetune_lr": 0.01})
     assert run.path.parent.name == "churn-sparse50-bf16" and summary["backend"] == "torch"
     assert summary["prune"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert summary["prune"]["after_finetune"]["sparsity"] == pytest.approx(0.5, abs=0.01)  # zeros kept after tuning
     assert any("do not get faster" in n for n in summary["notes"])
     assert summary["stages"][-1]["size_bytes"] < summary["stages"][0]["size_bytes"] * 0.6
     with safe_open(run.model_dir / "weights.safetensors", "pt") as fh:
@@ -177,3 +180,11 @@ def test_cli(table, capsys):
     assert "keep onnx: true" in capsys.readouterr().err
     assert main(["compress", str(source), "--distill", str(d / "missing.yaml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_prefix_runs_are_refused(tmp_path, tiny_bert):
+    cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category"}, name="p", train={"epochs": 1},
+                      model={"type": "pretrained", "path": str(tiny_bert), "finetune": "prefix"})
+    source = train(load_config(cfg)).path
+    with pytest.raises(ValueError, match="virtual tokens, which do not merge"):
+        compress(source, CompressConfig())

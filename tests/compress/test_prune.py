@@ -88,3 +88,13 @@ def test_distillation_loss_mixes_soft_and_hard_terms():
     assert torch.allclose(soft, 4 * kl)
     reg = distill_loss("regression", logits[:, :1], y.float(), logits[:, 0], 2.0, 1.0, None)
     assert float(reg) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_model_layers_keeps_the_first_layers(tiny_bert):
+    from modelfoundry.config import PretrainedConfig
+    from modelfoundry.models.pretrained import PretrainedEncoder
+
+    enc = PretrainedEncoder(PretrainedConfig(path=str(tiny_bert), finetune="full", layers=1))
+    assert len(enc.model.encoder.layer) == 1 and enc.model.config.num_hidden_layers == 1
+    with pytest.raises(ValueError, match="has 2 layers, got 3"):
+        PretrainedEncoder(PretrainedConfig(path=str(tiny_bert), finetune="full", layers=3))

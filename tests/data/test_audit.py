@@ -144,3 +144,16 @@ def test_cli_profile_of_a_bare_file_and_clean(texts, tmp_path, capsys):
     assert "Exact duplicates: 1" in page and (tmp_path / "p" / "plots" / "data_class_balance.png").exists()
     assert main(["data", "clean", str(tmp_path / "train.csv")]) == 2
     assert "give -o OUT_DIR" in capsys.readouterr().err
+
+
+def test_near_threshold_and_dropping_label_errors(texts, tmp_path):
+    cfg, flipped = texts
+    strict = {**cfg, "data": {**cfg["data"], "audit": {"near_threshold": 1.0, "label_issues": False}}}
+    loose = audit(load_config({**cfg, "data": {**cfg["data"], "audit": {"label_issues": False}}}))
+    assert audit(load_config(strict))["near_duplicates"]["count"] < loose["near_duplicates"]["count"]
+    drop = {**cfg, "data": {**cfg["data"], "audit": {"label_folds": 3},
+                            "fixes": {"label_errors": "drop", "label_error_confidence": 0.5}}}
+    out, log, report = clean_data(load_config(drop), tmp_path / "d")
+    assert report["label_issues"]["folds"] == 3
+    dropped = set(log[log.action == "drop_label_error"].row)
+    assert len(dropped & set(flipped)) >= 3 and not set(pd.read_csv(out).id) & {f"q{r}" for r in dropped}

@@ -161,13 +161,12 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
             _log(f"fine-tuning the pruned model for {p.finetune_epochs} epochs at lr {lr:g}")
             record["prune"]["finetune"] = _finetune(model, data, cfg, p.finetune_epochs, lr)
             if p.method == "magnitude":  # fine-tuning moves the zeros; prune again so the sparsity holds
-                from .prune import magnitude_prune as again
-
-                record["prune"]["after_finetune"] = again(model, p.amount)
+                record["prune"]["after_finetune"] = magnitude_prune(model, p.amount)
             stages.append(measure(f"{stages[-1]['stage']} + fine-tuned", model, data, split, names,
                                   tensor_bytes(model), calls, params(model)))
-    if p_sparse := record.get("prune", {}).get("sparsity"):
-        record["notes"].append(f"magnitude pruning zeroed {p_sparse:.1%} of the linear/conv weights; dense kernels "
+    sparsity = record.get("prune", {}).get("sparsity")
+    if sparsity:
+        record["notes"].append(f"magnitude pruning zeroed {sparsity:.1%} of the linear/conv weights; dense kernels "
                                "do not get faster and the file is not smaller from zeros")
     spec = model.spec
     pre.save(run.model_dir)

@@ -67,6 +67,7 @@ def main_metric(task: str) -> str:
 
 def write_report(run: Run, summary: dict) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -83,6 +84,9 @@ def write_report(run: Run, summary: dict) -> None:
             ax.annotate(s["stage"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set(xlabel=f"p50 latency per call, {b.replace('_', ' ')} (ms)", ylabel=key, xscale="log",
                title=f"{key} vs latency ({b.replace('_', ' ')})")
+        fmt = matplotlib.ticker.FormatStrFormatter("%g")
+        ax.xaxis.set_major_formatter(fmt)
+        ax.xaxis.set_minor_formatter(fmt)
     path = run.path / "plots" / "accuracy_vs_latency.png"
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

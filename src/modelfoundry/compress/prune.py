@@ -22,8 +22,7 @@ from torch import nn
 def magnitude_prune(model: nn.Module, amount: float) -> dict:
     import torch.nn.utils.prune as tprune
 
-    targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))
-               and m.weight.requires_grad is not None]
+    targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     if not targets:
         raise ValueError("compress.prune: this model has no linear or conv layers to prune")
     tprune.global_unstructured(targets, pruning_method=tprune.L1Unstructured, amount=amount)
