@@ -131,8 +131,17 @@ class AugmentConfig(Section):
     """Pad by this many pixels, then crop back at a random offset."""
     text_token_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Drop each training token with this probability."""
+    text_swap: float = Field(0.0, ge=0.0, lt=1.0)
+    """Swap each training token with the next one with this probability (the first and last token of a text,
+    [CLS]/[SEP] for a pretrained tokenizer, stay; each character is a token for Chinese)."""
+    text_delete: float = Field(0.0, ge=0.0, lt=1.0)
+    """Delete each training token with this probability (the text gets shorter; first and last token stay)."""
     tabular_noise: float = Field(0.0, ge=0.0)
     """Gaussian noise (in standard deviations) added to scaled numeric training features."""
+    sequence_jitter: float = Field(0.0, ge=0.0)
+    """Time series: Gaussian noise (in standard deviations of the scaled features) added to every step of a window."""
+    sequence_scaling: float = Field(0.0, ge=0.0)
+    """Time series: each window's features are multiplied by a factor drawn from N(1, this)."""
 
 
 class AuditConfig(Section):
