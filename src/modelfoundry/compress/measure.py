@@ -87,12 +87,9 @@ def write_report(run: Run, summary: dict) -> None:
         fmt = matplotlib.ticker.FormatStrFormatter("%g")
         ax.xaxis.set_major_formatter(fmt)
         ax.xaxis.set_minor_formatter(fmt)
-    path = run.path / "plots" / "accuracy_vs_latency.png"
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    from ..evaluate.report import save_figure
+
+    save_figure(fig, run.path / "plots" / "accuracy_vs_latency.png")
 
     base = stages[0]
     rows = []

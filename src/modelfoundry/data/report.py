@@ -28,15 +28,12 @@ def _plots(profile: dict, out_dir: Path) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..evaluate.report import save_figure
+
     made = []
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
 
     def save(fig, name: str, title: str) -> None:
-        path = out_dir / "plots" / name
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        tmp.replace(path)
+        save_figure(fig, out_dir / "plots" / name, dpi=80)
         made.append((title, f"plots/{name}"))
 
     balance = profile.get("class_balance")

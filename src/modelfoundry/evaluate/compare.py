@@ -56,8 +56,6 @@ def _plot(runs: list[Run], path: Path) -> None:
     if key:
         axes[0][1].set(xlabel="epoch", ylabel=key, title=key)
     axes[0][-1].legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    from .report import save_figure
+
+    save_figure(fig, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -21,13 +22,19 @@ def _fig():
     return plt
 
 
-def _save(plt, fig, run: Run, name: str) -> str:
-    path = run.path / "plots" / name
-    path.parent.mkdir(exist_ok=True)
+def save_figure(fig, path: Path, dpi: int = 90) -> None:
+    """A matplotlib figure as PNG, written atomically (temporary name, then rename), then closed."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
+
+
+def _save(plt, fig, run: Run, name: str) -> str:
+    save_figure(fig, run.path / "plots" / name)
     return f"plots/{name}"
 
 
