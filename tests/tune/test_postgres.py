@@ -81,3 +81,30 @@ def test_two_processes_share_a_study_in_postgresql_without_losing_or_repeating_a
     for r in runs:
         assert json.loads(open(os.path.join(r, "manifest.json")).read())["status"] == "complete"
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes took trials
+
+
+def test_processes_that_open_a_fresh_database_at_the_same_moment_all_succeed(tmp_path, postgres_url):
+    """Optuna creates its tables on first open; in PostgreSQL two concurrent CREATE TABLEs of one name collide
+    (duplicate key in pg_type). Without the retry in open_storage this fails most of the time with 4 processes."""
+    import psycopg
+
+    base = postgres_url
+    with psycopg.connect(base.replace("postgres:unused@", "postgres@"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE fresh_race")
+    url = base.rsplit("/", 1)[0] + "/fresh_race"
+    go = tmp_path / "go"
+    code = ("import os, time, optuna; from pathlib import Path; from modelfoundry.tune import open_storage\n"
+            f"Path({str(tmp_path)!r}, f'ready{{os.getpid()}}').write_text('')\n"
+            f"while not Path({str(go)!r}).exists(): time.sleep(0.005)\n"  # imports done: start together
+            f"open_storage({url!r}, Path({str(tmp_path)!r})); print('opened')")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=cli_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    import time
+
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.write_text("")
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [o[1][-1500:] for o in outs]
+    assert all(o[0].strip() == "opened" for o in outs)

@@ -67,14 +67,35 @@ def open_storage(storage: str | None, study_dir: Path):
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if storage.startswith(("postgresql", "mysql")):
         kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # heartbeats: a trial whose machine died is failed after the grace period, so others need not wait
-            return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
-    except Exception as exc:  # sqlalchemy/driver errors: say where, never the password
-        reason = str(exc).splitlines()[0][:300].replace(storage, mask_url(storage))
-        raise ValueError(f"--storage {mask_url(storage)}: cannot open the study storage ({type(exc).__name__}: {reason})") from None
+    if storage in _RDB_OPEN:  # one engine per process: the study and its worker loop share it
+        return _RDB_OPEN[storage]
+    import sqlalchemy.exc
+
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # heartbeats: a trial whose machine died is failed after the grace period, so others need not wait
+                st = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
+            _RDB_OPEN[storage] = st
+            return st
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # two processes creating Optuna's tables at the same moment: PostgreSQL's CREATE TABLE is not
+            # idempotent under concurrency (duplicate key in pg_type); the loser retries and finds the tables
+            if attempt == 5:
+                return _storage_error(storage, exc)
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # sqlalchemy/driver errors: say where, never the password
+            return _storage_error(storage, exc)
+    raise AssertionError("unreachable")
+
+
+_RDB_OPEN: dict[str, Any] = {}
+
+
+def _storage_error(storage: str, exc: Exception):
+    reason = str(exc).splitlines()[0][:300].replace(storage, mask_url(storage))
+    raise ValueError(f"--storage {mask_url(storage)}: cannot open the study storage ({type(exc).__name__}: {reason})") from None
 
 
 def _direction(cfg: Config) -> str:
