@@ -142,6 +142,37 @@ class AugmentConfig(Section):
     """Time series: Gaussian noise (in standard deviations of the scaled features) added to every step of a window."""
     sequence_scaling: float = Field(0.0, ge=0.0)
     """Time series: each window's features are multiplied by a factor drawn from N(1, this)."""
+    sequence_slice: float = Field(0.0, ge=0.0, lt=1.0)
+    """Time series, window slicing: cut this fraction off each window (a random stretch of the rest is kept)
+    and stretch what is left back to the window's length."""
+    sequence_warp: float = Field(0.0, ge=0.0)
+    """Time series, time warping: the speed of time follows a smooth random curve with knots from N(1, this)."""
+    image_rotation: float = Field(0.0, ge=0.0, le=180.0)
+    """Rotate each training image by a random angle in [-this, this] degrees."""
+    image_color_jitter: float = Field(0.0, ge=0.0, lt=1.0)
+    """Brightness, contrast and saturation each scaled by a random factor in [1 - this, 1 + this]."""
+    text_synonym: float = Field(0.0, ge=0.0, lt=1.0)
+    """Replace each word (letters only, 3+ characters, or one Chinese character) with probability this by one of
+    its nearest neighbours in a pretrained model's input embedding table (synonym_model); no word lists."""
+    text_insert: float = Field(0.0, ge=0.0, lt=1.0)
+    """After each word, with probability this, insert one of its embedding neighbours (up to data.text.max_length
+    tokens)."""
+    synonym_model: str = "minilm"
+    """Whose input embeddings define neighbours: 'minilm' (the embedded all-MiniLM-L6-v2) or a local model
+    directory. Only words in both that model's and the text tokenizer's vocabularies take part."""
+    synonym_neighbours: int = Field(5, ge=1)
+    """Candidates per word for text_synonym and text_insert."""
+    mixup: float = Field(0.0, ge=0.0)
+    """mixup's Beta(this, this): blend each training example's continuous inputs (numeric, image, sequence) and
+    its loss with another example's. 0 = off; 0.2-0.4 is usual."""
+    oversample: Literal["smote", "borderline", "adasyn"] | None = None
+    """Tables, classification: synthesise minority-class training rows before training (imbalanced-learn):
+    SMOTE (SMOTE-NC with categorical columns), borderline SMOTE, or ADASYN. Validation and test rows are never
+    touched."""
+    oversample_ratio: float = Field(1.0, gt=0.0, le=1.0)
+    """Each class is oversampled up to this fraction of the largest class's count."""
+    oversample_neighbours: int = Field(5, ge=1)
+    """k nearest neighbours SMOTE interpolates between."""
 
 
 class AuditConfig(Section):

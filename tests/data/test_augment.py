@@ -1,9 +1,23 @@
-"""Text swap/delete and time-series jitter/scaling: they change only what they should, and a training run uses them."""
+"""Every augmentation changes only what it should, and a training run uses it."""
 
+import pytest
 import torch
 
 from modelfoundry.config import AugmentConfig, load_config
-from modelfoundry.data.augment import augment_batch, delete_tokens, is_active, swap_tokens
+from modelfoundry.data.augment import (
+    augment_batch,
+    color_jitter,
+    delete_tokens,
+    insert_synonyms,
+    is_active,
+    mixup,
+    oversample,
+    replace_synonyms,
+    rotate_images,
+    slice_windows,
+    swap_tokens,
+    warp_windows,
+)
 from modelfoundry.train import train
 
 from ..conftest import SAMPLE, tiny_config
@@ -53,4 +67,187 @@ def test_training_with_text_augmentation(tmp_path):
     cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
                                  "augment": {"text_swap": 0.1, "text_delete": 0.1}}, train={"epochs": 2})
     run = train(load_config(cfg))
+    assert run.status == "complete" and len(run.history()) == 2
+
+
+# --- synonym replacement and insertion from embedding neighbours ---
+
+VOCAB = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "card": 4, "cards": 5, "money": 6, "cash": 7,
+         "transfer": 8, "payment": 9, "the": 10, "##ing": 11, "42": 12, "qzxv": 13}
+
+
+def test_neighbour_table_holds_only_shared_words_never_the_word_itself():
+    from modelfoundry.data.augment import neighbour_table
+
+    table = neighbour_table(VOCAB, "minilm", k=2)
+    assert table.shape == (14, 2)
+    for token in ("[PAD]", "[CLS]", "##ing", "42", "qzxv"):  # specials, pieces, numbers, words MiniLM lacks
+        assert (table[VOCAB[token]] == -1).all(), token
+    words = {VOCAB[w] for w in ("card", "cards", "money", "cash", "transfer", "payment", "the")}
+    for w in words:
+        assert set(table[w].tolist()) <= words - {w}
+    assert VOCAB["cards"] in table[VOCAB["card"]].tolist()  # the embedding table knows its plurals
+    assert VOCAB["money"] in table[VOCAB["cash"]].tolist()
+
+
+def _table():
+    table = torch.full((20, 2), -1, dtype=torch.long)
+    table[5] = torch.tensor([15, 16])
+    table[6] = torch.tensor([17, 17])
+    return table
+
+
+def test_replace_synonyms_touches_only_inner_words_with_neighbours():
+    ids = torch.tensor([[5, 5, 6, 7, 5], [5, 6, 5, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    torch.manual_seed(0)
+    out = replace_synonyms(ids, lengths, 0.99, _table())
+    assert out[0, 0] == 5 and out[0, 4] == 5 and out[1, 0] == 5 and out[1, 2] == 5  # ends stay
+    assert out[0, 1].item() in (15, 16) and out[0, 2] == 17 and out[0, 3] == 7 and out[1, 1] == 17
+    assert (out[1, 3:] == 0).all()
+
+
+def test_insert_synonyms_puts_a_neighbour_after_the_word_and_respects_max_length():
+    ids = torch.tensor([[2, 6, 7, 3], [2, 6, 3, 0]])
+    lengths = torch.tensor([4, 3])
+    torch.manual_seed(0)
+    out, new = insert_synonyms(ids, lengths, 0.99, _table(), max_len=8)
+    assert new.tolist() == [5, 4]
+    assert out[0, :5].tolist() == [2, 6, 17, 7, 3] and out[1, :4].tolist() == [2, 6, 17, 3]
+    assert (out[1, 4:] == 0).all()
+    full, same = insert_synonyms(ids, lengths, 0.99, _table(), max_len=4)  # no room in row 0
+    assert same.tolist() == [4, 4] and full[0, :4].tolist() == [2, 6, 7, 3]
+
+
+def test_training_with_synonyms_and_insertion_from_minilm(tmp_path):
+    cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
+                                 "augment": {"text_synonym": 0.2, "text_insert": 0.1, "synonym_neighbours": 3,
+                                             "synonym_model": "minilm"}}, train={"epochs": 1})
+    run = train(load_config(cfg))
+    assert run.status == "complete"
+
+
+# --- images ---
+
+def test_rotation_keeps_the_centre_and_angle_zero_is_the_identity():
+    img = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
+    torch.manual_seed(0)
+    small = rotate_images(img, 10)
+    assert torch.allclose(small[..., 2, 2], img[..., 2, 2], atol=1e-4) and not torch.allclose(small, img)
+    assert torch.allclose(rotate_images(img, 0), img, atol=1e-4)
+
+
+def test_color_jitter_changes_brightness_contrast_saturation_per_image():
+    img = torch.randn(4, 3, 6, 6)
+    torch.manual_seed(0)
+    out = color_jitter(img, 0.4)
+    assert out.shape == img.shape and not torch.allclose(out, img)
+    assert torch.allclose(color_jitter(img, 0.0), img, atol=1e-6)
+    grey = color_jitter(torch.randn(2, 1, 6, 6), 0.4)  # one channel: no saturation, no error
+    assert grey.shape == (2, 1, 6, 6)
+
+
+# --- time series ---
+
+def test_window_slicing_stretches_a_sub_window_back_to_full_length():
+    seq = torch.linspace(0, 9, 10).view(1, 10, 1).repeat(3, 1, 2)
+    torch.manual_seed(0)
+    out = slice_windows(seq, 0.5)
+    assert out.shape == seq.shape
+    steps = out[:, 1:, 0] - out[:, :-1, 0]
+    assert torch.allclose(steps, torch.full_like(steps, 0.5), atol=1e-5)  # half the span over the same steps
+    assert (out[:, 0, 0] >= 0).all() and (out[:, -1, 0] <= 9).all()
+
+
+def test_time_warping_keeps_the_ends_and_the_order():
+    seq = torch.linspace(0, 9, 10).view(1, 10, 1).repeat(4, 1, 1)
+    torch.manual_seed(0)
+    out = warp_windows(seq, 0.5)
+    assert torch.allclose(out[:, 0], seq[:, 0]) and torch.allclose(out[:, -1], seq[:, -1], atol=1e-4)
+    assert (out[:, 1:] >= out[:, :-1] - 1e-5).all() and not torch.allclose(out, seq)  # monotone, but warped
+
+
+# --- mixup and oversampling ---
+
+def test_mixup_blends_continuous_inputs_and_keeps_discrete_ones():
+    batch = {"numeric": torch.eye(4), "categorical": torch.arange(4).view(4, 1)}
+    torch.manual_seed(0)
+    out, perm, lam = mixup(batch, 0.4)
+    assert 0 < lam < 1 and sorted(perm.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(out["numeric"], lam * torch.eye(4) + (1 - lam) * torch.eye(4)[perm])
+    assert torch.equal(out["categorical"], batch["categorical"])
+
+
+def test_oversampling_balances_the_training_classes_with_smote_nc():
+    g = torch.Generator().manual_seed(0)
+    feats = {"numeric": torch.randn(60, 3, generator=g), "categorical": torch.randint(1, 4, (60, 2), generator=g)}
+    y = torch.tensor([0] * 50 + [1] * 10)
+    out, ys = oversample(feats, y, AugmentConfig(oversample="smote"), seed=0)
+    assert torch.bincount(ys).tolist() == [50, 50]
+    assert torch.equal(out["numeric"][:60], feats["numeric"]) and torch.equal(out["categorical"][:60], feats["categorical"])
+    assert set(out["categorical"][60:].flatten().tolist()) <= {1, 2, 3}  # categories stay categories
+    half, yh = oversample({"numeric": feats["numeric"]}, y, AugmentConfig(oversample="borderline", oversample_ratio=0.5), 0)
+    assert torch.bincount(yh).tolist() == [50, 25]
+    _, ya = oversample({"numeric": feats["numeric"]}, y, AugmentConfig(oversample="adasyn"), 0)
+    assert abs(torch.bincount(ya)[1].item() - 50) <= 10  # ADASYN aims at balance; its count is approximate
+
+
+def test_oversampling_refuses_what_it_cannot_do():
+    y = torch.tensor([0] * 10 + [1] * 3)
+    with pytest.raises(ValueError, match="smallest class has 3"):
+        oversample({"numeric": torch.randn(13, 2)}, y, AugmentConfig(oversample="smote"), 0)
+    with pytest.raises(ValueError, match="text:review"):
+        oversample({"numeric": torch.randn(13, 2), "text:review": torch.ones(13, 4)}, y,
+                   AugmentConfig(oversample="smote"), 0)
+    with pytest.raises(ValueError, match="SMOTE-NC"):
+        oversample({"numeric": torch.randn(13, 2), "categorical": torch.ones(13, 1, dtype=torch.long)}, y,
+                   AugmentConfig(oversample="adasyn", oversample_neighbours=2), 0)
+
+
+def test_training_a_table_with_smote_and_mixup(tmp_path, table_csv):
+    cfg = tiny_config(tmp_path, {"path": str(table_csv), "target": "label",
+                                 "augment": {"oversample": "smote", "mixup": 0.4, "tabular_noise": 0.05}},
+                      train={"epochs": 2})
+    run = train(load_config(cfg))
+    assert run.status == "complete" and len(run.history()) == 2
+
+
+def test_oversampling_a_regression_target_is_refused(tmp_path):
+    from ..conftest import regression_frame
+
+    cfg = tiny_config(tmp_path, {"path": "unused.csv", "target": "y", "augment": {"oversample": "smote"}})
+    with pytest.raises(ValueError, match="needs a classification target"):
+        train(load_config(cfg), frame=regression_frame())
+
+
+def test_training_images_with_rotation_colour_jitter_and_mixup(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            arr = (rng.random((8, 8, 3)) * 60 + (150 if cls == "a" else 0)).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / cls / f"{i}.png")
+    cfg = tiny_config(tmp_path, {"path": str(tmp_path / "imgs"), "image": {"size": [8, 8], "channels": 3},
+                                 "augment": {"image_rotation": 15, "image_color_jitter": 0.3, "mixup": 0.4}},
+                      model={"type": "cnn", "channels": [4], "hidden": [8]}, train={"epochs": 2})
+    run = train(load_config(cfg))
+    assert run.status == "complete" and len(run.history()) == 2
+
+
+def test_training_time_series_with_window_slicing_and_warping(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = [{"unit": u, "cycle": c, "s": float(np.sin(c / 3) + rng.normal(0, 0.1)), "rul": 30 - c}
+            for u in range(8) for c in range(30)]
+    cfg = tiny_config(tmp_path, {"path": "unused.csv", "target": "rul",
+                                 "sequence": {"group_column": "unit", "order_column": "cycle", "window": 6},
+                                 "split": {"method": "group", "group_column": "unit"},
+                                 "augment": {"sequence_slice": 0.2, "sequence_warp": 0.2}},
+                      model={"type": "rnn", "hidden_size": 8}, train={"epochs": 2})
+    run = train(load_config(cfg), frame=pd.DataFrame(rows))
     assert run.status == "complete" and len(run.history()) == 2

@@ -1,17 +1,234 @@
-"""On-the-fly augmentation of training batches (never validation or test). Uses torch's global RNG,
-which checkpoints save, so a resumed run draws the same augmentations."""
+"""Augmentation of the training split only (never validation or test).
+
+On the fly, per batch (`Augmenter`): text swap/delete/synonym replacement/insertion, image flips, crops,
+rotations and colour jitter, Gaussian noise on numeric features, time-series jitter, scaling, window slicing
+and warping, mixup. Once, before training (`oversample`): SMOTE and its variants (imbalanced-learn). The batch
+augmentations use torch's global RNG, which checkpoints save, so a resumed run draws the same augmentations."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import AugmentConfig
 
+BATCH_OPTIONS = ("image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
+                 "tabular_noise", "text_swap", "text_delete", "text_synonym", "text_insert", "sequence_jitter",
+                 "sequence_scaling", "sequence_slice", "sequence_warp", "mixup")
+
 
 def is_active(cfg: AugmentConfig) -> bool:
-    return bool(cfg.image_flip or cfg.image_crop_padding or cfg.text_token_dropout or cfg.tabular_noise
-                or cfg.text_swap or cfg.text_delete or cfg.sequence_jitter or cfg.sequence_scaling)
+    return any(bool(getattr(cfg, k)) for k in BATCH_OPTIONS)
+
+
+def _word(token: str) -> bool:
+    """A whole word worth replacing: letters only (no subword piece, number or special token), 3+ characters,
+    or a single CJK character."""
+    if len(token) == 1 and "\u4e00" <= token <= "\u9fff":
+        return True
+    return len(token) >= 3 and token.isalpha()
+
+
+def neighbour_table(vocab: dict[str, int], source: str = "minilm", k: int = 5) -> torch.Tensor:
+    """For each id of `vocab` (a tokenizer's token -> id), the ids of its k nearest words by cosine similarity in
+    the input embedding table of the pretrained model `source` ('minilm' = the embedded all-MiniLM-L6-v2, or a
+    local model directory); -1 where a token has none (not a word, or unknown to the source model). Only words
+    both vocabularies share take part, so a replacement is always a token this tokenizer has."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from ..models.pretrained import resolve_model_path
+
+    path = resolve_model_path(source)
+    src_vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    emb = AutoModel.from_pretrained(path).get_input_embeddings().weight.detach().float()
+    ours, theirs = [], []
+    for token, i in vocab.items():
+        j = src_vocab.get(token, src_vocab.get(token.lower()))
+        if j is not None and _word(token):
+            ours.append(i)
+            theirs.append(j)
+    table = torch.full((max(vocab.values()) + 1, k), -1, dtype=torch.long)
+    if len(ours) <= k:
+        return table
+    vecs = F.normalize(emb[torch.tensor(theirs)], dim=1)
+    ours_t, theirs_t = torch.tensor(ours), torch.tensor(theirs)
+    for start in range(0, len(ours), 2048):
+        sim = vecs[start: start + 2048] @ vecs.T
+        rows = torch.arange(sim.shape[0])
+        sim[rows, rows + start] = -2  # not itself
+        sim[theirs_t[start: start + 2048, None] == theirs_t[None, :]] = -2  # nor its other casing
+        table[ours_t[start: start + 2048]] = ours_t[sim.topk(k, dim=1).indices]
+    return table
+
+
+def replace_synonyms(ids: torch.Tensor, lengths: torch.Tensor, p: float, table: torch.Tensor) -> torch.Tensor:
+    """Replace each inner word that has neighbours with one of them (uniformly) with probability p."""
+    cand = table[ids.clamp(0, table.shape[0] - 1)]  # [B, L, k]
+    has = (cand[..., 0] >= 0) & _inner(ids, lengths)
+    pick = (torch.rand(ids.shape) < p) & has
+    choice = cand.gather(2, torch.randint(0, cand.shape[2], (*ids.shape, 1))).squeeze(2)
+    return torch.where(pick, choice, ids)
+
+
+def insert_synonyms(ids: torch.Tensor, lengths: torch.Tensor, p: float, table: torch.Tensor,
+                    max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """After each inner word that has neighbours, with probability p, insert one of its neighbours. A text never
+    grows past `max_len` tokens (the tokenizer's limit); the batch widens as needed."""
+    cand = table[ids.clamp(0, table.shape[0] - 1)]
+    ins = (torch.rand(ids.shape) < p) & (cand[..., 0] >= 0) & _inner(ids, lengths)
+    room = (max_len - lengths).clamp_min(0)
+    ins &= torch.cumsum(ins.int(), 1) <= room[:, None]
+    if not ins.any():
+        return ids, lengths
+    added = ins.sum(1)
+    before = torch.cumsum(ins.int(), 1) - ins.int()  # insertions strictly before each position
+    pos = torch.arange(ids.shape[1])[None, :] + before
+    width = ids.shape[1] + int(added.max())
+    out = torch.zeros(ids.shape[0], width, dtype=ids.dtype)
+    out.scatter_(1, pos, ids)
+    choice = cand.gather(2, torch.randint(0, cand.shape[2], (*ids.shape, 1))).squeeze(2)
+    rows, cols = ins.nonzero(as_tuple=True)
+    out[rows, pos[rows, cols] + 1] = choice[rows, cols]
+    return out, lengths + added
+
+
+def rotate_images(img: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate each image by an angle drawn from U(-degrees, degrees) about its centre; corners that come in are
+    0 (the mean colour, since images are normalised)."""
+    a = (torch.rand(img.shape[0]) * 2 - 1) * math.radians(degrees)
+    cos, sin = torch.cos(a), torch.sin(a)
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(a)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(a)], 1)], 1).to(img.dtype)
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    return F.grid_sample(img, grid, align_corners=False, padding_mode="zeros")
+
+
+def color_jitter(img: torch.Tensor, strength: float) -> torch.Tensor:
+    """Brightness, contrast and (colour images) saturation, each scaled by a factor from U(1-s, 1+s) per image,
+    applied to the normalised image: brightness shifts it, contrast stretches it about its mean, saturation
+    blends it with its grey version."""
+    def factor():
+        return (1 + (torch.rand(img.shape[0], 1, 1, 1) * 2 - 1) * strength).to(img.dtype)
+
+    out = img + (factor() - 1)
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * factor() + mean
+    if img.shape[1] == 3:
+        grey = out.mean(dim=1, keepdim=True)
+        out = (out - grey) * factor() + grey
+    return out
+
+
+def _resample(seq: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """seq [B, T, F] read at fractional time positions where [B, T'] (linear interpolation)."""
+    lo = where.floor().long().clamp(0, seq.shape[1] - 1)
+    hi = (lo + 1).clamp(max=seq.shape[1] - 1)
+    w = (where - lo).unsqueeze(-1).to(seq.dtype)
+    idx = lambda t: t.unsqueeze(-1).expand(-1, -1, seq.shape[2])  # noqa: E731
+    return seq.gather(1, idx(lo)) * (1 - w) + seq.gather(1, idx(hi)) * w
+
+
+def slice_windows(seq: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Window slicing (Le Guennec et al. 2016): a random stretch of `fraction` of each window, stretched back
+    to the window's length."""
+    T = seq.shape[1]
+    span = (T - 1) * fraction
+    start = torch.rand(seq.shape[0], 1) * (T - 1 - span)
+    return _resample(seq, start + torch.linspace(0, span, T)[None, :])
+
+
+def warp_windows(seq: torch.Tensor, sigma: float, knots: int = 4) -> torch.Tensor:
+    """Time warping: the local speed of time follows a smooth random curve (knots drawn from N(1, sigma));
+    the warped window starts and ends where the original does."""
+    B, T = seq.shape[:2]
+    speed = (1 + sigma * torch.randn(B, 1, knots + 2)).clamp_min(0.1)
+    speed = F.interpolate(speed, size=T, mode="linear", align_corners=True)[:, 0]
+    t = torch.cumsum(speed, 1) - speed[:, :1]
+    return _resample(seq, t / t[:, -1:].clamp_min(1e-6) * (T - 1))
+
+
+MIXABLE = ("numeric", "image", "sequence")
+
+
+def mixup(batch: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
+    """mixup (Zhang et al. 2018): each example is blended with another of the batch, weight lam ~ Beta(alpha,
+    alpha) for the first. Continuous inputs (numeric, image, sequence) are blended; discrete ones (categories,
+    tokens) are the first example's. Returns the batch, the partner order and lam; the loss blends the same way."""
+    n = next(iter(batch.values())).shape[0]
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(n)
+    out = dict(batch)
+    for key in MIXABLE:
+        if key in out:
+            out[key] = lam * out[key] + (1 - lam) * out[key][perm]
+    return out, perm, lam
+
+
+class Augmenter:
+    """The training loop's per-batch augmentation: the config, plus the neighbour tables synonym replacement
+    and insertion need (one per text column, from `neighbour_table`) and the texts' maximum length."""
+
+    def __init__(self, cfg: AugmentConfig, synonyms: dict[str, torch.Tensor] | None = None, max_len: int = 512):
+        self.cfg, self.synonyms, self.max_len = cfg, synonyms or {}, max_len
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.cfg)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return augment_batch(batch, self.cfg, self.synonyms, self.max_len)
+
+
+def synonym_tables(cfg: AugmentConfig, tokenizers: dict) -> dict[str, torch.Tensor]:
+    """Neighbour tables for every text column, when synonym replacement or insertion is on."""
+    if not (cfg.text_synonym or cfg.text_insert):
+        return {}
+    return {col: neighbour_table(tok.get_vocab(), cfg.synonym_model, cfg.synonym_neighbours)
+            for col, tok in tokenizers.items()}
+
+
+def oversample(features: dict[str, torch.Tensor], y: torch.Tensor, cfg: AugmentConfig,
+               seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """data.augment.oversample: SMOTE (SMOTE-NC when there are categorical columns), borderline SMOTE or ADASYN
+    from imbalanced-learn on the encoded training split, up to data.augment.oversample_ratio of the majority
+    class. Tables only: text, image and sequence inputs have no meaningful interpolation here."""
+    from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
+
+    other = [k for k in features if k not in ("numeric", "categorical")]
+    if other:
+        raise ValueError(f"data.augment.oversample: works on tables (numeric and categorical columns); this data "
+                         f"also has {other}")
+    if "numeric" not in features:
+        raise ValueError("data.augment.oversample: needs at least one numeric column (SMOTE interpolates numbers)")
+    num = features["numeric"].numpy()
+    cat = features["categorical"].numpy() if "categorical" in features else np.zeros((len(num), 0), np.int64)
+    counts = np.bincount(y.numpy())
+    k = cfg.oversample_neighbours
+    if counts[counts > 0].min() <= k:
+        raise ValueError(f"data.augment.oversample_neighbours: {k} neighbours need more than {k} training rows in "
+                         f"every class; the smallest class has {int(counts[counts > 0].min())}")
+    target = max(1, int(round(counts.max() * cfg.oversample_ratio)))
+    strategy = {c: max(int(n), target) for c, n in enumerate(counts) if n > 0}
+    x = np.concatenate([num, cat.astype(num.dtype)], axis=1)
+    if cfg.oversample == "smote":
+        sampler = (SMOTENC(categorical_features=list(range(num.shape[1], x.shape[1])), k_neighbors=k,
+                           sampling_strategy=strategy, random_state=seed) if cat.shape[1]
+                   else SMOTE(k_neighbors=k, sampling_strategy=strategy, random_state=seed))
+    elif cat.shape[1]:
+        raise ValueError(f"data.augment.oversample: {cfg.oversample} interpolates every column; this table has "
+                         f"categorical columns: use 'smote' (SMOTE-NC)")
+    elif cfg.oversample == "borderline":
+        sampler = BorderlineSMOTE(k_neighbors=k, sampling_strategy=strategy, random_state=seed)
+    else:
+        sampler = ADASYN(n_neighbors=k, sampling_strategy=strategy, random_state=seed)
+    xs, ys = sampler.fit_resample(x, y.numpy())
+    out = {"numeric": torch.from_numpy(np.ascontiguousarray(xs[:, : num.shape[1]], dtype=np.float32))}
+    if cat.shape[1]:
+        out["categorical"] = torch.from_numpy(np.rint(xs[:, num.shape[1]:]).astype(np.int64))
+    return out, torch.from_numpy(np.asarray(ys)).to(y.dtype)
 
 
 def _inner(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -44,9 +261,11 @@ def delete_tokens(ids: torch.Tensor, lengths: torch.Tensor, p: float) -> tuple[t
     return out, new_len
 
 
-def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig) -> dict[str, torch.Tensor]:
+def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig, synonyms: dict[str, torch.Tensor] | None = None,
+                  max_len: int = 512) -> dict[str, torch.Tensor]:
+    """Everything but mixup (which changes the loss too: the loop calls `mixup` itself)."""
     out = dict(batch)
-    if "image" in out and (cfg.image_flip or cfg.image_crop_padding):
+    if "image" in out and (cfg.image_flip or cfg.image_crop_padding or cfg.image_rotation or cfg.image_color_jitter):
         img = out["image"]
         if cfg.image_flip:
             flip = torch.rand(img.shape[0]) < 0.5
@@ -57,6 +276,10 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig) -> dict[st
             padded = F.pad(img, (p, p, p, p), mode="reflect" if p < min(h, w) else "constant")
             dy, dx = torch.randint(0, 2 * p + 1, (2,)).tolist()
             img = padded[..., dy: dy + h, dx: dx + w]
+        if cfg.image_rotation:
+            img = rotate_images(img, cfg.image_rotation)
+        if cfg.image_color_jitter:
+            img = color_jitter(img, cfg.image_color_jitter)
         out["image"] = img
     if cfg.text_token_dropout:
         for key in [k for k in out if k.startswith("text:")]:
@@ -67,12 +290,21 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig) -> dict[st
         lkey = f"len:{key[5:]}"
         if lkey not in out or f"segment:{key[5:]}" in out:  # sentence pairs keep their segment layout
             continue
+        table = (synonyms or {}).get(key[5:])
+        if cfg.text_synonym and table is not None:
+            out[key] = replace_synonyms(out[key], out[lkey], cfg.text_synonym, table)
+        if cfg.text_insert and table is not None:
+            out[key], out[lkey] = insert_synonyms(out[key], out[lkey], cfg.text_insert, table, max_len)
         if cfg.text_swap:
             out[key] = swap_tokens(out[key], out[lkey], cfg.text_swap)
         if cfg.text_delete:
             out[key], out[lkey] = delete_tokens(out[key], out[lkey], cfg.text_delete)
-    if "sequence" in out and (cfg.sequence_jitter or cfg.sequence_scaling):
+    if "sequence" in out and (cfg.sequence_jitter or cfg.sequence_scaling or cfg.sequence_slice or cfg.sequence_warp):
         seq = out["sequence"]
+        if cfg.sequence_slice:
+            seq = slice_windows(seq, 1 - cfg.sequence_slice)
+        if cfg.sequence_warp:
+            seq = warp_windows(seq, cfg.sequence_warp)
         if cfg.sequence_scaling:
             seq = seq * (1 + cfg.sequence_scaling * torch.randn(seq.shape[0], 1, seq.shape[2]))
         if cfg.sequence_jitter:

@@ -13,6 +13,7 @@ import torch
 
 from ..config import Config, config_to_yaml
 from ..data import Prepared, data_files, prepare
+from ..data.augment import Augmenter, oversample, synonym_tables
 from ..models import build_model, save_model
 from ..runs import Run, Timer, write_json
 from .loop import FitResult, TensorData, fit
@@ -43,13 +44,21 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     """Build the configured model for `data` and fit it. Shared by `train`, cross-validation and distillation
     (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha))."""
     torch.manual_seed(cfg.train.seed)
-    per_epoch = math.ceil(math.ceil(len(data.targets["train"]) / (cfg.train.batch_size * accelerator.num_processes))
-                          / cfg.train.grad_accum)
-    model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
     features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
+    augment, swapped = cfg.data.augment, {}
+    targets = data.targets["train"]
+    if augment.oversample:
+        if data.task != "classification":
+            raise ValueError(f"data.augment.oversample: needs a classification target; this task is {data.task}")
+        if teacher is not None:
+            raise ValueError("data.augment.oversample: cannot be combined with distillation (synthetic rows have no "
+                             "teacher outputs)")
+        features["train"], targets = oversample(features["train"], targets, augment, cfg.train.seed)
     if teacher is not None:
         features["train"] = {**features["train"], "teacher": teacher}
-    augment, swapped = cfg.data.augment, {}
+    per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
+                          / cfg.train.grad_accum)
+    model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
     if getattr(cfg.model, "finetune", None) == "linear_probe":
         # the frozen encoder runs once per text, not once per epoch; only the head trains
         from ..models.pretrained import CachedEncoding, cache_frozen_encodings
@@ -59,10 +68,14 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
                    and features["train"][f"text:{k.removeprefix('text__')}"].is_floating_point()}
         for k in swapped:
             model.encoders[k] = CachedEncoding()
-        augment = augment.model_copy(update={"text_token_dropout": 0.0})  # tokens are gone once encoded
-    tr = TensorData(features["train"], data.targets["train"])
+        # tokens are gone once encoded
+        augment = augment.model_copy(update={k: 0.0 for k in ("text_token_dropout", "text_swap", "text_delete",
+                                                              "text_synonym", "text_insert")})
+    tr = TensorData(features["train"], targets)
     val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
-    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augment, resume=resume,
+    augmenter = Augmenter(augment, synonym_tables(augment, getattr(data.preprocessor, "tokenizers_", {})),
+                          cfg.data.text.max_length)
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
                  on_epoch=on_epoch, distill=distill)
     model = accelerator.unwrap_model(model)
     for k, enc in swapped.items():

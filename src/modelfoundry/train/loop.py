@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.augment import augment_batch, is_active
+from ..data.augment import Augmenter, mixup
 from ..evaluate.metrics import compute
 from ..runs import Run, atomic_write_text, save_safetensors
 from .optim import build_optimizer, build_schedule, metric_mode
@@ -119,6 +119,10 @@ def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Ten
     if task == "classification":
         return F.cross_entropy(logits, y, weight=weights)
     return F.mse_loss(logits[:, 0], y.float())
+
+
+def _objective(task, logits, y, teacher, distill, weights) -> torch.Tensor:
+    return loss_fn(task, logits, y, weights) if teacher is None else distill_loss(task, logits, y, teacher, *distill, weights)
 
 
 def distill_loss(task: str, logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -237,7 +241,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric).
     `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise).
     `distill=(temperature, alpha)`: the training features carry a teacher's outputs under `teacher` and the
-    loss is the distillation loss."""
+    loss is the distillation loss. `augment`: an Augmenter (or a bare data.augment config) for training batches."""
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
     lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
@@ -265,7 +269,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
             run.truncate_history(start_epoch)
     writer = _tensorboard(run) if main and run is not None else None
     best_state = None  # without a run directory the best weights are kept in memory
-    use_aug = augment is not None and is_active(augment)
+    if augment is not None and not isinstance(augment, Augmenter):
+        augment = Augmenter(augment)
+    use_aug = augment is not None and augment.active
+    mix = augment.cfg.mixup if use_aug and task != "causal_lm" else 0.0
     global_step = start_epoch * steps_per_epoch
     stopped = False
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -282,13 +289,18 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         for batch in loader:
             teacher = batch.pop("teacher", None)
             if use_aug:
-                batch = augment_batch(batch, augment)
+                batch = augment(batch)
             y = batch.pop("y")
+            perm = None
+            if mix:
+                batch, perm, lam = mixup(batch, mix)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     logits = model(batch)
-                loss = (loss_fn(task, logits, y, weights) if teacher is None
-                        else distill_loss(task, logits, y, teacher, *distill, weights))
+                loss = _objective(task, logits, y, teacher, distill, weights)
+                if perm is not None:  # mixup: the loss blends the two targets as the inputs were blended
+                    loss = lam * loss + (1 - lam) * _objective(task, logits, y[perm], None if teacher is None
+                                                               else teacher[perm], distill, weights)
                 reg = raw.regularization() if hasattr(raw, "regularization") else None
                 accelerator.backward(loss if reg is None else loss + reg)
                 if accelerator.sync_gradients and cfg.grad_clip:
