@@ -293,9 +293,27 @@ def _data_config(source: str, target: str | None, overrides: list[str]):
                         "target": target or "label"}}, overrides)
 
 
+def cmd_crawl(args) -> int:
+    from .data.crawl import CrawlOptions, crawl
+
+    if not args.output_dir or not args.output_dir.endswith((".jsonl", ".ndjson")):
+        raise ValueError(f"foundry data crawl: -o must name the corpus file, ending in .jsonl (got {args.output_dir!r})")
+    opts = CrawlOptions(max_pages=args.max_pages, max_depth=args.max_depth, delay=args.delay,
+                        same_domain=not args.any_domain, min_chars=args.min_chars, languages=args.language or [],
+                        **({"user_agent": args.user_agent} if args.user_agent else {}))
+    summary = crawl(args.source, args.output_dir, opts)
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "none"
+    print(f"{summary['written']} pages written ({summary['fetched']} fetched, {summary['waiting']} links left "
+          f"unvisited; skipped: {skipped}); state -> {summary['state']}", file=sys.stderr)
+    print(summary["output"])
+    return 0
+
+
 def cmd_data(args) -> int:
     from .runs import write_json
 
+    if args.action == "crawl":
+        return cmd_crawl(args)
     cfg = _data_config(args.source, args.target, args.overrides)
     if args.action == "profile":
         from .data import read_frame
@@ -424,14 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(fn=cmd_compress)
 
-    p = sub.add_parser("data", help="profile a data set (duplicates, leakage, label errors, drift), or clean a copy")
-    p.add_argument("action", choices=["profile", "clean"])
-    p.add_argument("source", help="a config file, or (profile) a data file with --target")
+    p = sub.add_parser("data", help="profile a data set (duplicates, leakage, label errors, drift), clean a copy, "
+                       "or crawl a web site into a text corpus")
+    p.add_argument("action", choices=["profile", "clean", "crawl"])
+    p.add_argument("source", help="a config file, or (profile) a data file with --target, or (crawl) the start URL")
     p.add_argument("--target", help="the label column (for a bare data file)")
     p.add_argument("--against", help="profile: another file to measure drift against (PSI, KS per column)")
     p.add_argument("-o", "--output-dir", help="profile: where data_profile.json and data_report.html go (default .); "
                    "clean: the folder for the cleaned copy and changes.csv")
     p.add_argument("--no-label-issues", action="store_true", help="profile: skip the label-error search")
+    g = p.add_argument_group("crawl (-o names the .jsonl corpus; its .state.json beside it makes a crawl resumable)")
+    g.add_argument("--max-pages", type=int, default=100, help="pages to write (default 100)")
+    g.add_argument("--max-depth", type=int, default=2, help="links to follow from the start page (default 2)")
+    g.add_argument("--delay", type=float, default=1.0, help="seconds between requests to one host (default 1; "
+                   "robots.txt's Crawl-delay wins when larger)")
+    g.add_argument("--min-chars", type=int, default=200, help="drop pages with less text after boilerplate removal")
+    g.add_argument("--language", action="append", help="keep only this language (ISO 639-1, e.g. en; repeatable)")
+    g.add_argument("--any-domain", action="store_true", help="follow links to other hosts too")
+    g.add_argument("--user-agent", help="the User-Agent sent and matched against robots.txt")
     _add_set(p)
     p.set_defaults(fn=cmd_data)
 
