@@ -39,6 +39,17 @@ def test_gb18030_refused_with_a_hint_then_read_with_encoding(tmp_path: Path):
     assert df["科室"].tolist() == ["内科", "外科"]
 
 
+def test_mixed_encodings_are_named_line_by_line(tmp_path: Path):
+    p = tmp_path / "mixed.csv"
+    p.write_bytes("text,label\ncafé au lait,a\n".encode() + "thé vert,b\n".encode("latin-1")
+                  + "crème,a\n".encode() + "brûlé,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"mixed encodings: 2 line\(s\) are UTF-8 .* line\(s\) 3, 5 are not"):
+        read_source(p)
+    p.write_bytes("text,label\nthé vert,b\n".encode("latin-1"))  # one encoding throughout: the plain hint
+    with pytest.raises(DataError, match=r"not UTF-8 \(bad byte at line 2\)"):
+        read_source(p)
+
+
 def test_missing_empty_and_header_only(tmp_path: Path):
     with pytest.raises(DataError, match="no such file"):
         read_source(tmp_path / "nope.csv")

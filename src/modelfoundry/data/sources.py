@@ -67,8 +67,22 @@ def decode(path: Path, encoding: str | None) -> str:
     except UnicodeDecodeError as exc:
         from charset_normalizer import from_bytes
 
-        guess = from_bytes(raw[:200_000]).best()
+        lines = raw.split(b"\n")
+        bad, utf8 = [], 0
+        for i, ln in enumerate(lines, 1):
+            try:
+                ln.decode("utf-8")
+                utf8 += not ln.isascii()
+            except UnicodeDecodeError:
+                bad.append(i)
+        guess = from_bytes(b"\n".join(lines[i - 1] for i in bad[:2000])).best()
         name = guess.encoding if guess else "unknown"
+        if utf8:  # some lines are real UTF-8 with non-ASCII text, others are not: no single encoding reads it
+            shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            raise DataError(
+                f"{path}: mixed encodings: {utf8} line(s) are UTF-8 with non-ASCII text, but line(s) {shown} are not "
+                f"(they look like {name!r}). One encoding cannot read both without garbling one of them; re-save "
+                f"the file in one encoding (e.g. UTF-8) first") from None
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(
             f"{path}: not UTF-8 (bad byte at line {line}); it looks like {name!r}. "
