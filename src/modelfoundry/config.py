@@ -182,7 +182,8 @@ class AuditConfig(Section):
     words) counts too. Tables: rows equal after rounding numbers to 4 significant digits and normalising text."""
     label_issues: bool = True
     """Look for likely label errors (classification): confident learning (cleanlab) on out-of-fold probabilities
-    of a quick model: MiniLM embeddings + logistic regression for a text column, gradient boosting for tables."""
+    of a quick model: logistic regression on MiniLM embeddings plus character and word TF-IDF for text,
+    gradient boosting for tables."""
     label_folds: int = Field(5, ge=2)
     """Folds for those out-of-fold probabilities."""
 

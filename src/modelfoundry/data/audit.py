@@ -102,10 +102,22 @@ def label_issues(frame: pd.DataFrame, features: list[str], text_cols: list[str],
     if folds < 2 or len(classes) < 2:
         return {"skipped": f"needs at least 2 rows of every class and 2 classes (smallest class: {np.bincount(y).min()})"}
     if text_cols:
+        from scipy import sparse
+        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        x = embed_texts(_texts(frame, text_cols), cfg)
-        model, quick = LogisticRegression(max_iter=2000, C=10.0), "MiniLM embeddings + logistic regression"
+        texts = _texts(frame, text_cols)
+        emb = embed_texts(texts, cfg)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-9)
+        # meaning (sentence embeddings) and wording (character and word n-grams) in one linear model: its
+        # out-of-fold probabilities are sharper than either view's (BANKING77 with 5% flipped labels:
+        # 0.87 out-of-fold accuracy vs 0.82 from the embeddings alone; bench/label_noise.py)
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                min_df=2 if len(texts) >= 50 else 1).fit_transform(texts)
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
+        x = sparse.hstack([sparse.csr_matrix(2.0 * emb), chars, words]).tocsr()
+        model = LogisticRegression(max_iter=3000, C=10.0)
+        quick = "MiniLM embeddings + character and word TF-IDF, logistic regression"
     else:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
