@@ -151,6 +151,9 @@ class AugmentConfig(Section):
     """Rotate each training image by a random angle in [-this, this] degrees."""
     image_color_jitter: float = Field(0.0, ge=0.0, lt=1.0)
     """Brightness, contrast and saturation each scaled by a random factor in [1 - this, 1 + this]."""
+    text_char_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Typos: each character of a training text is, with this probability, deleted, replaced by another character
+    of the text, doubled or swapped with the next, and the text is tokenized again (single texts, not pairs)."""
     text_synonym: float = Field(0.0, ge=0.0, lt=1.0)
     """Replace each word (letters only, 3+ characters, or one Chinese character) with probability this by one of
     its nearest neighbours in a pretrained model's input embedding table (synonym_model); no word lists."""

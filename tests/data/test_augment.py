@@ -251,3 +251,46 @@ def test_training_time_series_with_window_slicing_and_warping(tmp_path):
                       model={"type": "rnn", "hidden_size": 8}, train={"epochs": 2})
     run = train(load_config(cfg), frame=pd.DataFrame(rows))
     assert run.status == "complete" and len(run.history()) == 2
+
+
+def test_char_noise_makes_typos_but_keeps_spaces_and_script():
+    from modelfoundry.data.augment import char_noise
+
+    torch.manual_seed(0)
+    text = "please transfer money to my card"
+    noisy = [char_noise(text, 0.1) for _ in range(20)]
+    assert any(n != text for n in noisy) and all(n.count(" ") == text.count(" ") for n in noisy)
+    assert all(set(n) <= set(text) for n in noisy)  # replacements come from the text's own characters
+    assert char_noise(text, 0.0) == text and char_noise("", 0.5) == ""
+    zh = "银行卡转账失败怎么办"
+    assert all(set(char_noise(zh, 0.3)) <= set(zh) for _ in range(10))
+
+
+def test_char_noise_retokenizes_the_batch_texts(tmp_path):
+    from modelfoundry.data.augment import Augmenter
+    from modelfoundry.data.features import train_tokenizer
+
+    texts = ["please transfer money to my card", "my card was declined yesterday"] * 20
+    tok = train_tokenizer(texts, "wordpiece", 200, 1, True)
+    enc = tok.encode_batch(texts[:2])
+    batch = {"text:t": torch.tensor([e.ids + [0] * (8 - len(e.ids)) for e in enc])[:, :8],
+             "len:t": torch.tensor([len(e.ids) for e in enc]), "row": torch.tensor([0, 1])}
+    torch.manual_seed(0)
+    aug = Augmenter(AugmentConfig(text_char_noise=0.3), max_len=16, texts={"t": texts}, tokenizers={"t": tok})
+    out = aug(batch)
+    assert "row" not in out and out["text:t"].shape[0] == 2
+    assert not torch.equal(out["text:t"][:, :8], batch["text:t"])  # typos change the word pieces
+    assert (out["len:t"] <= 16).all()
+
+
+def test_training_with_char_noise_in_english_and_chinese(tmp_path):
+    import pandas as pd
+
+    cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
+                                 "augment": {"text_char_noise": 0.05}}, train={"epochs": 1})
+    assert train(load_config(cfg)).status == "complete"
+    zh = pd.DataFrame({"text": ["头痛发热怎么办", "手臂骨折需要手术吗", "咳嗽一直不好", "膝盖扭伤了很疼"] * 10,
+                       "label": ["内科", "外科", "内科", "外科"] * 10})
+    cfg = tiny_config(tmp_path, {"path": "unused.csv", "target": "label", "text": {"vocab_size": 200, "min_frequency": 1},
+                                 "augment": {"text_char_noise": 0.1}}, train={"epochs": 1}, name="zh")
+    assert train(load_config(cfg), frame=zh).status == "complete"

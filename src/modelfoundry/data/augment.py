@@ -1,6 +1,6 @@
 """Augmentation of the training split only (never validation or test).
 
-On the fly, per batch (`Augmenter`): text swap/delete/synonym replacement/insertion, image flips, crops,
+On the fly, per batch (`Augmenter`): text character noise, swap/delete/synonym replacement/insertion, image flips, crops,
 rotations and colour jitter, Gaussian noise on numeric features, time-series jitter, scaling, window slicing
 and warping, mixup. Once, before training (`oversample`): SMOTE and its variants (imbalanced-learn). The batch
 augmentations use torch's global RNG, which checkpoints save, so a resumed run draws the same augmentations."""
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..config import AugmentConfig
 
-BATCH_OPTIONS = ("image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
+BATCH_OPTIONS = ("text_char_noise", "image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
                  "tabular_noise", "text_swap", "text_delete", "text_synonym", "text_insert", "sequence_jitter",
                  "sequence_scaling", "sequence_slice", "sequence_warp", "mixup")
 
@@ -167,18 +167,67 @@ def mixup(batch: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, torch
     return out, perm, lam
 
 
+def char_noise(text: str, p: float) -> str:
+    """Typos: each non-space character is, with probability p, deleted, replaced by another character of the
+    same text (so the script stays: Latin letters for English, Han characters for Chinese), doubled, or
+    swapped with the next character (one of the four, equally likely)."""
+    if not text or p <= 0:
+        return text
+    chars = list(text)
+    hit = (torch.rand(len(chars)) < p).tolist()
+    kinds = torch.randint(0, 4, (len(chars),)).tolist()
+    picks = torch.randint(0, len(chars), (len(chars),)).tolist()
+    out: list[str] = []
+    i = 0
+    while i < len(chars):
+        c = chars[i]
+        if not hit[i] or c.isspace():
+            out.append(c)
+        elif kinds[i] == 0:
+            pass  # deleted
+        elif kinds[i] == 1:
+            other = chars[picks[i]]
+            out.append(other if not other.isspace() else c)
+        elif kinds[i] == 2:
+            out += [c, c]
+        elif i + 1 < len(chars) and not chars[i + 1].isspace():
+            out += [chars[i + 1], c]
+            i += 1
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 class Augmenter:
     """The training loop's per-batch augmentation: the config, plus the neighbour tables synonym replacement
-    and insertion need (one per text column, from `neighbour_table`) and the texts' maximum length."""
+    and insertion need (one per text column, from `neighbour_table`), the texts' maximum length, and for
+    character noise the raw training texts and their tokenizers (noised texts are tokenized again, so a typo
+    splits into word pieces as it would at prediction time). Character noise needs the batch's `row` key
+    (each example's position in `texts`), which train_model adds; it never reaches the model."""
 
-    def __init__(self, cfg: AugmentConfig, synonyms: dict[str, torch.Tensor] | None = None, max_len: int = 512):
+    def __init__(self, cfg: AugmentConfig, synonyms: dict[str, torch.Tensor] | None = None, max_len: int = 512,
+                 texts: dict[str, list[str]] | None = None, tokenizers: dict | None = None):
         self.cfg, self.synonyms, self.max_len = cfg, synonyms or {}, max_len
+        self.texts, self.tokenizers = texts or {}, tokenizers or {}
 
     @property
     def active(self) -> bool:
         return is_active(self.cfg)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rows = batch.pop("row", None)
+        if self.cfg.text_char_noise and rows is not None:
+            from .features import pad_ids
+
+            batch = dict(batch)
+            for col, texts in self.texts.items():
+                tok = self.tokenizers[col]
+                tok.enable_truncation(self.max_len)
+                noisy = [char_noise(texts[int(r)], self.cfg.text_char_noise) for r in rows.tolist()]
+                device = batch[f"text:{col}"].device
+                ids, lengths = pad_ids(tok.encode_batch(noisy))
+                batch[f"text:{col}"], batch[f"len:{col}"] = ids.to(device), lengths.to(device)
         return augment_batch(batch, self.cfg, self.synonyms, self.max_len)
 
 

@@ -91,6 +91,15 @@ def load_image(value: Any, channels: int, size: tuple[int, int]) -> torch.Tensor
     return t
 
 
+def pad_ids(encodings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of a list of `tokenizers` encodings, right-padded with 0, and their lengths (at least 1)."""
+    lengths = [max(1, len(e.ids)) for e in encodings]
+    ids = torch.zeros(len(encodings), max(lengths), dtype=torch.long)
+    for i, e in enumerate(encodings):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
+    return ids, torch.tensor(lengths)
+
+
 @dataclass
 class Encoded:
     """Tensors for a set of samples; `rows` are the source row positions each sample came from."""
@@ -294,14 +303,9 @@ class Preprocessor:
                 texts = list(zip(texts, df[pair[1]].fillna("").astype(str).tolist()))
             encs = tok.encode_batch(texts)
             self.truncated_[col] = sum(bool(e.overflowing) for e in encs)
-            lengths = [max(1, len(e.ids)) for e in encs]
-            ids = torch.zeros(len(encs), max(lengths), dtype=torch.long)
-            for i, e in enumerate(encs):
-                ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
-            feats[f"text:{col}"] = ids
-            feats[f"len:{col}"] = torch.tensor(lengths)
+            feats[f"text:{col}"], feats[f"len:{col}"] = pad_ids(encs)
             if pair is not None and col == pair[0] and self.pair_segments_:
-                segments = torch.zeros_like(ids)
+                segments = torch.zeros_like(feats[f"text:{col}"])
                 for i, e in enumerate(encs):
                     segments[i, : len(e.type_ids)] = torch.tensor(e.type_ids, dtype=torch.long)
                 feats[f"segment:{col}"] = segments

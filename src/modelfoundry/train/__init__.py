@@ -70,11 +70,16 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
             model.encoders[k] = CachedEncoding()
         # tokens are gone once encoded
         augment = augment.model_copy(update={k: 0.0 for k in ("text_token_dropout", "text_swap", "text_delete",
-                                                              "text_synonym", "text_insert")})
+                                                              "text_synonym", "text_insert", "text_char_noise")})
     tr = TensorData(features["train"], targets)
     val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
-    augmenter = Augmenter(augment, synonym_tables(augment, getattr(data.preprocessor, "tokenizers_", {})),
-                          cfg.data.text.max_length)
+    tokenizers = getattr(data.preprocessor, "tokenizers_", {})
+    texts = {}
+    if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:
+        frame, rows = data.frames["train"], data.encoded["train"].rows
+        texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
+        features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    augmenter = Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
     result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
                  on_epoch=on_epoch, distill=distill)
     model = accelerator.unwrap_model(model)
