@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="the label column (for a bare data file)")
     p.add_argument("--against", help="profile: another file to measure drift against (PSI, KS per column)")
     p.add_argument("-o", "--output-dir", help="profile: where data_profile.json and data_report.html go (default .); "
-                   "clean: the folder for the cleaned copy and changes.csv")
+                   "clean: the folder for the cleaned copy and changes.csv; crawl: the corpus file (.jsonl)")
     p.add_argument("--no-label-issues", action="store_true", help="profile: skip the label-error search")
     g = p.add_argument_group("crawl (-o names the .jsonl corpus; its .state.json beside it makes a crawl resumable)")
     g.add_argument("--max-pages", type=int, default=100, help="pages to write (default 100)")
