@@ -116,6 +116,7 @@ def test_insert_synonyms_puts_a_neighbour_after_the_word_and_respects_max_length
     assert out[0, :5].tolist() == [2, 6, 17, 7, 3] and out[1, :4].tolist() == [2, 6, 17, 3]
     assert (out[1, 4:] == 0).all()
     full, same = insert_synonyms(ids, lengths, 0.99, _table(), max_len=4)  # no room in row 0
+    assert full.shape[1] == 4  # the short row grew into the batch's width, not past it
     assert same.tolist() == [4, 4] and full[0, :4].tolist() == [2, 6, 7, 3]
 
 

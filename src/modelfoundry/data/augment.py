@@ -86,9 +86,11 @@ def insert_synonyms(ids: torch.Tensor, lengths: torch.Tensor, p: float, table: t
     added = ins.sum(1)
     before = torch.cumsum(ins.int(), 1) - ins.int()  # insertions strictly before each position
     pos = torch.arange(ids.shape[1])[None, :] + before
-    width = ids.shape[1] + int(added.max())
+    width = max(ids.shape[1], int((lengths + added).max()))  # never past max_len, nor past the batch's width
     out = torch.zeros(ids.shape[0], width, dtype=ids.dtype)
-    out.scatter_(1, pos, ids)
+    real = torch.arange(ids.shape[1])[None, :] < lengths[:, None]  # padding is not moved, it is re-made
+    r, c = real.nonzero(as_tuple=True)
+    out[r, pos[r, c]] = ids[r, c]
     choice = cand.gather(2, torch.randint(0, cand.shape[2], (*ids.shape, 1))).squeeze(2)
     rows, cols = ins.nonzero(as_tuple=True)
     out[rows, pos[rows, cols] + 1] = choice[rows, cols]
