@@ -37,3 +37,43 @@ def test_metric_names_and_aliases():
     assert M.canonical(["f1", "auc", "accuracy"], "classification") == ["f1_macro", "roc_auc", "accuracy"]
     with pytest.raises(ValueError, match="'rmse' is not a classification metric"):
         M.canonical(["rmse"], "classification")
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+@pytest.mark.parametrize("seed", range(6))
+def test_every_classification_metric_equals_scikit_learn(k, seed):
+    """Our direct computation against scikit-learn's own functions: random labels (some classes missing),
+    random probabilities with ties (rounded), confident and useless models."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    y = rng.integers(0, k, n)
+    if k > 2 and seed % 2:
+        y[y == k - 1] = 0  # a class absent from the split
+    logits = rng.normal(size=(n, k)) + (3 * np.eye(k)[y] if seed % 3 else 0)
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    proba = np.round(proba, 2 if seed < 3 else 6)  # ties
+    proba = proba / proba.sum(1, keepdims=True)
+    ours = M.classification_metrics(y, proba)
+    pred = proba.argmax(1)
+    labels = np.arange(k)
+    ref = {"accuracy": skm.accuracy_score(y, pred), "log_loss": skm.log_loss(y, np.clip(proba, 1e-7, 1), labels=labels)}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref["balanced_accuracy"] = skm.balanced_accuracy_score(y, pred)
+    for fn, f in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
+        for avg in ("macro", "weighted"):
+            ref[f"{fn}_{avg}"] = f(y, pred, average=avg, labels=labels, zero_division=0)
+    present = np.unique(y)
+    if len(present) >= 2:
+        if k == 2:
+            ref["roc_auc"], ref["pr_auc"] = skm.roc_auc_score(y, proba[:, 1]), skm.average_precision_score(y, proba[:, 1])
+        else:
+            onehot = np.eye(k)[y][:, present]
+            ref["roc_auc"] = skm.roc_auc_score(onehot, proba[:, present], average="macro")
+            ref["pr_auc"] = skm.average_precision_score(onehot, proba[:, present], average="macro")
+    for name, value in ref.items():
+        assert ours[name] == pytest.approx(value, abs=2e-6), name

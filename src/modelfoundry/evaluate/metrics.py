@@ -1,8 +1,7 @@
-"""Metrics on scikit-learn: classification from probabilities, regression from predictions."""
+"""Metrics: classification from probabilities (scikit-learn's definitions, computed directly), regression from
+predictions (scikit-learn)."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 from sklearn import metrics as skm
@@ -31,26 +30,55 @@ def canonical(names: list[str] | None, task: str) -> list[str]:
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
+    """The same numbers as scikit-learn's accuracy_score, balanced_accuracy_score, precision/recall/f1_score
+    (labels = every class, zero_division=0), roc_auc_score, average_precision_score and log_loss (a test checks
+    them against it), from one confusion matrix and one sort per class. The validation split is scored after
+    every epoch, and scikit-learn's per-call input checks cost ~40 ms per epoch there: half the wall time of a
+    small model's training."""
     names = names or CLASSIFICATION
+    y = np.asarray(y).astype(np.int64)
     k = proba.shape[1]
     pred = proba.argmax(1)
-    out: dict[str, float] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for n in names:
-            if n == "accuracy":
-                out[n] = skm.accuracy_score(y, pred)
-            elif n == "balanced_accuracy":
-                out[n] = skm.balanced_accuracy_score(y, pred)
-            elif n.startswith(("precision", "recall", "f1")):
-                fn, avg = n.split("_")
-                f = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[fn]
-                out[n] = f(y, pred, average=avg, labels=np.arange(k), zero_division=0)
-            elif n in ("roc_auc", "pr_auc"):
-                out[n] = _auc(n, y, proba)
-            elif n == "log_loss":
-                out[n] = skm.log_loss(y, np.clip(proba, 1e-7, 1), labels=np.arange(k))
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    per_class = {"precision": precision, "recall": recall, "f1": f1}
+    weights = support / max(1.0, support.sum())
+    out: dict[str, float | None] = {}
+    for n in names:
+        if n == "accuracy":
+            out[n] = tp.sum() / max(1, len(y))
+        elif n == "balanced_accuracy":
+            out[n] = recall[support > 0].mean() if (support > 0).any() else 0.0
+        elif n.startswith(("precision", "recall", "f1")):
+            fn, avg = n.split("_")
+            out[n] = per_class[fn].mean() if avg == "macro" else (per_class[fn] * weights).sum()
+        elif n in ("roc_auc", "pr_auc"):
+            out[n] = _auc(n, y, proba)
+        elif n == "log_loss":
+            p = np.clip(proba, 1e-7, 1.0)
+            p = p / p.sum(1, keepdims=True)
+            out[n] = -np.log(p[np.arange(len(y)), y]).mean() if len(y) else None
     return {k_: (round(float(v), 6) if v is not None and np.isfinite(v) else None) for k_, v in out.items()}
+
+
+def _binary_auc(name: str, positive: np.ndarray, score: np.ndarray) -> float:
+    """roc_auc_score / average_precision_score of one binary problem (ties handled as scikit-learn does)."""
+    order = np.argsort(-score, kind="mergesort")
+    s, t = score[order], positive[order].astype(np.float64)
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # the last index of each run of equal scores
+    tps = np.cumsum(t)[distinct]
+    fps = (distinct + 1) - tps
+    P, N = tps[-1], fps[-1]
+    if name == "roc_auc":
+        tpr, fpr = np.r_[0.0, tps / P], np.r_[0.0, fps / N]
+        return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    precision = tps / (tps + fps)
+    recall = np.r_[0.0, tps / P]
+    return float(np.sum(np.diff(recall) * precision))
 
 
 def _auc(name: str, y: np.ndarray, proba: np.ndarray) -> float | None:
@@ -59,13 +87,8 @@ def _auc(name: str, y: np.ndarray, proba: np.ndarray) -> float | None:
     if len(present) < 2:
         return None
     if k == 2:
-        score = proba[:, 1]
-        return skm.roc_auc_score(y, score) if name == "roc_auc" else skm.average_precision_score(y, score)
-    onehot = np.eye(k)[y][:, present]
-    p = proba[:, present]
-    if name == "roc_auc":
-        return skm.roc_auc_score(onehot, p, average="macro")
-    return skm.average_precision_score(onehot, p, average="macro")
+        return _binary_auc(name, y == 1, proba[:, 1])
+    return float(np.mean([_binary_auc(name, y == c, proba[:, c]) for c in present]))
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
