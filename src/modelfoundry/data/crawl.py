@@ -220,11 +220,12 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
 
+    def save() -> None:
+        state.update(frontier=[list(x) for x in frontier], seen=sorted(seen), hashes=sorted(hashes), skipped=skipped)
+        write_json(state_file, state)
+
     if state["fetched"] == 0:  # first contact: a refusing host or a closed door is an error, not an empty corpus
-        try:
-            allowed = robots.allowed(start)
-        except (urllib.error.URLError, OSError) as exc:
-            raise CrawlError(f"crawl start URL {start}: cannot reach the host ({exc})") from None
+        allowed = robots.allowed(start)  # an unreachable host is noted (not raised) by the robots fetch
         key = f"{urlsplit(start).scheme}://{urlsplit(start).netloc}"
         if key in robots.notes and "unreachable" in robots.notes[key]:
             raise CrawlError(f"crawl start URL {start}: cannot reach the host ({robots.notes[key]})")
@@ -249,7 +250,6 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
                 skip("unreachable")
                 status = None
             state["fetched"] += 1
-            text = None
             if status is not None:
                 final = normalize_url(final) or url
                 if status != 200:
@@ -280,14 +280,10 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
                         state["out_bytes"] += len(line)
                         state["written"] += 1
                         log(f"[{state['written']}/{opts.max_pages}] depth {depth} {final} ({len(text)} chars)")
-            state.update(frontier=[list(x) for x in frontier], seen=sorted(seen), hashes=sorted(hashes), skipped=skipped)
-            write_json(state_file, state)
-    write_json(state_file, {**state, "frontier": [list(x) for x in frontier], "seen": sorted(seen),
-                            "hashes": sorted(hashes), "skipped": skipped})
-    summary = {"start": start, "written": state["written"], "fetched": state["fetched"], "waiting": len(frontier),
-               "skipped": skipped, "output": str(out), "state": str(state_file),
-               "robots_notes": list(robots.notes.values())}
-    return summary
+            save()
+    save()
+    return {"start": start, "written": state["written"], "fetched": state["fetched"], "waiting": len(frontier),
+            "skipped": skipped, "output": str(out), "state": str(state_file), "robots_notes": list(robots.notes.values())}
 
 
 def _keep(text: str, doc, url: str, depth: int, opts: CrawlOptions, hashes: set, skip) -> dict | None:
