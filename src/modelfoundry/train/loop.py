@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.augment import Augmenter, mixup
+from ..data.augment import mixup
 from ..evaluate.metrics import compute
 from ..runs import Run, atomic_write_text, save_safetensors
 from .optim import build_optimizer, build_schedule, metric_mode
@@ -241,7 +241,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric).
     `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise).
     `distill=(temperature, alpha)`: the training features carry a teacher's outputs under `teacher` and the
-    loss is the distillation loss. `augment`: an Augmenter (or a bare data.augment config) for training batches."""
+    loss is the distillation loss. `augment`: the Augmenter for training batches."""
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
     lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
@@ -269,8 +269,6 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
             run.truncate_history(start_epoch)
     writer = _tensorboard(run) if main and run is not None else None
     best_state = None  # without a run directory the best weights are kept in memory
-    if augment is not None and not isinstance(augment, Augmenter):
-        augment = Augmenter(augment)
     use_aug = augment is not None and augment.active
     mix = augment.cfg.mixup if use_aug and task != "causal_lm" else 0.0
     global_step = start_epoch * steps_per_epoch

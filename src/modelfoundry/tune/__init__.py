@@ -76,26 +76,22 @@ def open_storage(storage: str | None, study_dir: Path):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # heartbeats: a trial whose machine died is failed after the grace period, so others need not wait
-                st = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
-            _RDB_OPEN[storage] = st
-            return st
+                _RDB_OPEN[storage] = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs, heartbeat_interval=30,
+                                                                grace_period=120)
+            return _RDB_OPEN[storage]
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # two processes creating Optuna's tables at the same moment: PostgreSQL's CREATE TABLE is not
             # idempotent under concurrency (duplicate key in pg_type); the loser retries and finds the tables
-            if attempt == 5:
-                return _storage_error(storage, exc)
+            error = exc
             time.sleep(0.2 * (attempt + 1))
         except Exception as exc:  # sqlalchemy/driver errors: say where, never the password
-            return _storage_error(storage, exc)
-    raise AssertionError("unreachable")
+            error = exc
+            break
+    reason = str(error).splitlines()[0][:300].replace(storage, mask_url(storage))
+    raise ValueError(f"--storage {mask_url(storage)}: cannot open the study storage ({type(error).__name__}: {reason})") from None
 
 
 _RDB_OPEN: dict[str, Any] = {}
-
-
-def _storage_error(storage: str, exc: Exception):
-    reason = str(exc).splitlines()[0][:300].replace(storage, mask_url(storage))
-    raise ValueError(f"--storage {mask_url(storage)}: cannot open the study storage ({type(exc).__name__}: {reason})") from None
 
 
 def _direction(cfg: Config) -> str:
