@@ -30,6 +30,7 @@ def test_run_directory_layout_and_numbers(tmp_path, table_csv):
     assert list((run.path / "tensorboard").iterdir())
     m = run.manifest()
     assert m["status"] == "complete" and m["seed"] == 42 and len(m["data"]["train"]["sha256"]) == 64
+    assert 0 < m["timings"]["loop_s"] <= m["timings"]["fit_s"] <= m["timings"]["total_s"]
     metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.8
     assert set(metrics["baselines"]) == {"majority", "logistic_regression", "hist_gradient_boosting"}

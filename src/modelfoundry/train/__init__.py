@@ -143,7 +143,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         model, result = train_model(cfg, data, run, accelerator, resume=resume is not None, on_epoch=on_epoch)
         if main:
             saved = save_model(model, cfg.model, model.spec, run.model_dir)
-            timings = {"fit_s": t_fit()}
+            timings = {"fit_s": t_fit(), "loop_s": result.seconds}
             evaluate_run(run, cfg, data, model, frame)
             timings["total_s"] = timer()
             run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data.augment import mixup
 from ..evaluate.metrics import compute
+from ..models.dropout import use_fast_dropout
 from ..runs import Run, atomic_write_text, save_safetensors
 from .optim import build_optimizer, build_schedule, metric_mode
 
@@ -152,6 +154,7 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0  # the loop's own wall time (what Trainer.train() measures), without building the model
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], str]:
@@ -242,6 +245,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     `on_epoch(record)` is called after every epoch with its metrics (a tuner's pruner listens; it may raise).
     `distill=(temperature, alpha)`: the training features carry a teacher's outputs under `teacher` and the
     loss is the distillation loss. `augment`: the Augmenter for training batches."""
+    started = time.perf_counter()
     main = accelerator.is_main_process
     text_lengths = [v for k, v in train.features.items() if k.startswith("len:")]
     lengths = torch.stack(text_lengths).amax(0) if text_lengths and cfg.bucket_by_length else None
@@ -256,6 +260,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     mode = metric_mode(stop_metric)
     ckpt = Checkpointer(run.checkpoint_dir) if run is not None else None
 
+    if accelerator.device.type == "cpu":  # torch's CPU dropout costs more than a LoRA step's adapters
+        use_fast_dropout(model)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if weights is not None:
         weights = weights.to(accelerator.device)
@@ -364,7 +370,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     accelerator.wait_for_everyone()
     # prepare() wrapped forward in bf16 autocast; the trained model is evaluated, exported and saved as itself
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    return FitResult(best_epoch, best, len(history), stopped, history)
+    return FitResult(best_epoch, best, len(history), stopped, history, round(time.perf_counter() - started, 3))
 
 
 @torch.no_grad()
