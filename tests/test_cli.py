@@ -146,3 +146,30 @@ def test_foundry_command_in_a_subprocess(tmp_path, table_config):
     res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "config", "validate", str(table_config)],
                          capture_output=True, text=True, env=cli_env())
     assert res.returncode == 0 and "valid" in res.stdout
+
+
+def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
+    """The console entry leaves through os._exit after main(): piped output must be complete, exit codes kept,
+    and a train run's files whole (its manifest says complete and its weights load)."""
+    import shutil
+
+    from modelfoundry.runs import Run
+
+    out = tmp_path / "runs"
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as in a pipe
+    res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(table_config), "--set",
+                          f"output_dir={out}"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    run = Run(Path(res.stdout.strip().splitlines()[-1]))
+    assert run.manifest()["status"] == "complete" and (run.path / "metrics.json").stat().st_size > 0
+    from modelfoundry.predictor import Predictor
+
+    assert len(Predictor.load(run.path).predict(pd.read_csv(run.config().data.path).head(3))) == 3
+    bad = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr
+    foundry = shutil.which("foundry", path=str(Path(sys.executable).parent))
+    if foundry:  # the installed console script points at the same entry
+        res = subprocess.run([foundry, "config", "validate", str(table_config)], capture_output=True, text=True,
+                             env=env)
+        assert res.returncode == 0 and "valid" in res.stdout

@@ -673,6 +673,15 @@ def dotted_paths(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+# metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix)
+LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse", "perplexity")
+
+
+def metric_mode(metric: str) -> str:
+    """"min" or "max": which way `metric` improves (early stopping, the best epoch, a study's direction)."""
+    return "min" if metric.removeprefix("val_").removeprefix("train_") in LOWER_IS_BETTER else "max"
+
+
 # --------------------------------------------------------------------------------------- errors
 class ConfigError(ValueError):
     """Every problem in a config, each as `dotted.path: message`."""

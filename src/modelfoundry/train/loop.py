@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import TrainConfig, metric_mode
 from ..data.augment import mixup
 from ..evaluate.metrics import compute
 from ..models.dropout import use_fast_dropout
 from ..runs import Run, atomic_write_text, save_safetensors
-from .optim import build_optimizer, build_schedule, metric_mode
+from .optim import build_optimizer, build_schedule
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import TrainConfig, metric_mode
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -47,8 +47,3 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse", "perplexity")
-
-
-def metric_mode(metric: str) -> str:
-    return "min" if metric.removeprefix("val_").removeprefix("train_") in LOWER_IS_BETTER else "max"

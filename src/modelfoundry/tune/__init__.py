@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, validate_config
+from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, metric_mode, validate_config
 from ..runs import Run, atomic_write_text, write_json
 
 __all__ = ["tune", "open_storage", "mask_url", "study_dir_for"]
@@ -95,8 +95,6 @@ _RDB_OPEN: dict[str, Any] = {}
 
 
 def _direction(cfg: Config) -> str:
-    from ..train.optim import metric_mode
-
     if cfg.tune.direction != "auto":
         return cfg.tune.direction
     return "minimize" if metric_mode(cfg.tune.metric.removeprefix("cv_")) == "min" else "maximize"
@@ -325,17 +323,22 @@ def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, tria
     if workers <= 1:
         work(cfg, study, storage, trials)
     else:  # this process is worker 0; W-1 more processes join it on the same study
-        import torch
-
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-m", "modelfoundry.cli", "tune", str(cfg_file), "--worker", "--study", study,
                "--trials", str(trials), "--storage", storage or str(sdir / "journal.log")]
+        # started before this process imports torch and the data stack, so the workers' imports run beside ours
         procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(1, workers)]
+        import torch
+        from threadpoolctl import threadpool_limits
+
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
-        try:
-            work(cfg, study, storage, trials)
+        try:  # the workers got OMP_NUM_THREADS; here the BLAS and OpenMP pools already exist, so cap them
+            with threadpool_limits(limits=threads):
+                work(cfg, study, storage, trials)
+            if any(p.poll() is None for p in procs):
+                _plot_modules()  # this core is idle until the workers' last trials end: load the plotting code now
             codes = [p.wait() for p in procs]
         except BaseException:
             for p in procs:
@@ -414,14 +417,23 @@ def _decoded(cfg: Config, name: str, v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) and (p.choice is not None or cfg.tune.sampler == "grid") else v
 
 
-def _plots(study, sdir: Path) -> list[str]:
+def _plot_modules():
+    """matplotlib (headless), Optuna's matplotlib plots and the fANOVA importance evaluator (over a second
+    to import on 2 cores)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import optuna
+    import optuna.importance  # noqa: F401  (plot_param_importances imports its evaluator lazily)
     from optuna.visualization import matplotlib as vis
 
+    return plt, vis
+
+
+def _plots(study, sdir: Path) -> list[str]:
+    import optuna
+
+    plt, vis = _plot_modules()
     made = []
     (sdir / "plots").mkdir(exist_ok=True)
     with warnings.catch_warnings():
