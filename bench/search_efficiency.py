@@ -88,7 +88,7 @@ def workers_time(n_workers: int, trials: int) -> float:
     raw = yaml.safe_load(RECIPE.read_text())
     raw["data"]["path"] = str((RECIPE.parent / raw["data"]["path"]).resolve())
     raw["evaluate"] = {"baselines": False, "report": False}
-    raw["tune"] = {"sampler": "random", "trials": trials, "metric": "val_roc_auc", "seed": 0,
+    raw["tune"] = {"sampler": "grid", "trials": trials, "metric": "val_roc_auc", "seed": 0,
                    "space": {k: {"choice": v} for k, v in SPACE.items()}}
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "tune.yaml"

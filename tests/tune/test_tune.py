@@ -93,8 +93,10 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, table_csv):
     assert states == {16: "complete", 0: "fail"}
 
 
-def test_two_workers_share_one_study(tmp_path, table_csv):
-    raw = _cfg(tmp_path, table_csv, trials=6)
+def test_two_workers_share_one_study_and_a_grid_is_covered_once(tmp_path, table_csv):
+    # every worker must shuffle the grid alike: Optuna gives trial n the n-th point of its shuffled grid
+    space = {"train.lr": {"choice": [0.01, 0.03, 0.1]}, "train.batch_size": {"choice": [16, 32]}}
+    raw = _cfg(tmp_path, table_csv, space, sampler="grid", trials=6)
     raw["train"]["epochs"] = 40  # trials long enough that the second process joins before the first is done
     path = write_yaml(tmp_path / "tune.yaml", raw)
     proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "tune", str(path), "--workers", "2"],
@@ -104,6 +106,7 @@ def test_two_workers_share_one_study(tmp_path, table_csv):
     assert sorted(board["trial"]) == list(range(6)) and set(board["state"]) == {"complete"}
     assert board["pid"].nunique() == 2  # both workers ran trials
     assert board["run"].nunique() == 6
+    assert len({(r["train.lr"], r["train.batch_size"]) for _, r in board.iterrows()}) == 6  # each point once
 
 
 def test_a_killed_study_resumes_and_reruns_the_lost_trial(tmp_path, table_csv):

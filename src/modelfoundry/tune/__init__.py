@@ -106,9 +106,9 @@ def _sampler(cfg: Config, worker: int):
     t = cfg.tune
     seed = t.seed + worker  # workers explore different points
     opts = dict(t.sampler_options)
-    if t.sampler == "grid":
+    if t.sampler == "grid":  # one seed for all: Optuna gives trial n the n-th point of the grid it shuffles
         space = {k: [json.dumps(v) for v in p.grid()] for k, p in t.space.items()}
-        return optuna.samplers.GridSampler(space, seed=seed)
+        return optuna.samplers.GridSampler(space, seed=t.seed)
     classes = {"random": "RandomSampler", "tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
                "qmc": "QMCSampler", "bruteforce": "BruteForceSampler"}
     if t.sampler == "tpe":
