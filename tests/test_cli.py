@@ -1,6 +1,7 @@
 """The `foundry` verbs, run as a user runs them (in-process through main(), and one real subprocess)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 
 from modelfoundry.cli import main
+from modelfoundry.predictor import Predictor
+from modelfoundry.runs import Run
 
 from .conftest import cli_env, tabular_frame, tiny_config, write_yaml
 
@@ -151,10 +154,6 @@ def test_foundry_command_in_a_subprocess(tmp_path, table_config):
 def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
     """The console entry leaves through os._exit after main(): piped output must be complete, exit codes kept,
     and a train run's files whole (its manifest says complete and its weights load)."""
-    import shutil
-
-    from modelfoundry.runs import Run
-
     out = tmp_path / "runs"
     env = {k: v for k, v in cli_env().items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as in a pipe
     res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(table_config), "--set",
@@ -162,8 +161,6 @@ def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
     assert res.returncode == 0, res.stderr
     run = Run(Path(res.stdout.strip().splitlines()[-1]))
     assert run.manifest()["status"] == "complete" and (run.path / "metrics.json").stat().st_size > 0
-    from modelfoundry.predictor import Predictor
-
     assert len(Predictor.load(run.path).predict(pd.read_csv(run.config().data.path).head(3))) == 3
     bad = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(tmp_path / "missing.yaml")],
                          capture_output=True, text=True, env=env)
