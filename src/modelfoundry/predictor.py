@@ -20,9 +20,14 @@ class Predictor:
         self.model, self.preprocessor, self.run, self.backend = model, preprocessor, run, backend
 
     @classmethod
-    def load(cls, run_dir: str | Path, backend: str = "auto") -> Predictor:
+    def load(cls, run_dir: str | Path, backend: str = "auto", merge: bool = True) -> Predictor:
         """backend: torch (model/weights.safetensors), onnx (model/model.onnx, run by ONNX Runtime; written by
-        `foundry compress`), or auto = torch where the run has torch weights, else onnx."""
+        `foundry compress`), or auto = torch where the run has torch weights, else onnx.
+
+        merge: fold a LoRA, AdaLoRA or IA3 adapter into its base weights once, here, so that inference runs
+        plain Linear layers instead of base + adapter on every call (a third of MiniLM's batch-1 latency).
+        Predictions agree with the unmerged model to float rounding. merge=False keeps the PEFT model, for
+        exporting the adapter itself."""
         run = Run.open(run_dir)
         if run.status != "complete":
             raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'; "
@@ -43,6 +48,8 @@ class Predictor:
                              "(foundry serve --backend onnx)")
         else:
             model, _, _ = load_model(run.model_dir)
+            if merge:
+                merge_adapters(model)
         state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
         if state.get("task") == "causal_lm":
             from .data.lm import LMPreprocessor
@@ -107,8 +114,23 @@ class Predictor:
         if self.task == "classification":
             classes = self.classes
             result["prediction"] = [classes[i] for i in out.argmax(1)]
-            for i, c in enumerate(classes):
-                result[f"prob_{c}"] = out[:, i].round(6)
-        else:
-            result["prediction"] = out
+            probs = pd.DataFrame(out.round(6), columns=[f"prob_{c}" for c in classes])
+            return pd.concat([result, probs], axis=1)  # one block, not a column insert per class
+        result["prediction"] = out
         return result
+
+
+def merge_adapters(model) -> int:
+    """Merge every mergeable PEFT adapter (LoRA, AdaLoRA, IA3) of a loaded model's pretrained encoders into
+    their base weights, in place, for inference; prefix and prompt tuning learn inputs and stay as they are.
+    Returns how many encoders were merged."""
+    from .models.pretrained import VIRTUAL, PretrainedEncoder
+
+    merged = 0
+    encoders = getattr(model, "encoders", None)
+    for enc in encoders.values() if encoders is not None else ():
+        if isinstance(enc, PretrainedEncoder) and hasattr(enc.model, "peft_config") and enc.finetune not in VIRTUAL:
+            enc.model = enc.model.merge_and_unload()
+            enc.finetune = "full"
+            merged += 1
+    return merged

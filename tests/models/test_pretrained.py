@@ -153,6 +153,36 @@ def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
     assert main(["export", str(run.path)]) == 2
 
 
+def test_predictor_merges_adapters_for_inference_and_predicts_the_same(tmp_path, tiny_bert):
+    from modelfoundry.models.pretrained import PretrainedEncoder
+    from modelfoundry.predictor import merge_adapters
+    from modelfoundry.train.loop import predict_tensors
+
+    texts = ["my card has not arrived", "how do I link my card", "top up failed", "exchange rate"]
+    for finetune, adapter in (("lora", {}), ("ia3", {"target_modules": ["key", "value", "dense"],
+                                                     "feedforward_modules": ["dense"]})):
+        run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": finetune, "adapter": adapter},
+                     epochs=2, lr=2e-2)
+        kept, merged = Predictor.load(run.path, merge=False), Predictor.load(run.path)
+        enc_kept = next(iter(kept.model.encoders.values()))
+        enc_merged = next(iter(merged.model.encoders.values()))
+        assert hasattr(enc_kept.model, "peft_config") and not hasattr(enc_merged.model, "peft_config"), finetune
+        assert not any("lora_" in n or "ia3_" in n for n, _ in enc_merged.model.named_parameters()), finetune
+        a, b = kept.predict_raw(texts)[1], merged.predict_raw(texts)[1]
+        assert abs(a - b).max() < 1e-5, finetune
+        enc_kept.model.disable_adapter_layers()  # the adapter matters, so the comparison above means something
+        assert abs(kept.predict_raw(texts)[1] - a).max() > 1e-4, finetune  # 10x the tolerance above
+        # length-sorted, token-budgeted inference batches give the same outputs as one padded batch
+        features = merged.preprocessor.transform(pd.DataFrame({"text": texts * 20})).features
+        one = predict_tensors(merged.model, features, "classification", max_tokens=None)
+        assert abs(predict_tensors(merged.model, features, "classification", max_tokens=64) - one).max() < 1e-5
+    prefix = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "prefix"}, epochs=1)
+    pred = Predictor.load(prefix.path, merge=False)
+    assert merge_adapters(pred.model) == 0  # virtual tokens are inputs: nothing to merge, left as trained
+    assert isinstance(next(iter(pred.model.encoders.values())), PretrainedEncoder)
+    assert len(Predictor.load(prefix.path).predict(texts)) == 4
+
+
 def test_linear_probe_caches_exact_encodings_and_trains_the_head(tmp_path, tiny_bert):
     import torch
 

@@ -107,3 +107,28 @@ def test_length_bucketing_cuts_padding_and_is_seeded():
     assert list(again) == list(bucketed)
     again.set_epoch(1)
     assert list(again) != list(bucketed)
+
+
+def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
+    from modelfoundry.train.loop import _in_order, inference_batches
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 40, (300,), generator=g)
+    ids = torch.randint(5, 100, (300, 40), generator=g) * (torch.arange(40)[None] < lengths[:, None])
+    features = {"text:t": ids, "len:t": lengths}
+    seen, padded = [], 0
+    for idx, batch in inference_batches(features, None, batch_size=64, max_tokens=256):
+        width = int(lengths[idx].max())
+        assert batch["text:t"].shape == (len(idx), width)  # trimmed to the batch's longest text
+        assert torch.equal(batch["text:t"], ids[idx][:, :width])
+        assert len(idx) <= 64 and (len(idx) == 1 or len(idx) * width <= 256)
+        seen += idx
+        padded += len(idx) * width
+    assert sorted(seen) == list(range(300))  # every row once
+    assert padded < 1.1 * int(lengths.sum())  # sequential batches of 64 pad to ~2x
+    assert lengths[seen].tolist() == sorted(lengths.tolist())
+    out = torch.stack([lengths[seen].float(), torch.tensor(seen, dtype=torch.float)], 1)
+    assert torch.equal(_in_order(out, seen)[:, 1], torch.arange(300, dtype=torch.float))
+    # without text: plain sequential batches
+    plain = [idx for idx, _ in inference_batches({"numeric": torch.zeros(10, 2)}, None, 4)]
+    assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

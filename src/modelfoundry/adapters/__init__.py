@@ -28,7 +28,7 @@ def _encoder(pred: Predictor):
 def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
     """The adapter in PEFT's own format (adapter_config.json + adapter_model.safetensors), loadable with
     `PeftModel.from_pretrained(base, out)`."""
-    pred = Predictor.load(run_dir)
+    pred = Predictor.load(run_dir, merge=False)
     enc = _encoder(pred)
     if not hasattr(enc.model, "peft_config"):
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}', which has no adapter to export")
@@ -41,7 +41,7 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """A plain Hugging Face directory: the encoder with its adapter merged in (config.json, model.safetensors,
     the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head.
     A causal-LM run exports the merged decoder alone."""
-    pred = Predictor.load(run_dir)
+    pred = Predictor.load(run_dir, merge=False)
     enc = _encoder(pred)
     if enc.finetune in ("prefix", "prompt"):
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}': its virtual tokens are inputs, not weight changes, "

@@ -109,10 +109,16 @@ class Batcher:
             await self.task
         self.pool.shutdown(wait=True)
 
-    async def submit(self, frame: pd.DataFrame) -> pd.DataFrame:
+    async def submit(self, records: list[dict]) -> list[dict]:
+        """Answers for `records` (one dict per row), computed in whichever batch they join."""
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((frame, fut))
+        await self.queue.put((records, fut))
         return await fut
+
+    def _predict(self, records: list[dict]) -> list[dict]:
+        """On the inference thread: the batch's frame, the model call and the answers. The event loop keeps
+        only HTTP and validation, so requests keep arriving while the model runs."""
+        return _answer(self.pred, self.pred.predict(pd.DataFrame(records)))
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -124,27 +130,29 @@ class Batcher:
             deadline = loop.time() + self.settings.max_wait_ms / 1000
             stop = False
             while rows < self.settings.max_batch and self.settings.max_wait_ms > 0:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    nxt = await asyncio.wait_for(self.queue.get(), timeout)
-                except TimeoutError:
-                    break
+                if self.queue.empty():
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        nxt = await asyncio.wait_for(self.queue.get(), timeout)
+                    except TimeoutError:
+                        break
+                else:  # already waiting: take it without a timer
+                    nxt = self.queue.get_nowait()
                 if nxt is None:
                     stop = True
                     break
                 items.append(nxt)
                 rows += len(nxt[0])
-            frame = pd.concat([f for f, _ in items], ignore_index=True)
-            self.metrics.batch_rows.labels(self.pred.run.path.parent.name).observe(len(frame))
+            self.metrics.batch_rows.labels(self.pred.run.path.parent.name).observe(rows)
             try:
-                out = await loop.run_in_executor(self.pool, self.pred.predict, frame)
+                out = await loop.run_in_executor(self.pool, self._predict, [r for records, _ in items for r in records])
                 start = 0
-                for f, fut in items:
+                for records, fut in items:
                     if not fut.done():
-                        fut.set_result(out.iloc[start: start + len(f)].reset_index(drop=True))
-                    start += len(f)
+                        fut.set_result(out[start: start + len(records)])
+                    start += len(records)
             except Exception as exc:  # one bad batch answers each of its requests with the error
                 for _, fut in items:
                     if not fut.done():
@@ -168,8 +176,8 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 
-def _rows(rows: list, pred: Predictor) -> pd.DataFrame:
-    """FastAPI-validated rows (record models, or plain strings for a single-text model) as a frame."""
+def _rows(rows: list, pred: Predictor) -> list[dict]:
+    """FastAPI-validated rows (record models, or plain strings for a single-text model) as plain records."""
     from fastapi import HTTPException
 
     inputs = _input_columns(pred)
@@ -183,20 +191,22 @@ def _rows(rows: list, pred: Predictor) -> pd.DataFrame:
             records.append({text_cols[0]: item})
         else:
             records.append(item.model_dump())
-    return pd.DataFrame(records)
+    return records
 
 
 def _answer(pred: Predictor, out: pd.DataFrame) -> list[dict]:
+    """One answer per row, built from whole columns (a row-wise DataFrame walk cost more than a batch-1 model call)."""
     id_col = pred.preprocessor.data.id_column
-    answers = []
-    for _, r in out.iterrows():
-        a: dict[str, Any] = {id_col: r[id_col]} if id_col and id_col in out.columns else {}
-        if pred.task == "classification":
-            a["label"] = r["prediction"]
-            a["probabilities"] = {str(c): float(r[f"prob_{c}"]) for c in pred.classes}
-        else:
-            a["value"] = float(r["prediction"])
-        answers.append(a)
+    ids = out[id_col].tolist() if id_col and id_col in out.columns else None
+    if pred.task == "classification":
+        names = [str(c) for c in pred.classes]
+        probs = out[[f"prob_{c}" for c in pred.classes]].to_numpy(dtype=float).tolist()
+        answers = [{"label": label, "probabilities": dict(zip(names, p))}
+                   for label, p in zip(out["prediction"].tolist(), probs)]
+    else:
+        answers = [{"value": v} for v in out["prediction"].to_numpy(dtype=float).tolist()]
+    if ids is not None:
+        answers = [{id_col: i, **a} for i, a in zip(ids, answers)]
     return answers
 
 
@@ -208,6 +218,52 @@ def _model_info(name: str, pred: Predictor) -> dict:
     test = json.loads(metrics_file.read_text()).get("test") if metrics_file.exists() else None
     return {"name": name, "version": pred.run.path.name, "task": pred.task, "inputs": _input_columns(pred),
             "labels": pred.classes, "metrics": test, "created": m.get("created"), "run": str(pred.run.path)}
+
+
+class Guard:
+    """API key, body size limit and request metrics, before any parsing. A plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware runs every request in its own task group, which cost more than the routing itself."""
+
+    def __init__(self, app, settings: ServeSettings, metrics: Metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from fastapi.responses import JSONResponse
+
+        start = time.perf_counter()
+        path = scope["path"]
+        route = path if path.startswith("/v1/") else path[:32]
+        headers = {k: v for k, v in scope["headers"] if k in (b"x-api-key", b"content-length")}
+
+        async def refuse(code: int, detail: str, kind: str):
+            self.metrics.errors.labels(kind).inc()
+            self.metrics.requests.labels(route, str(code)).inc()
+            await JSONResponse({"detail": detail}, status_code=code)(scope, receive, send)
+
+        if self.settings.api_keys and path.startswith("/v1/"):
+            given = headers.get(b"x-api-key", b"")
+            if not any(hmac.compare_digest(given, k.encode()) for k in self.settings.api_keys):
+                return await refuse(401, "missing or wrong API key (send it in the X-API-Key header)", "auth")
+        size = headers.get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.settings.max_body_bytes):
+            return await refuse(413, f"body is {size.decode('latin-1')} bytes; the limit is "
+                                     f"{self.settings.max_body_bytes}", "too_large")
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.requests.labels(route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            if status[0] >= 400:
+                self.metrics.errors.labels(str(status[0])).inc()
 
 
 def create_app(models: dict[str, Predictor], settings: ServeSettings | None = None):
@@ -248,30 +304,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                    **({"input": repr(e["input"])[:200]} if "input" in e else {})} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """API key, body size limit, request metrics: before any parsing."""
-        start = time.perf_counter()
-        route = request.url.path if request.url.path.startswith("/v1/") else request.url.path[:32]
-
-        def refuse(code: int, detail: str, kind: str):
-            metrics.errors.labels(kind).inc()
-            metrics.requests.labels(route, str(code)).inc()
-            return JSONResponse({"detail": detail}, status_code=code)
-
-        if settings.api_keys and request.url.path.startswith("/v1/"):
-            given = request.headers.get("x-api-key", "")
-            if not any(hmac.compare_digest(given.encode(), k.encode()) for k in settings.api_keys):
-                return refuse(401, "missing or wrong API key (send it in the X-API-Key header)", "auth")
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
-            return refuse(413, f"body is {size} bytes; the limit is {settings.max_body_bytes}", "too_large")
-        response = await call_next(request)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - start)
-        if response.status_code >= 400:
-            metrics.errors.labels(str(response.status_code)).inc()
-        return response
+    app.add_middleware(Guard, settings=settings, metrics=metrics)
 
     record_models = {name: _record_model(name, pred) for name, pred in models.items()}
 
@@ -285,14 +318,14 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         async def predict(rows: Rows) -> dict:
             if len(rows) > settings.max_rows:
                 raise HTTPException(413, f"{len(rows)} rows; the limit per request is {settings.max_rows}")
-            frame = _rows(rows, pred)
+            records = _rows(rows, pred)
             try:
-                out = await asyncio.wait_for(batchers[name].submit(frame), settings.timeout_s)
+                answers = await asyncio.wait_for(batchers[name].submit(records), settings.timeout_s)
             except TimeoutError:
                 raise HTTPException(504, f"prediction took longer than {settings.timeout_s} s") from None
             except ValueError as exc:  # the preprocessor refused a value (an unreadable image, say)
                 raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
-            return {"model": name, "version": pred.run.path.name, "predictions": _answer(pred, out)}
+            return {"model": name, "version": pred.run.path.name, "predictions": answers}
 
         # this module postpones annotations; FastAPI must see the per-model body type itself
         predict.__annotations__ = {"rows": Rows, "return": dict}

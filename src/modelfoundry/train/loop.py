@@ -91,27 +91,59 @@ def _identity(batch):
     return batch
 
 
-def batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_size: int):
-    """Sequential batches for inference."""
+INFERENCE_TOKENS = 512
+"""Padded tokens per inference batch of text (rows x longest text), measured best on 2 cores (docs/serving.md)."""
+
+
+def inference_batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_size: int,
+                      max_tokens: int | None = INFERENCE_TOKENS):
+    """(row indices, batch) pairs covering every row once. With text, rows go in order of length and a batch
+    ends where rows x its longest text would pass `max_tokens` (or at batch_size rows): a batch of mixed lengths
+    padded to its longest costs up to twice the compute. Without text: sequential batches of batch_size."""
     data = TensorData(features, y)
-    for start in range(0, len(data), batch_size):
-        yield data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
+    n = len(data)
+    lens = [v for k, v in features.items() if k.startswith("len:")]
+    if not lens or max_tokens is None:
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(start + batch_size, n)))
+            yield idx, data.__getitems__(idx)
+        return
+    total = torch.stack([v.long() for v in lens]).sum(0)
+    order = torch.argsort(total, stable=True).tolist()
+    length = total[order].tolist()
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and end - start < batch_size and (end - start + 1) * max(length[end], 1) <= max_tokens:
+            end += 1
+        idx = order[start:end]
+        yield idx, data.__getitems__(idx)
+        start = end
 
 
 @torch.no_grad()
 def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: str, batch_size: int = 256,
-                    device: torch.device | str = "cpu", autocast: bool = False) -> np.ndarray:
+                    device: torch.device | str = "cpu", autocast: bool = False,
+                    max_tokens: int | None = INFERENCE_TOKENS) -> np.ndarray:
     """Probabilities [N, K] (classification) or standardized predictions [N] (regression).
     A model with bf16 weights (`inference_dtype`, from foundry compress) always runs under bf16 autocast."""
     model.eval()
     autocast = autocast or getattr(model, "inference_dtype", None) == "bfloat16"
-    outs = []
-    for batch in batches(features, None, batch_size):
+    outs, rows = [], []
+    for idx, batch in inference_batches(features, None, batch_size, max_tokens):
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch).float()
         outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
-    return torch.cat(outs).cpu().numpy()
+        rows += idx
+    return _in_order(torch.cat(outs).cpu(), rows).numpy()
+
+
+def _in_order(out: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """Outputs computed in the order `rows`, back in row order."""
+    result = torch.empty_like(out)
+    result[torch.as_tensor(rows)] = out
+    return result
 
 
 def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -380,15 +412,16 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
         record = lm_scores(model, val.features, max(cfg.batch_size, 64), accelerator.device, accelerator.autocast)
         model.train()
         return {f"val_{k}": v for k, v in record.items()}
-    losses, outs = [], []
-    for batch in batches(val.features, val.y, max(cfg.batch_size, 256)):
+    losses, outs, rows = [], [], []
+    for idx, batch in inference_batches(val.features, val.y, max(cfg.batch_size, 256)):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         y = batch.pop("y")
         with accelerator.autocast():
             logits = model(batch).float()
         losses.append(float(loss_fn(task, logits, y, weights)) * len(y))
         outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
-    out = torch.cat(outs).cpu().numpy()
+        rows += idx
+    out = _in_order(torch.cat(outs).cpu(), rows).numpy()
     record = {"val_loss": round(sum(losses) / len(val), 6)}
     record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
     model.train()
