@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", action="append", help="a key clients send as X-API-Key (repeatable)")
     p.add_argument("--api-keys-file", help="keys, one per line")
     p.add_argument("--allowed-root", help="refuse run directories outside this folder")
-    p.add_argument("--max-batch", type=int, default=32, help="rows per model call (dynamic batching)")
+    p.add_argument("--max-batch", type=int, default=64, help="rows per model call (dynamic batching; text is cut into length-sorted sub-batches inside)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="wait for a batch to fill; 0 = no batching")
     p.add_argument("--max-rows", type=int, default=1000, help="rows per request")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)

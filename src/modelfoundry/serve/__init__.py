@@ -31,8 +31,8 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 @dataclass
 class ServeSettings:
     api_keys: set[str] = field(default_factory=set)
-    max_batch: int = 32
-    """Rows per model call (dynamic batching)."""
+    max_batch: int = 64
+    """Rows per model call (dynamic batching); text is cut into length-sorted sub-batches inside the call."""
     max_wait_ms: float = 5.0
     """How long a request waits for others to fill its batch; 0 disables batching."""
     max_rows: int = 1000
