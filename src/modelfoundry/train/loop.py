@@ -92,7 +92,7 @@ def _identity(batch):
 
 
 INFERENCE_TOKENS = 512
-"""Padded tokens per inference batch of text (rows x longest text), measured best on 2 cores (docs/serving.md)."""
+"""Padded tokens per inference batch of text (rows x longest text), chosen with bench/inference_batching.py (README, Serving)."""
 
 
 def inference_batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_size: int,
