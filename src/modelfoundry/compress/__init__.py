@@ -57,18 +57,19 @@ def _check_data(source: Run, cfg: Config) -> None:
 def materialize(pred: Predictor, cfg: Config):
     """The source model as plain weights: a PEFT adapter merged into its base, a frozen base kept in full.
     Returns (model, its model config)."""
-    from ..models.pretrained import PretrainedEncoder
+    from ..models.pretrained import VIRTUAL, PretrainedEncoder
+    from ..predictor import merge_adapters
 
     model, mcfg = pred.model, cfg.model
     if mcfg.type != "pretrained":
         return model, mcfg
     for enc in model.encoders.values():
+        if isinstance(enc, PretrainedEncoder) and enc.finetune in VIRTUAL:
+            raise ValueError(f"{pred.run.path}: finetune '{enc.finetune}' learns virtual tokens, which do not "
+                             "merge into the weights; compress runs on full, linear_probe, lora, adalora and ia3 runs")
+    merge_adapters(model)  # already done where the Predictor was loaded with merge=True (the default)
+    for enc in model.encoders.values():
         if isinstance(enc, PretrainedEncoder):
-            if enc.finetune in ("prefix", "prompt"):
-                raise ValueError(f"{pred.run.path}: finetune '{enc.finetune}' learns virtual tokens, which do not "
-                                 "merge into the weights; compress runs on full, linear_probe, lora, adalora and ia3 runs")
-            if hasattr(enc.model, "peft_config"):
-                enc.model = enc.model.merge_and_unload()
             enc.finetune = "full"
     model.base = None
     return model, mcfg.model_copy(update={"finetune": "full", "adapter": {}})
