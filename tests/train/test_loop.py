@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,6 +110,16 @@ def test_length_bucketing_cuts_padding_and_is_seeded():
     assert list(again) != list(bucketed)
 
 
+def test_outputs_are_torch_softmax_in_numpy_and_regression_takes_the_first_column():
+    from modelfoundry.train.loop import _outputs
+
+    logits = torch.randn(5, 7) * 30  # large enough that a softmax without the max shift overflows
+    probs = _outputs(logits, "classification")
+    assert isinstance(probs, np.ndarray) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, logits.softmax(-1).numpy(), rtol=1e-5, atol=1e-7)
+    assert np.array_equal(_outputs(logits, "regression"), logits[:, 0].numpy())
+
+
 def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
     from modelfoundry.train.loop import _in_order, inference_batches
 
@@ -127,8 +138,8 @@ def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
     assert sorted(seen) == list(range(300))  # every row once
     assert padded < 1.1 * int(lengths.sum())  # sequential batches of 64 pad to ~2x
     assert lengths[seen].tolist() == sorted(lengths.tolist())
-    out = torch.stack([lengths[seen].float(), torch.tensor(seen, dtype=torch.float)], 1)
-    assert torch.equal(_in_order(out, seen)[:, 1], torch.arange(300, dtype=torch.float))
+    out = np.stack([lengths[seen].numpy(), np.array(seen)], 1)
+    assert np.array_equal(_in_order(out, seen)[:, 1], np.arange(300))
     # without text: plain sequential batches
     plain = [idx for idx, _ in inference_batches({"numeric": torch.zeros(10, 2)}, None, 4)]
     assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -134,15 +134,26 @@ def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: s
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch).float()
-        outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
+        outs.append(_outputs(logits, task))
         rows += idx
-    return _in_order(torch.cat(outs).cpu(), rows).numpy()
+    return _in_order(np.concatenate(outs), rows)
 
 
-def _in_order(out: torch.Tensor, rows: list[int]) -> torch.Tensor:
+def _outputs(logits: torch.Tensor, task: str) -> np.ndarray:
+    """Probabilities (classification) or the first output, in NumPy. Not torch: on tiny tensors torch's ops go
+    to its thread pool, which with an ONNX Runtime session in the process waits on ORT's spinning threads (the
+    softmax of a [21, 77] batch took 3.8 ms; int8 MiniLM predicted 370 rows/s at 64 rows instead of 480)."""
+    out = logits.detach().float().cpu().numpy()
+    if task != "classification":
+        return out[:, 0]
+    e = np.exp(out - out.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _in_order(out: np.ndarray, rows: list[int]) -> np.ndarray:
     """Outputs computed in the order `rows`, back in row order."""
-    result = torch.empty_like(out)
-    result[torch.as_tensor(rows)] = out
+    result = np.empty_like(out)
+    result[np.asarray(rows, dtype=np.int64)] = out
     return result
 
 
@@ -419,9 +430,9 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
         with accelerator.autocast():
             logits = model(batch).float()
         losses.append(float(loss_fn(task, logits, y, weights)) * len(y))
-        outs.append(logits.softmax(-1) if task == "classification" else logits[:, 0])
+        outs.append(_outputs(logits, task))
         rows += idx
-    out = _in_order(torch.cat(outs).cpu(), rows).numpy()
+    out = _in_order(np.concatenate(outs), rows)
     record = {"val_loss": round(sum(losses) / len(val), 6)}
     record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
     model.train()
