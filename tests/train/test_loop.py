@@ -120,6 +120,30 @@ def test_outputs_are_torch_softmax_in_numpy_and_regression_takes_the_first_colum
     assert np.array_equal(_outputs(logits, "regression"), logits[:, 0].numpy())
 
 
+def test_predict_tensors_takes_the_models_token_budget_unless_told():
+    from modelfoundry.train.loop import INFERENCE_TOKENS, predict_tensors
+
+    class Widths(torch.nn.Module):  # a text model that records the shape of every batch it is given
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def forward(self, batch):
+            self.shapes.append(tuple(batch["text:t"].shape))
+            return batch["text:t"].float().sum(1, keepdim=True).expand(-1, 2)
+
+    features = {"text:t": torch.ones(100, 16, dtype=torch.long), "len:t": torch.full((100,), 16)}
+    model = Widths()
+    predict_tensors(model, features, "classification")
+    assert max(r * w for r, w in model.shapes) <= INFERENCE_TOKENS and len(model.shapes) == 4  # 32 rows x 16
+    model.shapes, model.inference_tokens = [], 64  # what an ONNX Runtime model says
+    predict_tensors(model, features, "classification")
+    assert {r for r, _ in model.shapes} == {4} and len(model.shapes) == 25
+    model.shapes = []
+    predict_tensors(model, features, "classification", max_tokens=None, batch_size=50)
+    assert model.shapes == [(50, 16), (50, 16)]
+
+
 def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
     from modelfoundry.train.loop import _in_order, inference_batches
 

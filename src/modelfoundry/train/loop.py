@@ -92,7 +92,9 @@ def _identity(batch):
 
 
 INFERENCE_TOKENS = 512
-"""Padded tokens per inference batch of text (rows x longest text), chosen with bench/inference_batching.py (README, Serving)."""
+"""Padded tokens per inference batch of text (rows x longest text) for torch models, chosen with
+bench/inference_batching.py (README, Serving); a model may say otherwise with an `inference_tokens` attribute
+(ONNX Runtime's int8 MiniLM is fastest at 256)."""
 
 
 def inference_batches(features: dict[str, torch.Tensor], y: torch.Tensor | None, batch_size: int,
@@ -124,10 +126,14 @@ def inference_batches(features: dict[str, torch.Tensor], y: torch.Tensor | None,
 @torch.no_grad()
 def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: str, batch_size: int = 256,
                     device: torch.device | str = "cpu", autocast: bool = False,
-                    max_tokens: int | None = INFERENCE_TOKENS) -> np.ndarray:
+                    max_tokens: int | None | str = "model") -> np.ndarray:
     """Probabilities [N, K] (classification) or standardized predictions [N] (regression).
-    A model with bf16 weights (`inference_dtype`, from foundry compress) always runs under bf16 autocast."""
+    A model with bf16 weights (`inference_dtype`, from foundry compress) always runs under bf16 autocast.
+    max_tokens: the padded-token budget of a text batch; "model" takes the model's `inference_tokens`
+    (default INFERENCE_TOKENS), None gives sequential batches of batch_size."""
     model.eval()
+    if max_tokens == "model":
+        max_tokens = getattr(model, "inference_tokens", INFERENCE_TOKENS)
     autocast = autocast or getattr(model, "inference_dtype", None) == "bfloat16"
     outs, rows = [], []
     for idx, batch in inference_batches(features, None, batch_size, max_tokens):
