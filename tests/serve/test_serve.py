@@ -196,6 +196,10 @@ def test_foundry_serve_process_and_graceful_shutdown(table_run):
     with serving(str(table_run)) as (port, p):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[ROW], timeout=10)
         assert r.status_code == 200
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        frozen = [ln for ln in metrics.splitlines() if ln.startswith("foundry_gc_frozen_objects ")]
+        assert frozen and float(frozen[0].split()[1]) > 10_000  # the loaded models and libraries, out of the GC
+        assert 'python_gc_collections_total{generation="2"}' in metrics and "process_resident_memory_bytes" in metrics
     # uvicorn drains, shuts the app down (our batchers answer what is queued), then re-raises the signal
     assert p.returncode in (0, -signal.SIGTERM), p.err
     assert "Application shutdown complete" in p.err and "Finished server process" in p.err
@@ -230,5 +234,7 @@ def test_two_worker_processes_share_the_port(onnx_run):
     with serving(str(onnx_run), "--backend", "onnx", "--workers", "2") as (port, p):
         codes = [httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[ROW], timeout=10).status_code
                  for _ in range(20)]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert float(next(ln for ln in metrics.splitlines() if ln.startswith("foundry_gc_frozen_objects ")).split()[1]) > 0
     assert codes == [200] * 20
     assert p.err.count("Started server process") >= 2, p.err

@@ -163,9 +163,22 @@ class Batcher:
 
 class Metrics:
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        import gc
+
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.registry = CollectorRegistry()
+        GCCollector(registry=self.registry)  # python_gc_collections_total: full collections are what make a tail
+        ProcessCollector(registry=self.registry)  # memory, CPU, open files of this process
+        Gauge("foundry_gc_frozen_objects", "Objects exempt from the cyclic garbage collector (frozen after the "
+              "models loaded)", registry=self.registry).set_function(gc.get_freeze_count)
         self.requests = Counter("foundry_requests_total", "Requests by route and status code", ["route", "status"],
                                 registry=self.registry)
         self.errors = Counter("foundry_errors_total", "Requests answered with an error, by kind", ["kind"],
@@ -364,6 +377,17 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
     return app
 
 
+def _dedicate_process() -> None:
+    """For a process that only serves, once its models are loaded: freeze what is alive (models, libraries) out of
+    the cyclic garbage collector. A full collection walked every object in the process and, every ~3 s under load,
+    doubled one batch's latency (int8 MiniLM at 64 clients: p99 305 -> 192 ms; p50 the same). New objects are
+    collected as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, api_keys: set[str] | None = None,
           allowed_root: str | None = None, settings: ServeSettings | None = None, backend: str = "auto",
           workers: int = 1) -> None:
@@ -383,6 +407,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, api_keys: 
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if workers == 1:
         app = create_app(load_models(runs, allowed_root, backend), settings)
+        _dedicate_process()
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
         return
     load_models(runs, allowed_root, backend)  # refuse bad runs here, once, before any worker starts
@@ -408,4 +433,6 @@ def app_from_env():
     spec = json.loads(os.environ[_ENV])
     torch.set_num_threads(spec["threads"])
     settings = ServeSettings(**{**spec["settings"], "api_keys": set(spec["settings"]["api_keys"])})
-    return create_app(load_models(spec["runs"], spec["allowed_root"], spec["backend"]), settings)
+    app = create_app(load_models(spec["runs"], spec["allowed_root"], spec["backend"]), settings)
+    _dedicate_process()
+    return app
