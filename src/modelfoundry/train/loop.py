@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -126,7 +127,7 @@ def inference_batches(features: dict[str, torch.Tensor], y: torch.Tensor | None,
 @torch.no_grad()
 def predict_tensors(model: nn.Module, features: dict[str, torch.Tensor], task: str, batch_size: int = 256,
                     device: torch.device | str = "cpu", autocast: bool = False,
-                    max_tokens: int | None | str = "model") -> np.ndarray:
+                    max_tokens: int | Literal["model"] | None = "model") -> np.ndarray:
     """Probabilities [N, K] (classification) or standardized predictions [N] (regression).
     A model with bf16 weights (`inference_dtype`, from foundry compress) always runs under bf16 autocast.
     max_tokens: the padded-token budget of a text batch; "model" takes the model's `inference_tokens`
