@@ -39,6 +39,8 @@ def test_seeded_reproducible_eval_is_identity_and_gradient_follows_the_mask():
     assert torch.allclose(x.grad, expected)
     assert drop.eval()(x) is x
     assert FastDropout(0.0).train()(x) is x
+    half = FastDropout(0.5).train()(torch.ones(64, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and set(half.tolist()) <= {0.0, 2.0}
 
 
 def test_use_fast_dropout_swaps_every_plain_dropout_and_keeps_the_state_dict():
