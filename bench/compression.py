@@ -37,6 +37,9 @@ VARIANTS = {
     "pruned-bf16": {"prune": {"method": "structured", "amount": 0.5, **FT}, "quantize": "bf16", "onnx": False},
     "distilled-int8": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
                        "quantize": "int8"},
+    # the same student started from the teacher's embeddings, layers 2, 4, 6 and head (DistilBERT's start)
+    "distilled-from-teacher-int8": {"distill": {"student": STUDENT, "init": "teacher", "epochs": 3, "lr": 2e-4,
+                                                "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
 }
 
 

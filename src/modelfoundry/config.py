@@ -436,11 +436,23 @@ class DistillConfig(Section):
     """Student epochs; default: train.epochs."""
     lr: float | None = Field(None, gt=0)
     """Student learning rate; default: train.lr."""
+    init: Literal["student", "teacher"] = "student"
+    """Where the student's weights start. student = as its model section builds it (a pretrained student from its
+    checkpoint); teacher = from the teacher as fine-tuned (adapters merged): its embeddings, evenly spaced layers
+    ending with its last (6 -> 3 keeps layers 2, 4 and 6) and its head, as DistilBERT starts. teacher needs a
+    pretrained student with the teacher's model.path, fewer or as many layers, and the teacher's head shape."""
 
     @field_validator("student", mode="before")
     @classmethod
     def _default_family(cls, v: Any) -> Any:
         return {"type": "mlp", **v} if isinstance(v, dict) and "type" not in v else v
+
+    @model_validator(mode="after")
+    def _teacher_init_needs_pretrained(self) -> DistillConfig:
+        if self.init == "teacher" and self.student.type != "pretrained":
+            raise ValueError(f"init: teacher copies a pretrained teacher's layers into the student; the student is "
+                             f"type '{self.student.type}' (use type: pretrained, or init: student)")
+        return self
 
 
 class CompressConfig(Section):

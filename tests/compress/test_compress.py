@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from safetensors import safe_open
 
 from modelfoundry.cli import main
@@ -122,6 +123,39 @@ def test_distilled_student(table):
     assert arch["model"]["hidden"] == [8]
     assert summary["stages"][1]["metrics"]["accuracy"] > 0.7  # the table is learnable; the student learns it
     assert Predictor.load(run.path).classes == ["no", "yes"]
+
+
+def test_student_starts_from_the_teachers_embeddings_top_layer_and_head(lora_text, tiny_bert):
+    student = {"type": "pretrained", "path": str(tiny_bert), "layers": 1, "finetune": "full", "hidden": [16]}
+    # one epoch at a negligible lr: the saved student is still its starting point
+    run, summary = _variant(lora_text, distill={"student": student, "init": "teacher", "epochs": 1, "lr": 1e-9},
+                            quantize="none", onnx=False)
+    assert summary["distill"]["init"] == "teacher" and summary["distill"]["teacher_layers"] == {"text__text": [1]}
+    teacher = Predictor.load(lora_text).model.state_dict()  # adapters merged on load
+    got = Predictor.load(run.path).model.state_dict()
+    enc = "encoders.text__text.model."
+    pairs = {f"{enc}encoder.layer.0.attention.self.query.weight": f"{enc}encoder.layer.1.attention.self.query.weight",
+             f"{enc}encoder.layer.0.output.LayerNorm.bias": f"{enc}encoder.layer.1.output.LayerNorm.bias",
+             f"{enc}embeddings.word_embeddings.weight": f"{enc}embeddings.word_embeddings.weight",
+             "trunk.0.weight": "trunk.0.weight", "out.bias": "out.bias"}
+    for s_name, t_name in pairs.items():
+        assert torch.allclose(got[s_name].float(), teacher[t_name].float(), atol=1e-5), s_name
+    assert not torch.allclose(got[f"{enc}encoder.layer.0.attention.self.query.weight"],
+                              teacher[f"{enc}encoder.layer.0.attention.self.query.weight"], atol=1e-3)
+
+    with pytest.raises(ValueError, match="student's trunk.0.weight .* has no counterpart"):
+        _variant(lora_text, distill={"student": {**student, "hidden": [8]}, "init": "teacher"})
+    with pytest.raises(ValueError, match="needs the student's model.path to be the teacher's"):
+        _variant(lora_text, distill={"student": {**student, "path": "minilm"}, "init": "teacher"})
+    with pytest.raises(ValueError, match="init: teacher copies a pretrained teacher's layers"):
+        CompressConfig.model_validate({"distill": {"student": {"hidden": [8]}, "init": "teacher"}})
+
+
+def test_spread_keeps_evenly_spaced_layers_ending_with_the_last():
+    from modelfoundry.compress.distill import spread
+
+    assert spread(6, 3) == [1, 3, 5] and spread(6, 2) == [2, 5] and spread(6, 6) == list(range(6))
+    assert spread(12, 4) == [2, 5, 8, 11] and spread(2, 1) == [1]
 
 
 def test_lora_run_is_merged_pruned_exported_and_quantized(lora_text):

@@ -58,7 +58,7 @@ def adapt(model: nn.Module, cfg: PretrainedConfig, total_steps: int | None, task
         model.requires_grad_(False)
     elif cfg.finetune == "full" and cfg.freeze_layers:
         model.get_input_embeddings().requires_grad_(False)
-        layers = _encoder_layers(model)
+        layers = encoder_layers(model, "model.freeze_layers")
         if cfg.freeze_layers > len(layers):
             raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
         for layer in layers[: cfg.freeze_layers]:
@@ -103,7 +103,7 @@ class Adapted(nn.Module):
         """Layer-wise learning-rate decay: embeddings at decay^(N+1), layer i at decay^(N+1-i), the rest at 1."""
         if self.layer_lr_decay == 1.0:
             return {}
-        layers = _encoder_layers(self.model)
+        layers = encoder_layers(self.model, "model.layer_lr_decay")
         n = len(layers)
         depth = {id(p): 0 for p in self.model.get_input_embeddings().parameters()}
         for i, layer in enumerate(layers):
@@ -154,7 +154,9 @@ class PretrainedEncoder(Adapted):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+def encoder_layers(model: nn.Module, option: str) -> nn.ModuleList:
+    """The Transformer layer list of a loaded HF model (BERT's encoder.layer, GPT-2's h, ...); `option` names the
+    setting that needs it, for the error."""
     for name in ("encoder.layer", "layers", "h", "transformer.h"):
         obj = model
         for part in name.split("."):
@@ -163,12 +165,12 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
                 break
         if isinstance(obj, nn.ModuleList):
             return obj
-    raise ValueError("model.freeze_layers: cannot find this architecture's layer list")
+    raise ValueError(f"{option}: cannot find this architecture's layer list ({type(model).__name__})")
 
 
 def keep_layers(model: nn.Module, n: int) -> None:
     """Cut a loaded model to its first n Transformer layers (in place; its config says so too)."""
-    layers = _encoder_layers(model)
+    layers = encoder_layers(model, "model.layers")
     if n > len(layers):
         raise ValueError(f"model.layers: the model has {len(layers)} layers, got {n}")
     del layers[n:]

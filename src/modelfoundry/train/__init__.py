@@ -39,10 +39,11 @@ def _distributed_run_dir(cfg: Config) -> Path:
 
 
 def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,
-                on_epoch=None, teacher: torch.Tensor | None = None, distill: tuple[float, float] | None = None
-                ) -> tuple[torch.nn.Module, FitResult]:
+                on_epoch=None, teacher: torch.Tensor | None = None, distill: tuple[float, float] | None = None,
+                init=None) -> tuple[torch.nn.Module, FitResult]:
     """Build the configured model for `data` and fit it. Shared by `train`, cross-validation and distillation
-    (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha))."""
+    (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha), `init`: called with the
+    built model before training, to set its starting weights)."""
     torch.manual_seed(cfg.train.seed)
     features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
     augment, swapped = cfg.data.augment, {}
@@ -59,6 +60,8 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
     model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
+    if init is not None:
+        init(model)
     if getattr(cfg.model, "finetune", None) == "linear_probe":
         # the frozen encoder runs once per text, not once per epoch; only the head trains
         from ..models.pretrained import CachedEncoding, cache_frozen_encodings
