@@ -40,6 +40,17 @@ VARIANTS = {
     # the same student started from the teacher's embeddings, layers 2, 4, 6 and head (DistilBERT's start)
     "distilled-from-teacher-int8": {"distill": {"student": STUDENT, "init": "teacher", "epochs": 3, "lr": 2e-4,
                                                 "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
+    # shallower students from the teacher: 2 layers (its 3rd and 6th) and 1 (its 6th)
+    "distilled2-from-teacher-int8": {"distill": {"student": {**STUDENT, "layers": 2}, "init": "teacher", "epochs": 3,
+                                                 "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
+    "distilled1-from-teacher-int8": {"distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 3,
+                                                 "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
+    "distilled1-from-teacher-5ep-int8": {"distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 5,
+                                                     "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
+    "distilled1-from-teacher-pruned-int8": {
+        "distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 3, "lr": 2e-4,
+                    "temperature": 2.0, "alpha": 0.5},
+        "prune": {"method": "structured", "amount": 0.3, **FT}, "quantize": "int8"},
 }
 
 
@@ -137,9 +148,9 @@ def main() -> int:
               "settings": {k: VARIANTS[k] for k in chosen}, "rows": rows, "goals": goals}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\n{'variant':<16}{'stage':<28}{'acc':>8}{'pts':>7}{'MB':>8}{'b1 ms':>8}{'b32 rows/s':>12}{'x':>7}")
+    print(f"\n{'variant':<38}{'stage':<28}{'acc':>8}{'pts':>7}{'MB':>8}{'b1 ms':>8}{'b32 rows/s':>12}{'x':>7}")
     for r in rows:
-        print(f"{r['variant']:<16}{r['stage'][:27]:<28}{r['metrics']['accuracy']:>8.4f}{r['accuracy_points']:>7.2f}"
+        print(f"{r['variant']:<38}{r['stage'][:27]:<28}{r['metrics']['accuracy']:>8.4f}{r['accuracy_points']:>7.2f}"
               f"{r['size_mb']:>8.1f}{r['batch_1']['p50_ms']:>8.2f}{r['batch_32']['rows_per_s']:>12,.0f}"
               f"{r['speedup_batch32']:>7.2f}")
     print(json.dumps(goals, indent=1))
