@@ -29,6 +29,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FT = {"finetune_epochs": 1, "finetune_lr": 5e-5}
 STUDENT = {"type": "pretrained", "path": "minilm", "layers": 3, "finetune": "full", "pooling": "mean"}
+
+
+def from_teacher(layers: int, epochs: int = 3) -> dict:
+    """A MiniLM student of `layers` layers that starts from the teacher (compress.distill.init: teacher)."""
+    return {"student": {**STUDENT, "layers": layers}, "init": "teacher", "epochs": epochs, "lr": 2e-4,
+            "temperature": 2.0, "alpha": 0.5}
+
+
 VARIANTS = {
     "int8": {"quantize": "int8"},
     "int8-static": {"quantize": "int8-static"},
@@ -38,19 +46,13 @@ VARIANTS = {
     "distilled-int8": {"distill": {"student": STUDENT, "epochs": 3, "lr": 2e-4, "temperature": 2.0, "alpha": 0.5},
                        "quantize": "int8"},
     # the same student started from the teacher's embeddings, layers 2, 4, 6 and head (DistilBERT's start)
-    "distilled-from-teacher-int8": {"distill": {"student": STUDENT, "init": "teacher", "epochs": 3, "lr": 2e-4,
-                                                "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
+    "distilled-from-teacher-int8": {"distill": from_teacher(3), "quantize": "int8"},
     # shallower students from the teacher: 2 layers (its 3rd and 6th) and 1 (its 6th)
-    "distilled2-from-teacher-int8": {"distill": {"student": {**STUDENT, "layers": 2}, "init": "teacher", "epochs": 3,
-                                                 "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
-    "distilled1-from-teacher-int8": {"distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 3,
-                                                 "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
-    "distilled1-from-teacher-5ep-int8": {"distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 5,
-                                                     "lr": 2e-4, "temperature": 2.0, "alpha": 0.5}, "quantize": "int8"},
-    "distilled1-from-teacher-pruned-int8": {
-        "distill": {"student": {**STUDENT, "layers": 1}, "init": "teacher", "epochs": 3, "lr": 2e-4,
-                    "temperature": 2.0, "alpha": 0.5},
-        "prune": {"method": "structured", "amount": 0.3, **FT}, "quantize": "int8"},
+    "distilled2-from-teacher-int8": {"distill": from_teacher(2), "quantize": "int8"},
+    "distilled1-from-teacher-int8": {"distill": from_teacher(1), "quantize": "int8"},
+    "distilled1-from-teacher-5ep-int8": {"distill": from_teacher(1, epochs=5), "quantize": "int8"},
+    "distilled1-from-teacher-pruned-int8": {"distill": from_teacher(1),
+                                            "prune": {"method": "structured", "amount": 0.3, **FT}, "quantize": "int8"},
 }
 
 
