@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from modelfoundry.cli import main
 from modelfoundry.compress import compress
+from modelfoundry.compress.distill import init_from_teacher
 from modelfoundry.config import CompressConfig, load_config
 from modelfoundry.predictor import Predictor
 from modelfoundry.runs import Run
@@ -149,6 +150,9 @@ def test_student_starts_from_the_teachers_embeddings_top_layer_and_head(lora_tex
         _variant(lora_text, distill={"student": {**student, "path": "minilm"}, "init": "teacher"})
     with pytest.raises(ValueError, match="init: teacher copies a pretrained teacher's layers"):
         CompressConfig.model_validate({"distill": {"student": {"hidden": [8]}, "init": "teacher"}})
+    # the roles swapped: the 2-layer LoRA run as the student of the 1-layer one
+    with pytest.raises(ValueError, match="the student has 2 layers, the teacher only 1"):
+        init_from_teacher(Predictor.load(lora_text).model, Predictor.load(run.path).model)
 
 
 def test_spread_keeps_evenly_spaced_layers_ending_with_the_last():
