@@ -48,7 +48,7 @@ class CleanConfig(Section):
     """Per-column missing-value strategy, overriding the defaults: `{age: mean, city: {strategy: constant, value: none}}`."""
     outliers: Literal["none", "iqr", "zscore"] = "none"
     """Clip numeric outliers (fitted on the training split only)."""
-    outlier_threshold: float | None = None
+    outlier_threshold: float | None = Field(None, gt=0)
     """IQR multiplier (default 1.5) or z-score limit (default 3.0)."""
     duplicates: bool = True
     """Drop exact duplicate rows (counted in the profile)."""
@@ -98,6 +98,7 @@ class TextConfig(Section):
     max_length: int = Field(128, gt=1)
     """Longer texts are truncated (counted in the profile and the report)."""
     lowercase: bool = True
+    """A trained tokenizer (wordpiece, bpe) lowercases text first; a pretrained model keeps its own tokenizer's rule."""
     pair: tuple[str, str] | None = None
     """Sentence-pair input: two text columns encoded together as one sequence ([CLS] a [SEP] b [SEP] with a
     BERT tokenizer, segment ids set), as for paraphrase, entailment or question-answer matching."""
@@ -118,6 +119,7 @@ class SequenceConfig(Section):
     window: int = Field(30, gt=0)
     """Rows per window; the target is the last row's."""
     stride: int = Field(1, gt=0)
+    """Rows between the ends of consecutive windows of a series (1 = every window)."""
     features: list[str] | None = None
     """Numeric columns fed to the model; default: every numeric column but the group, order and target."""
     test_windows: Literal["all", "last"] = "all"
@@ -217,6 +219,7 @@ class DataConfig(Section):
     path: str | None = None
     """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "text_folder", "image_folder"] = "auto"
+    """auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
     task: Literal["auto", "classification", "regression", "causal_lm"] = "auto"
@@ -281,6 +284,7 @@ class CNNConfig(Section):
 class RNNConfig(Section):
     type: Literal["rnn"] = "rnn"
     cell: Literal["lstm", "gru"] = "lstm"
+    """The recurrent cell."""
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(1, gt=0)
     bidirectional: bool = False
@@ -299,6 +303,7 @@ class TransformerConfig(Section):
     intermediate_size: int = Field(256, gt=0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     pooling: Literal["cls", "mean"] = "mean"
+    """How token vectors become one vector: the first token's ([CLS]) or the mean over real (unpadded) tokens."""
     hidden: list[int] = []
     """Hidden layers of the head."""
 
@@ -333,6 +338,7 @@ class PretrainedConfig(Section):
     layer_lr_decay: float = Field(1.0, gt=0, le=1)
     """With finetune: full, layer i of N trains at lr x decay^(N + 1 - i): the embeddings slowest, the head at lr."""
     pooling: Literal["cls", "mean"] = "mean"
+    """How token vectors become one vector: the first token's ([CLS]) or the mean over real (unpadded) tokens."""
     hidden: list[int] = []
     """Hidden layers of the head."""
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
@@ -359,23 +365,29 @@ class EarlyStopping(Section):
     patience: int = Field(5, gt=0)
     """Epochs without improvement before stopping."""
     min_delta: float = Field(0.0, ge=0.0)
+    """An epoch counts as an improvement only when it beats the best so far by more than this."""
 
 
 class TrainConfig(Section):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
+    """Peak learning rate (after warmup)."""
     weight_decay: float = Field(0.01, ge=0)
+    """Decoupled for adamw; not applied to biases, norms and embeddings."""
     momentum: float = Field(0.9, ge=0, lt=1)
     """SGD momentum."""
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(64, gt=0)
     """Per process; with `--nproc N` the global batch is N times this."""
     schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
-    """Learning-rate schedule after warmup; plateau halves the rate when the early-stopping metric stalls."""
+    """Learning-rate schedule after warmup; plateau multiplies the rate by `plateau_factor` when the early-stopping
+    metric has not improved for more than `plateau_patience` epochs."""
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     """Fraction of all steps with a linear warmup."""
     plateau_patience: int = Field(2, gt=0)
+    """schedule: plateau: epochs without improvement that are tolerated before the rate is cut."""
     plateau_factor: float = Field(0.5, gt=0, lt=1)
+    """schedule: plateau: the rate is multiplied by this at each cut."""
     early_stopping: EarlyStopping | None = EarlyStopping()
     """Set to null to train every epoch."""
     grad_clip: float | None = Field(1.0, gt=0)

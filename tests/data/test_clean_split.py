@@ -129,3 +129,18 @@ def test_categorical_missing_strategies():
     with pytest.raises(ValueError, match="'c' is categorical; .* got 'median'"):
         Preprocessor({"c": "categorical"}, "label", "classification",
                      DataConfig(clean=CleanConfig(columns={"c": "median"}))).fit(df)
+
+
+@pytest.mark.parametrize("test_windows, expected", [("all", 8), ("last", 2)])
+def test_test_windows_last_scores_each_test_series_once(tmp_path, test_windows, expected):
+    def series(units):
+        return pd.DataFrame([{"unit": u, "cycle": c, "s": float(c), "rul": 6 - c} for u in units for c in range(1, 7)])
+
+    seq = {"group_column": "unit", "order_column": "cycle", "window": 3, "test_windows": test_windows}
+    cfg = load_config({"name": "w", "output_dir": str(tmp_path), "data": {"target": "rul", "sequence": seq,
+                                                                         "split": {"val": 0.0}},
+                       "model": {"type": "rnn"}})
+    data = prepare(cfg, series([1, 2, 3, 4]), series([7, 8]))
+    assert data.profile["splits"] == {"train": 16, "test": expected}  # 4 windows per 6-row series
+    if test_windows == "last":
+        assert data.targets["test"].tolist() == pytest.approx(data.preprocessor.encode_target(pd.Series([0, 0])).tolist())

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from modelfoundry.config import AugmentConfig, DataConfig, SequenceConfig, TextConfig
+from modelfoundry.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.augment import augment_batch
 from modelfoundry.data.features import Preprocessor, train_tokenizer
 
@@ -77,3 +77,35 @@ def test_augmentations_change_training_batches_only_where_asked():
     assert (out["text:t"] == 1).any() and (out["text:t"] == 7).any()
     assert out["numeric"].abs().sum() > 0
     assert torch.equal(augment_batch(batch, AugmentConfig())["image"], batch["image"])
+
+
+@pytest.mark.parametrize("method, threshold, hi, clipped", [("iqr", None, 14.5, 1), ("iqr", 6.0, 34.75, 0),
+                                                            ("zscore", None, None, 0), ("zscore", 2.0, None, 1)])
+def test_outlier_threshold_sets_where_values_are_clipped(method, threshold, hi, clipped):
+    df = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 30], "label": [0, 1] * 5})  # quartiles 3.25, 7.75
+    clean = CleanConfig(outliers=method, outlier_threshold=threshold)
+    pre = Preprocessor({"x": "numeric"}, "label", "classification", DataConfig(clean=clean)).fit(df)
+    assert pre.report_["clipped"]["x"] == clipped
+    k = threshold or 3.0
+    expected = hi if method == "iqr" else df["x"].mean() + k * df["x"].std()  # z = 2.73 for the 30
+    assert pre.numeric_["x"]["hi"] == pytest.approx(expected)
+
+
+def test_sequence_stride_skips_window_ends():
+    df = pd.DataFrame({"unit": [1] * 5 + [2] * 3, "cycle": [1, 2, 3, 4, 5, 1, 2, 3],
+                       "s": [1, 2, 3, 4, 5, 1, 2, 3], "rul": [4, 3, 2, 1, 0, 2, 1, 0]})
+    seq = SequenceConfig(group_column="unit", order_column="cycle", window=3, stride=2)
+    pre = Preprocessor({"s": "numeric"}, "rul", "regression", DataConfig(target="rul", sequence=seq)).fit(df)
+    enc = pre.transform(df)
+    assert df["rul"].iloc[enc.rows].tolist() == [2, 0, 0]  # windows ending at cycles 3 and 5, then 3
+
+
+def test_text_lowercase_off_keeps_case_apart():
+    df = pd.DataFrame({"t": ["Card lost", "card found", "Card blocked", "card fee"] * 3, "label": [0, 1] * 6})
+    ids = {}
+    for lower in (True, False):
+        text = TextConfig(vocab_size=60, min_frequency=1, lowercase=lower)
+        pre = Preprocessor({"t": "text"}, "label", "classification", DataConfig(text=text)).fit(df)
+        enc = pre.transform(pd.DataFrame({"t": ["Card", "card"]})).features["text:t"]
+        ids[lower] = enc.tolist()
+    assert ids[True][0] == ids[True][1] and ids[False][0] != ids[False][1]

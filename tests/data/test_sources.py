@@ -106,3 +106,10 @@ def test_arrays():
     assert imgs["image"].iloc[0].shape == (8, 8)
     with pytest.raises(DataError, match="4 rows but y has 3"):
         from_arrays(np.zeros((4, 2)), [1, 2, 3])
+
+
+def test_declared_delimiter_wins_over_detection(tmp_path: Path):
+    p = tmp_path / "names.csv"  # a comma in every line, header included: detection takes the comma
+    p.write_text("last, first;score\nsmith, john;1\ndoe, jane;2\nroe, rich;3\n")
+    df = read_source(p, delimiter=";")
+    assert list(df.columns) == ["last, first", "score"] and df["score"].tolist() == [1, 2, 3]

@@ -167,3 +167,69 @@ def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
     # without text: plain sequential batches
     plain = [idx for idx, _ in inference_batches({"numeric": torch.zeros(10, 2)}, None, 4)]
     assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_sgd_momentum_is_the_configured_one():
+    from modelfoundry.train.optim import build_optimizer
+
+    base = dict(optimizer="sgd", lr=0.1, epochs=2, batch_size=16, grad_clip=None, precision="fp32", early_stopping=None)
+    assert build_optimizer(model(), TrainConfig(momentum=0.5, **base)).param_groups[0]["momentum"] == 0.5
+    plain, heavy = run_fit(TrainConfig(momentum=0.0, **base))[0], run_fit(TrainConfig(momentum=0.9, **base))[0]
+    assert not torch.allclose(plain.out.weight, heavy.out.weight)
+
+
+@pytest.mark.parametrize("patience, factor, lrs", [(1, 0.25, [0.1, 0.1, 0.1, 0.025, 0.025]),
+                                                   (3, 0.1, [0.1, 0.1, 0.1, 0.1, 0.1, 0.01])])
+def test_plateau_cuts_the_lr_after_patience_epochs_without_improvement(patience, factor, lrs):
+    # zero inputs, zero output weights and balanced labels: the trainable output bias starts at its optimum,
+    # its gradient is zero and the validation loss stays ln 2, so every epoch after the first is a bad one
+    m = model()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        m.out.weight.zero_()
+        m.out.bias.zero_()
+    m.out.bias.requires_grad_(True)
+    cfg = TrainConfig(optimizer="sgd", momentum=0.0, lr=0.1, epochs=len(lrs), batch_size=96, schedule="plateau",
+                      plateau_patience=patience, plateau_factor=factor, precision="fp32", early_stopping=None)
+    zero = data()
+    zero.features["numeric"].zero_()
+    zero.y[:] = torch.arange(len(zero.y)) % 2
+    _, result = run_fit(cfg, m, train=zero, val=zero)
+    assert [round(h["lr"], 6) for h in result.history] == lrs
+
+
+def test_min_delta_counts_only_large_enough_improvements():
+    def run(min_delta):
+        cfg = TrainConfig(lr=0.05, epochs=20, batch_size=16, precision="fp32",
+                          early_stopping=EarlyStopping(metric="val_loss", patience=2, min_delta=min_delta))
+        return run_fit(cfg, val=data(64, 1))[1]
+
+    strict, plain = run(10.0), run(0.0)
+    assert strict.best_epoch == 1 and strict.epochs_run == 3 and strict.stopped_early  # nothing beats epoch 1 by 10
+    assert plain.best_epoch > 1 and plain.epochs_run > 3
+
+
+class _Widths(torch.nn.Module):
+    """Records the padded width of every text batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.bag, self.widths = torch.nn.EmbeddingBag(64, 2), []
+
+    def forward(self, batch):
+        self.widths.append(tuple(batch["text:t"].shape))
+        return self.bag(batch["text:t"])
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+def test_bucket_by_length_off_gives_random_batches(bucket):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 64, (640,), generator=g)
+    ids = torch.randint(1, 64, (640, 64), generator=g) * (torch.arange(64) < lengths[:, None])
+    m = _Widths()
+    cfg = TrainConfig(epochs=1, batch_size=32, precision="fp32", early_stopping=None, bucket_by_length=bucket)
+    run_fit(cfg, m, train=TensorData({"text:t": ids, "len:t": lengths}, (lengths > 32).long()))
+    padded = sum(rows * width for rows, width in m.widths)
+    assert sum(r for r, _ in m.widths) == 640
+    assert (padded < 1.25 * int(lengths.sum())) == bucket  # random batches of 32 pad to nearly 64 each

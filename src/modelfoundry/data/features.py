@@ -177,10 +177,10 @@ class Preprocessor:
             lo = hi = None
             if clean.outliers == "iqr":
                 q1, q3 = s.quantile(0.25), s.quantile(0.75)
-                k = clean.outlier_threshold or 1.5
+                k = clean.outlier_threshold if clean.outlier_threshold is not None else 1.5
                 lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
             elif clean.outliers == "zscore":
-                k = clean.outlier_threshold or 3.0
+                k = clean.outlier_threshold if clean.outlier_threshold is not None else 3.0
                 lo, hi = s.mean() - k * s.std(), s.mean() + k * s.std()
             filled = s.fillna(float(fill))
             if lo is not None:

@@ -146,11 +146,11 @@ def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
         if pd.api.types.is_integer_dtype(df[col]):
             df[col] = df[col].astype(float)
         if method == "iqr":
-            k = c.outlier_threshold or 1.5
+            k = c.outlier_threshold if c.outlier_threshold is not None else 1.5
             q1, q3 = base.quantile(0.25), base.quantile(0.75)
             lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
         else:
-            k = c.outlier_threshold or 3.0
+            k = c.outlier_threshold if c.outlier_threshold is not None else 3.0
             lo, hi = base.mean() - k * base.std(), base.mean() + k * base.std()
         for r in kept:
             v = df.at[r, col]
