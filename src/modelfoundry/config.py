@@ -884,7 +884,7 @@ def reference_markdown() -> str:
                 default.model_dump(mode="json") if isinstance(default, BaseModel) else default, default=str)
             if len(default_s) > 40:
                 default_s = "(section)"
-            rows.append(f"| `{prefix}{name}` | {default_s} | {_one_line(field.description)} |")
+            rows.append(f"| `{prefix}{field.alias or name}` | {default_s} | {_one_line(field.description)} |")
         lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", "| key | default | meaning |", "|---|---|---|", *rows, ""])
         for sub, path in subs:
             walk(sub, path + ".")

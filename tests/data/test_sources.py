@@ -113,3 +113,14 @@ def test_declared_delimiter_wins_over_detection(tmp_path: Path):
     p.write_text("last, first;score\nsmith, john;1\ndoe, jane;2\nroe, rich;3\n")
     df = read_source(p, delimiter=";")
     assert list(df.columns) == ["last, first", "score"] and df["score"].tolist() == [1, 2, 3]
+
+
+def test_declared_format_reads_a_file_whose_extension_says_otherwise(tmp_path: Path):
+    from modelfoundry.config import load_config
+    from modelfoundry.data import read_frame
+
+    p = tmp_path / "export.txt"  # JSON lines under a .txt name: by extension it would be read as delimited text
+    p.write_text('{"text": "card lost", "label": "lost"}\n{"text": "top up", "label": "top_up"}\n')
+    cfg = load_config({"name": "f", "data": {"path": str(p), "format": "jsonl", "target": "label"}})
+    df = read_frame(cfg, cfg.data.path)
+    assert list(df.columns) == ["text", "label"] and df["label"].tolist() == ["lost", "top_up"]
