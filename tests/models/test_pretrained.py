@@ -151,6 +151,23 @@ def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
     assert PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert), adapter)
     assert main(["export", str(run.path), "--merged", str(tmp_path / "m2")]) == 0
     assert main(["export", str(run.path)]) == 2
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match="merged: already exists and is not an empty folder"):
+        export_merged(run.path, out)  # never written over
+    assert sorted(p.name for p in out.iterdir()) == before
+    (tmp_path / "empty").mkdir()
+    assert (export_adapter(run.path, tmp_path / "empty") / "adapter_config.json").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_an_interrupted_export_leaves_no_output_folder(tmp_path):
+    from modelfoundry.adapters import _staged
+
+    out = tmp_path / "merged"
+    with pytest.raises(KeyboardInterrupt), _staged(out) as tmp:
+        (tmp / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+    assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_predictor_merges_adapters_for_inference_and_predicts_the_same(tmp_path, tiny_bert):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..predictor import Predictor
@@ -25,6 +28,27 @@ def _encoder(pred: Predictor):
     return found[0]
 
 
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A folder to write an export into, renamed to `out` only once every file is in it: an interrupted export
+    leaves no `out` (so nothing half-written loads) and removes its partial folder. An existing non-empty `out`
+    is refused rather than overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out}: already exists and is not an empty folder; choose a new output folder "
+                         "(nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        yield partial
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
     """The adapter in PEFT's own format (adapter_config.json + adapter_model.safetensors), loadable with
     `PeftModel.from_pretrained(base, out)`."""
@@ -33,7 +57,8 @@ def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
     if not hasattr(enc.model, "peft_config"):
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}', which has no adapter to export")
     out = Path(out)
-    enc.model.save_pretrained(str(out), safe_serialization=True)
+    with _staged(out) as tmp:
+        enc.model.save_pretrained(str(tmp), safe_serialization=True)
     return out
 
 
@@ -46,22 +71,26 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     if enc.finetune in ("prefix", "prompt"):
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}': its virtual tokens are inputs, not weight changes, "
                          f"so there is nothing to merge; export it with --adapter OUT_DIR instead")
-    model = enc.model.merge_and_unload() if hasattr(enc.model, "peft_config") else enc.model
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), safe_serialization=True)
+    with _staged(out) as tmp:
+        _write_merged(pred, enc, tmp)
+    return out
+
+
+def _write_merged(pred: Predictor, enc, tmp: Path) -> None:
+    model = enc.model.merge_and_unload() if hasattr(enc.model, "peft_config") else enc.model
+    model.save_pretrained(str(tmp), safe_serialization=True)
     base = Path(json.loads((pred.run.model_dir / "architecture.json").read_text())["model"]["path"])
     from ..models.pretrained import resolve_model_path
 
     base = resolve_model_path(str(base))
     for name in TOKENIZER_FILES:
         if (base / name).exists():
-            shutil.copy(base / name, out / name)
-    shutil.copy(pred.run.model_dir / "tokenizer_0.json", out / "tokenizer.json")
+            shutil.copy(base / name, tmp / name)
+    shutil.copy(pred.run.model_dir / "tokenizer_0.json", tmp / "tokenizer.json")
     if pred.task == "causal_lm":  # nothing beside the decoder: AutoModelForCausalLM loads it as it is
-        return out
+        return
     head = {k: v for k, v in pred.model.state_dict().items() if not k.startswith("encoders.")}
-    save_safetensors(out / "head.safetensors", head)
-    atomic_write_text(out / "foundry_head.json", json.dumps(
+    save_safetensors(tmp / "head.safetensors", head)
+    atomic_write_text(tmp / "foundry_head.json", json.dumps(
         {"pooling": enc.pooling, "classes": pred.classes, "task": pred.task, "run": str(pred.run.path)}, indent=2))
-    return out
