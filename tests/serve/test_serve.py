@@ -114,6 +114,16 @@ def test_bad_requests_get_clear_errors_never_500(table_run):
         assert missing.status_code == 200
 
 
+def test_a_request_past_its_timeout_gets_504_and_the_server_goes_on(table_run):
+    with _client([table_run], timeout_s=1e-6) as c:  # no model call finishes in a microsecond
+        r = c.post("/v1/predict", json=[ROW])
+        assert r.status_code == 504 and "longer than 1e-06 s" in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+        assert 'foundry_errors_total{kind="504"} 1.0' in c.get("/metrics").text
+    with _client([table_run]) as c:  # the same run, a sane timeout
+        assert c.post("/v1/predict", json=[ROW]).status_code == 200
+
+
 def test_api_keys(table_run, tmp_path):
     with _client([table_run], api_keys={"s3cret", "other"}) as c:
         assert c.post("/v1/predict", json=[ROW]).status_code == 401
