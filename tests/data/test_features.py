@@ -5,7 +5,9 @@ import torch
 
 from modelfoundry.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.augment import augment_batch
-from modelfoundry.data.features import Preprocessor, train_tokenizer
+from modelfoundry.data.features import SPECIALS, Preprocessor, train_tokenizer
+
+from ..conftest import SAMPLE
 
 
 def test_round_trip_and_unknown_category(tmp_path):
@@ -29,6 +31,15 @@ def test_tokenizers_split_chinese_without_spaces(kind):
     ids = tok.encode("头痛发热").ids
     assert len(ids) >= 1 and 1 not in ids  # no [UNK]: every character is known
     assert tok.decode(ids).replace(" ", "") == "头痛发热"
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_trained_tokenizers_are_the_same_on_the_same_texts(kind):
+    """Regression: WordPiece numbered its vocabulary in hash order, so one config gave other ids each run."""
+    texts = pd.read_csv(SAMPLE)["text"].tolist()
+    first = train_tokenizer(texts, kind, 300, 1, True)
+    assert all(train_tokenizer(texts, kind, 300, 1, True).to_str() == first.to_str() for _ in range(3))
+    assert [first.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3, 4]
 
 
 def test_text_truncation_is_counted():
@@ -109,3 +120,40 @@ def test_text_lowercase_off_keeps_case_apart():
         enc = pre.transform(pd.DataFrame({"t": ["Card", "card"]})).features["text:t"]
         ids[lower] = enc.tolist()
     assert ids[True][0] == ids[True][1] and ids[False][0] != ids[False][1]
+
+
+def test_text_encodings_are_cached_and_reused(tmp_path):
+    from safetensors.torch import save_file
+
+    df = pd.DataFrame({"t": ["card lost", "top up my card please now"] * 4, "label": [0, 1] * 4})
+    data = DataConfig(text=TextConfig(vocab_size=40, min_frequency=1, max_length=4))
+    pre = Preprocessor({"t": "text"}, "label", "classification", data).fit(df)
+    plain = pre.transform(df).features
+    pre.cache_dir = tmp_path
+    first = pre.transform(df).features
+    files = list(tmp_path.glob("tokens-*.safetensors"))
+    assert len(files) == 1 and all(torch.equal(first[k], plain[k]) for k in plain) and pre.truncated_ == {"t": 4}
+    # read back, not recomputed: a cache file holding other ids is what transform returns
+    save_file({"ids": torch.full((8, 2), 7, dtype=torch.int32), "lengths": torch.full((8,), 2, dtype=torch.int32)},
+              str(files[0]), metadata={"truncated": "3"})
+    again = pre.transform(df)
+    assert again.features["text:t"].tolist() == [[7, 7]] * 8 and again.features["text:t"].dtype == torch.long
+    assert pre.truncated_ == {"t": 3}
+    pre.transform(df.iloc[:4])  # other texts: another entry
+    assert len(list(tmp_path.glob("tokens-*.safetensors"))) == 2
+    files[0].write_bytes(b"not safetensors")  # an unreadable entry is rebuilt and rewritten
+    assert torch.equal(pre.transform(df).features["text:t"], plain["text:t"])
+    assert torch.equal(pre.transform(df).features["text:t"], plain["text:t"])
+
+
+def test_token_cache_key_changes_with_what_the_encoding_depends_on():
+    from modelfoundry.data.features import token_cache_key
+
+    texts = ["card lost", "top up"]
+    a, b = train_tokenizer(texts * 3, "wordpiece", 40, 1, True), train_tokenizer(texts * 3, "bpe", 40, 1, True)
+    key = token_cache_key(a, texts, 8, False)
+    assert key == token_cache_key(a, list(texts), 8, False)
+    others = [token_cache_key(b, texts, 8, False), token_cache_key(a, texts, 9, False),
+              token_cache_key(a, texts, 8, True), token_cache_key(a, texts[::-1], 8, False),
+              token_cache_key(a, ["card lostt", "op up"], 8, False), token_cache_key(a, [("card lost", "top up")], 8, False)]
+    assert len({key, *others}) == 7

@@ -149,3 +149,16 @@ def test_bad_tune_input(tmp_path, table_csv):
     tune(load_config(_cfg(tmp_path, table_csv, trials=1)), study="same")
     with pytest.raises(ValueError, match="was created with a different search"):
         tune(load_config(_cfg(tmp_path, table_csv, space={"train.lr": {"uniform": [0.01, 0.1]}}, trials=1)), study="same")
+
+
+def test_trials_share_one_text_encoding_cache(tmp_path):
+    from ..conftest import tabular_frame
+
+    path = tmp_path / "notes.csv"
+    tabular_frame(text=True).to_csv(path, index=False)
+    raw = _cfg(tmp_path, path, space={"train.lr": {"choice": [0.01, 0.02]}}, sampler="grid", trials=2)
+    raw["data"].update(text={"vocab_size": 60, "min_frequency": 1}, types={"note": "text"})
+    sdir = tune(load_config(raw))
+    assert len(list((sdir / "cache").glob("tokens-*.safetensors"))) == 3  # train, val, test: encoded once for both
+    assert len(list((sdir / "trials").iterdir())) == 2
+    assert not any((t / "cache").exists() for t in (sdir / "trials").iterdir())

@@ -130,7 +130,8 @@ def _log(msg: str) -> None:
 def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dict:
     from .onnx import OnnxModel, export_onnx, parity
 
-    data = prepare(cfg)
+    cache = pred.run.path / "cache"  # the source run's text encodings, reused (a pretrained student's too)
+    data = prepare(cfg, cache_dir=cache)
     split = "test" if "test" in data.encoded else "val"
     names = M.canonical(cfg.evaluate.metrics, data.task)
     calls = ccfg.latency_calls
@@ -146,7 +147,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
     if ccfg.distill:
         from .distill import distill
 
-        model, student_cfg, data, record["distill"] = distill(model, pre, cfg, ccfg.distill)
+        model, student_cfg, data, record["distill"] = distill(model, pre, cfg, ccfg.distill, cache)
         mcfg, pre = student_cfg.model, data.preprocessor
         stages.append(measure("distilled", model, data, split, names, tensor_bytes(model), calls, params(model)))
         _log(f"student {stages[-1]['metrics']}")

@@ -81,8 +81,9 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict:
     return kept
 
 
-def distill(teacher, teacher_pre, source: Config, dcfg: DistillConfig):
-    """Train the student; returns (student model, its config, its prepared data, a record of the run)."""
+def distill(teacher, teacher_pre, source: Config, dcfg: DistillConfig, cache_dir: Path | None = None):
+    """Train the student; returns (student model, its config, its prepared data, a record of the run).
+    `cache_dir`: the text-encoding cache to use (the teacher run's)."""
     from ..train import make_accelerator, train_model
 
     cfg = student_config(source, dcfg)
@@ -92,7 +93,7 @@ def distill(teacher, teacher_pre, source: Config, dcfg: DistillConfig):
         if source.model.type != "pretrained" or not same:
             raise ValueError(f"compress.distill.init: teacher needs the student's model.path to be the teacher's "
                              f"(student {cfg.model.path!r}, teacher {t_path!r})")
-    data = prepare(cfg)
+    data = prepare(cfg, cache_dir=cache_dir)
     if data.task == "classification" and list(data.preprocessor.classes_) != list(teacher_pre.classes_):
         raise ValueError("distillation: the student's classes differ from the teacher's "
                          f"({data.preprocessor.classes_[:5]} vs {teacher_pre.classes_[:5]})")

@@ -57,9 +57,10 @@ def load_clean(cfg: Config, frame: pd.DataFrame | None = None) -> tuple[pd.DataF
 
 
 def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
-            fold: tuple | None = None) -> Prepared:
+            fold: tuple | None = None, cache_dir: Path | None = None) -> Prepared:
     """Everything the model needs, from the config's data section (or in-memory frames).
-    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation)."""
+    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation). `cache_dir`: text
+    encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
     d = cfg.data
     df, schema, task, cleaning = load_clean(cfg, frame)
     if test_frame is None and d.test_path:
@@ -97,6 +98,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
 
         d = d.model_copy(update={"text": d.text.model_copy(update={"tokenizer": str(resolve_model_path(cfg.model.path))})})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
+    pre.cache_dir = cache_dir
     encoded, targets, truncated, skipped = {}, {}, {}, {}
     for split, f in frames.items():
         if len(f) == 0:

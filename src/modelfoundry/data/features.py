@@ -7,6 +7,7 @@ with `len:<col>` [N], `image` [N, C, H, W] float, `sequence` [N, T, F] float.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CleanConfig, DataConfig, MissingColumn
-from ..runs import atomic_write_text
+from ..runs import atomic_write_text, save_safetensors
 from .sources import DataError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -36,24 +37,53 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                    strip_accents=None, lowercase=lowercase)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS)
-    elif kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-        norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-        tok.normalizer = normalizers.Sequence(norms)
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    else:
+        return _train_wordpiece(texts, vocab_size, min_frequency, lowercase)
+    if kind != "bpe":
         raise ValueError(f"data.text.tokenizer: unknown kind {kind!r}")
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    tok.normalizer = normalizers.Sequence(norms)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
+
+
+def _wordpiece(vocab: dict[str, int] | None, lowercase: bool):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
+                                     max_input_chars_per_word=100) if vocab else models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def _train_wordpiece(texts: list[str], vocab_size: int, min_frequency: int, lowercase: bool):
+    """WordPiece, the same vocabulary and ids for the same texts. The trainer creates each `##c` continuation
+    token while walking a hash map, so their ids, and through merge tie-breaking even the learned pieces,
+    differed from call to call (huggingface/tokenizers#1794): the same config trained another model each time,
+    and a resumed run re-tokenized with other ids than its checkpoint's embeddings. Declaring every `##c` up
+    front, in sorted order, fixes their ids before training; the tokenizer is then rebuilt from the learned
+    vocabulary with only the real special tokens."""
+    from tokenizers import trainers
+
+    tok = _wordpiece(None, lowercase)
+    chars: set[str] = set()
+    for t in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(t)):
+            chars.update(word[1:])
+    continuations = ["##" + c for c in sorted(chars)]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=SPECIALS + continuations)
+    tok.train_from_iterator(texts, trainer=trainer)
+    out = _wordpiece(tok.get_vocab(), lowercase)
+    out.add_special_tokens(SPECIALS)
+    return out
 
 
 def load_tokenizer(path: Path):
@@ -100,6 +130,38 @@ def pad_ids(encodings) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.tensor(lengths)
 
 
+TOKEN_CACHE_VERSION = 1
+
+
+def token_cache_key(tokenizer, texts: list, max_length: int, segments: bool) -> str:
+    """What a text column's encoding depends on: the tokenizer (its full serialisation, so a retrained or another
+    tokenizer misses), the truncation length, whether segment ids are kept, and every text, in order."""
+    h = hashlib.sha256(f"foundry-tokens/{TOKEN_CACHE_VERSION}/{max_length}/{segments}/".encode())
+    h.update(tokenizer.to_str().encode())
+    for t in texts:
+        parts = (t,) if isinstance(t, str) else tuple(t)  # a sentence pair is two texts
+        h.update(len(parts).to_bytes(1, "little"))
+        for part in parts:
+            b = part.encode("utf-8", "surrogatepass")
+            h.update(len(b).to_bytes(8, "little") + b)
+    return h.hexdigest()[:40]
+
+
+def _load_tokens(path: Path) -> tuple[dict[str, torch.Tensor], int] | None:
+    """A cached encoding, or None when the file is missing or unreadable (it is then rebuilt and rewritten)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), "pt") as fh:
+            tensors = {k: fh.get_tensor(k).long() for k in fh.keys()}
+            truncated = int(fh.metadata()["truncated"])
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError):
+        return None
+    return (tensors, truncated) if "ids" in tensors and "lengths" in tensors else None
+
+
 @dataclass
 class Encoded:
     """Tensors for a set of samples; `rows` are the source row positions each sample came from."""
@@ -127,6 +189,9 @@ class Preprocessor:
         self.target = target
         self.task = task
         self.data = data
+        self.cache_dir: Path | None = None
+        """Where `transform` keeps text encodings (tokens-<key>.safetensors) to reuse; None = no cache. Set by
+        training (the run's cache/ folder, a tune study's); never saved with the preprocessor."""
 
     # ------------------------------------------------------------------ columns by role
     def _cols(self, *kinds: str) -> list[str]:
@@ -267,6 +332,32 @@ class Preprocessor:
             raise DataError(f"no readable images ({len(bad)} unreadable, e.g. {bad[0]['image'] if bad else '-'})")
         return torch.stack(out), keep, bad
 
+    def _encode(self, tok, texts: list, with_segments: bool) -> dict:
+        """ids, lengths (and segments) of one text column, plus how many texts were truncated; from the token
+        cache when `cache_dir` holds this exact encoding."""
+        path = None
+        if self.cache_dir is not None:
+            key = token_cache_key(tok, texts, self.data.text.max_length, with_segments)
+            path = Path(self.cache_dir) / f"tokens-{key}.safetensors"
+            hit = _load_tokens(path)
+            if hit is not None and len(hit[0]["ids"]) == len(texts):
+                return {**hit[0], "truncated": hit[1]}
+        encs = tok.encode_batch(texts)
+        ids, lengths = pad_ids(encs)
+        out = {"ids": ids, "lengths": lengths, "truncated": sum(bool(e.overflowing) for e in encs)}
+        if with_segments:
+            segments = torch.zeros_like(ids)
+            for i, e in enumerate(encs):
+                segments[i, : len(e.type_ids)] = torch.tensor(e.type_ids, dtype=torch.long)
+            out["segments"] = segments
+        if path is not None:  # int32 on disk: half the size, and no vocabulary comes near 2^31
+            try:
+                save_safetensors(path, {k: v.to(torch.int32) for k, v in out.items() if k != "truncated"},
+                                 metadata={"truncated": str(out["truncated"])})
+            except OSError as exc:  # a cache: a folder that cannot be written costs only the reuse
+                warnings.warn(f"text encodings not cached in {path.parent}: {exc}", stacklevel=2)
+        return out
+
     def transform(self, df: pd.DataFrame, last_window_only: bool = False) -> Encoded:
         missing = [c for c in self.schema if self.schema[c] != "ignore" and c not in df.columns]
         if missing:
@@ -301,14 +392,12 @@ class Preprocessor:
             texts = df[col].fillna("").astype(str).tolist()
             if pair is not None and col == pair[0]:
                 texts = list(zip(texts, df[pair[1]].fillna("").astype(str).tolist()))
-            encs = tok.encode_batch(texts)
-            self.truncated_[col] = sum(bool(e.overflowing) for e in encs)
-            feats[f"text:{col}"], feats[f"len:{col}"] = pad_ids(encs)
-            if pair is not None and col == pair[0] and self.pair_segments_:
-                segments = torch.zeros_like(feats[f"text:{col}"])
-                for i, e in enumerate(encs):
-                    segments[i, : len(e.type_ids)] = torch.tensor(e.type_ids, dtype=torch.long)
-                feats[f"segment:{col}"] = segments
+            with_segments = pair is not None and col == pair[0] and bool(self.pair_segments_)
+            tokens = self._encode(tok, texts, with_segments)
+            self.truncated_[col] = tokens.pop("truncated")
+            feats[f"text:{col}"], feats[f"len:{col}"] = tokens["ids"], tokens["lengths"]
+            if with_segments:
+                feats[f"segment:{col}"] = tokens["segments"]
         for col in self.sequence_cols_:
             T = self.sequence_len_[col]
             arr = np.zeros((len(df), T, 1), dtype=np.float32)

@@ -92,10 +92,12 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
 
 
 def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
-          resume: str | Path | None = None, run_dir: str | Path | None = None, on_epoch=None) -> Run:
+          resume: str | Path | None = None, run_dir: str | Path | None = None, on_epoch=None,
+          cache_dir: str | Path | None = None) -> Run:
     """Train and evaluate the model a config describes. Returns the complete Run.
 
     `resume` continues a killed or interrupted run from its last checkpoint (same config, same data).
+    `cache_dir`: where text encodings are cached (default: the run's cache/ folder, which a resume reuses).
     `on_epoch(record)` sees every epoch's metrics; an exception with `run_status` (a pruned trial) ends the
     run with that status."""
     from ..evaluate import evaluate_run
@@ -128,7 +130,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
                 tracker.epoch(record)
                 if _user is not None:
                     _user(record)
-        data = prepare(cfg, frame, test_frame)
+        data = prepare(cfg, frame, test_frame, cache_dir=Path(cache_dir) if cache_dir else run.path / "cache")
         if main:
             run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
             if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html

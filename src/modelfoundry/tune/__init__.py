@@ -199,7 +199,7 @@ def _objective(cfg: Config, study_dir: Path):
 
         print(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in params.items()), file=sys.stderr, flush=True)
         try:
-            run = train(tcfg, run_dir=run_dir, on_epoch=on_epoch)
+            run = train(tcfg, run_dir=run_dir, on_epoch=on_epoch, cache_dir=study_dir / "cache")  # one for all trials
         except Pruned as exc:
             raise optuna.TrialPruned(str(exc)) from None
         except KeyboardInterrupt:
@@ -466,7 +466,7 @@ def refit_best(cfg: Config, study, sdir: Path, parent: str | None = None) -> Run
         "name": f"{cfg.name}-refit",
         "data": bcfg.data.model_copy(update={"split": bcfg.data.split.model_copy(update={"val": 0.0})}),
         "train": bcfg.train.model_copy(update={"epochs": int(epochs), "early_stopping": None})})
-    run = train(bcfg)
+    run = train(bcfg, cache_dir=sdir / "cache")
     summary = json.loads((sdir / "summary.json").read_text())
     summary["refit"] = {"run": str(run.path), "epochs": int(epochs),
                         "test": json.loads((run.path / "metrics.json").read_text()).get("test")}
