@@ -16,7 +16,7 @@ from modelfoundry.predictor import Predictor
 from modelfoundry.runs import Run
 from modelfoundry.train import train
 
-from ..conftest import cli_env, regression_frame, tabular_frame, tiny_config, write_yaml
+from ..conftest import SAMPLE, cli_env, regression_frame, tabular_frame, tiny_config, write_yaml
 
 
 def test_run_directory_layout_and_numbers(tmp_path, table_csv):
@@ -129,6 +129,32 @@ def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path, how, uninterrupt
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"] == ref_metrics["test"]
     assert [h["epoch"] for h in resumed.history()] == list(range(1, 7))
+
+
+def test_a_resumed_text_run_matches_an_uninterrupted_one_and_reuses_its_encodings(tmp_path):
+    """The resumed run refits its preprocessor: that must give the same vocabulary and ids (a trained WordPiece
+    did not, so the checkpoint's embeddings met other ids), and the encodings come from the run's cache."""
+    def cfg(out):
+        return load_config(tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category",
+                                                  "text": {"vocab_size": 300, "min_frequency": 1}},
+                                       train={"epochs": 4, "lr": 5e-3, "early_stopping": None},
+                                       name="intents") | {"output_dir": str(tmp_path / out)})
+
+    ref = json.loads((train(cfg("ref")).path / "metrics.json").read_text())
+
+    def stop_at_2(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg("cut"), on_epoch=stop_at_2)
+    run_dir = next((tmp_path / "cut" / "intents").iterdir())
+    cached = sorted((run_dir / "cache").glob("tokens-*.safetensors"))
+    assert Run.open(run_dir).status == "interrupted" and len(cached) == 3  # train, val and test
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    resumed = train(None, resume=run_dir)
+    assert json.loads((resumed.path / "metrics.json").read_text())["test"] == ref["test"]
+    assert [p.stat().st_mtime_ns for p in sorted((run_dir / "cache").glob("tokens-*.safetensors"))] == mtimes
 
 
 @pytest.mark.slow
