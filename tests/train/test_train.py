@@ -197,3 +197,23 @@ def test_bf16_training_is_evaluated_like_the_saved_model(tmp_path, table_csv):
     again, _, _ = evaluate_data(Predictor.load(run.path).model, prepare(run.config()), M.canonical(None, "classification"),
                                 "test", False)
     assert written["log_loss"] == again["test"]["log_loss"]
+
+
+def test_resume_refuses_data_that_changed_and_the_run_stays_resumable(tmp_path):
+    path = tmp_path / "t.csv"
+    tabular_frame(120).to_csv(path, index=False)
+    original = path.read_bytes()
+    cfg = load_config(tiny_config(tmp_path, {"path": str(path)}, train={"epochs": 3, "early_stopping": None}))
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=stop)
+    run_dir = next((tmp_path / "runs" / "t").iterdir())
+    path.write_bytes(original + b"0.1,0.2,red,yes\n")
+    with pytest.raises(ValueError, match=r"cannot resume: the train data .*t\.csv changed since the run started"):
+        train(None, resume=run_dir)
+    assert Run.open(run_dir).status == "interrupted"
+    path.write_bytes(original)
+    assert train(None, resume=run_dir).status == "complete"

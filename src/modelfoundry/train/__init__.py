@@ -91,6 +91,21 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     return model.eval(), result
 
 
+def _check_same_data(run: Run, files: dict[str, Path | None]) -> None:
+    """A resumed run continues on the data it started with: its checkpoint's weights, label map and tokenizer
+    came from it. A data file that changed since (by sha256) is refused, naming it."""
+    from ..runs import fingerprint
+
+    for split, entry in run.manifest().get("data", {}).items():
+        path = files.get(split)
+        now = fingerprint(path) if path is not None and path.exists() else None
+        if now != entry.get("sha256"):
+            found = "missing" if now is None else f"sha256 {now[:12]}..."
+            raise ValueError(f"{run.path}: cannot resume: the {split} data {entry.get('path')} changed since the run "
+                             f"started (sha256 {str(entry.get('sha256'))[:12]}..., now {found}); start a new run "
+                             "with `foundry train`")
+
+
 def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
           resume: str | Path | None = None, run_dir: str | Path | None = None, on_epoch=None,
           cache_dir: str | Path | None = None) -> Run:
@@ -108,6 +123,8 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         cfg = run.config()
         if run.status == "complete":
             raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
+        if frame is None:
+            _check_same_data(run, data_files(cfg))  # before anything is written: the run stays resumable
     accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
     main = accelerator.is_main_process
     if resume is None:
