@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def save_figure(fig, path: Path, dpi: int = 90) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")  # two tune workers may plot at once
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)

@@ -433,7 +433,9 @@ def _plot_modules():
 def _plots(study, sdir: Path) -> list[str]:
     import optuna
 
-    plt, vis = _plot_modules()
+    from ..evaluate.report import save_figure
+
+    _, vis = _plot_modules()
     made = []
     (sdir / "plots").mkdir(exist_ok=True)
     with warnings.catch_warnings():
@@ -445,9 +447,7 @@ def _plots(study, sdir: Path) -> list[str]:
                 ax = fn(study)
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError):
                 continue  # e.g. importances need two finished trials and a varying parameter
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.savefig(sdir / "plots" / f"{name}.png", dpi=90, bbox_inches="tight")
-            plt.close(fig)
+            save_figure((ax.flat[0] if hasattr(ax, "flat") else ax).figure, sdir / "plots" / f"{name}.png")
             made.append(f"plots/{name}.png")
     return made
 
