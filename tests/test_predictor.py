@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from modelfoundry.config import load_config
+from modelfoundry.data.sources import DataError
 from modelfoundry.predictor import Predictor
 from modelfoundry.train import train
 
@@ -87,3 +88,15 @@ def test_tokenizer_directory(tmp_path):
     bad = {**data, "text": {"tokenizer": str(tmp_path)}}
     with pytest.raises(ValueError, match="has no tokenizer.json"):
         train(load_config(tiny_config(tmp_path, bad)))
+
+
+def test_predict_refuses_a_word_in_a_numeric_column_naming_row_and_column(tmp_path, table_csv):
+    from modelfoundry.cli import main
+
+    run = train(load_config(tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"epochs": 1})))
+    rows = [{"x1": 0.5, "x2": 1.0, "colour": "red"}, {"x1": "high", "x2": 1.0, "colour": "red"}]
+    with pytest.raises(DataError, match=r"row 2, column 'x1': 'high' is not a number"):
+        Predictor.load(run.path).predict(rows)
+    bad = tmp_path / "new.csv"
+    bad.write_text("x1,x2,colour\n0.5,1.0,red\nhigh,1.0,red\n")
+    assert main(["predict", str(run.path), str(bad)]) == 2

@@ -147,7 +147,7 @@ def cmd_evaluate(args) -> int:
     cfg = pred.run.config()
     df = _input_frame(pred.run, args.data, args.overrides)
     check_target(df, cfg.data.target, args.data)
-    enc = pred.preprocessor.transform(df)
+    enc = pred.preprocessor.transform(df, strict=True)
     y = pred.preprocessor.encode_target(df[cfg.data.target].iloc[enc.rows])
     data = Prepared({"test": df}, {"test": enc}, {"test": y}, pred.preprocessor, {})
     names = M.canonical(cfg.evaluate.metrics, pred.task)

@@ -98,7 +98,7 @@ class Predictor:
         if self.task == "causal_lm":
             raise ValueError(f"{self.run.path}: a causal-LM run generates text; use generate (foundry generate)")
         df = self._frame(rows)
-        enc = self.preprocessor.transform(df)
+        enc = self.preprocessor.transform(df, strict=True)
         out = predict_tensors(self.model, enc.features, self.task)
         if self.task == "regression":
             out = self.preprocessor.decode_regression(out)

@@ -6,6 +6,7 @@ import torch
 from modelfoundry.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.augment import augment_batch
 from modelfoundry.data.features import SPECIALS, Preprocessor, train_tokenizer
+from modelfoundry.data.sources import DataError
 
 from ..conftest import SAMPLE
 
@@ -157,3 +158,17 @@ def test_token_cache_key_changes_with_what_the_encoding_depends_on():
               token_cache_key(a, texts, 8, True), token_cache_key(a, texts[::-1], 8, False),
               token_cache_key(a, ["card lostt", "op up"], 8, False), token_cache_key(a, [("card lost", "top up")], 8, False)]
     assert len({key, *others}) == 7
+
+
+def test_new_data_with_text_in_a_numeric_column_is_refused_unless_training_saw_it(tmp_path):
+    df = pd.DataFrame({"x": ["1.5", "2", "?", "4", "5.5", "?"], "label": ["p", "q"] * 3})  # '?' = missing, as in UCI data
+    pre = Preprocessor({"x": "numeric"}, "label", "classification", DataConfig()).fit(df)
+    assert pre.missing_markers_ == {"x": ["?"]} and pre.report_["imputed"] == {"x": 2}
+    pre.save(tmp_path)
+    again = Preprocessor.load(tmp_path)
+    new = pd.DataFrame({"x": ["3", "?", "", None]})
+    assert again.transform(new, strict=True).features["numeric"].shape == (4, 1)  # markers and blanks are missing
+    bad = pd.DataFrame({"x": ["3", "three", "n/a"]})
+    with pytest.raises(DataError, match=r"row 2, column 'x': 'three' is not a number.*\(2 such value\(s\)\).*\['\?'\]"):
+        again.transform(bad, strict=True)
+    assert torch.isfinite(again.transform(bad).features["numeric"]).all()  # a training split's rows: imputed

@@ -227,6 +227,11 @@ class Preprocessor:
         self.categorical_cols_ = self._cols("categorical") + [c for c in self._cols("binary") if c not in binary_numeric]
         self.report_: dict[str, Any] = {"imputed": {}, "clipped": {}, "flagged": []}
         num = self._numeric_frame(df)
+        self.missing_markers_ = {}  # texts in numeric columns that training read as missing ('?', 'n/a', ...)
+        for col in self.numeric_cols_:
+            unparsed = df[col].notna() & num[col].isna()
+            if unparsed.any():
+                self.missing_markers_[col] = sorted(set(df.loc[unparsed, col].astype(str).str.strip()))[:20]
         self.numeric_: dict[str, dict] = {}
         for col in num.columns:
             base = col.split(".")[0]
@@ -358,11 +363,34 @@ class Preprocessor:
                 warnings.warn(f"text encodings not cached in {path.parent}: {exc}", stacklevel=2)
         return out
 
-    def transform(self, df: pd.DataFrame, last_window_only: bool = False) -> Encoded:
+    def _check_numbers(self, df: pd.DataFrame) -> None:
+        """New data (predict, evaluate): a numeric column's value that is not a number is refused, naming the row
+        and column, unless training saw the same text in that column (a missing-value marker such as '?')."""
+        markers = getattr(self, "missing_markers_", None)
+        if markers is None:  # saved before markers were recorded: coerced, as it was
+            return
+        for col in self.numeric_cols_:
+            raw = df[col]
+            if pd.api.types.is_numeric_dtype(raw):
+                continue
+            text = raw.astype(str).str.strip()
+            bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna() & ~text.isin(set(markers.get(col, [])) | {""})
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                known = markers.get(col)
+                raise DataError(f"row {i + 1}, column '{col}': {raw.iloc[i]!r} is not a number, and the model was "
+                                f"trained on numbers there ({int(bad.sum())} such value(s)); leave the cell empty for "
+                                "a missing value" + (f" or write one of the markers training saw: {known}" if known else ""))
+
+    def transform(self, df: pd.DataFrame, last_window_only: bool = False, strict: bool = False) -> Encoded:
+        """Rows to tensors. strict (new data at predict/evaluate time): values a numeric column cannot hold are
+        refused instead of being treated as missing, as they are in the training data's splits (and counted)."""
         missing = [c for c in self.schema if self.schema[c] != "ignore" and c not in df.columns]
         if missing:
             raise DataError(f"input is missing column(s) the model needs: {', '.join(missing)} "
                             f"(it has: {', '.join(map(str, df.columns[:20]))})")
+        if strict:
+            self._check_numbers(df)
         rows = np.arange(len(df))
         feats: dict[str, torch.Tensor] = {}
         skipped: list[dict] = []
@@ -489,7 +517,7 @@ class Preprocessor:
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "pair_segments": self.pair_segments_,
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
-                 "y_std": getattr(self, "y_std_", None)}
+                 "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None)}
         for i, tok in enumerate(self.tokenizers_.values()):
             atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
         atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
@@ -508,6 +536,8 @@ class Preprocessor:
             self.window_features_ = s["window_features"]
         self.tokenizers_ = {c: Tokenizer.from_file(str(directory / f"tokenizer_{i}.json")) for i, c in enumerate(s["text_cols"])}
         self.pair_segments_ = s.get("pair_segments", False)
+        if s.get("missing_markers") is not None:
+            self.missing_markers_ = s["missing_markers"]
         if s["classes"] is not None:
             self.classes_ = s["classes"]
         else:
