@@ -30,8 +30,11 @@ class Predictor:
         exporting the adapter itself."""
         run = Run.open(run_dir)
         if run.status != "complete":
-            raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'; "
-                             "finish it with `foundry train --resume` first")
+            error = run.manifest().get("error")
+            raise ValueError(f"{run.path}: run status is '{run.status}', not 'complete'"
+                             + (f" ({error})" if error else "") + "; "
+                             + ("start a new run, or fix the cause and resume it: " if run.status == "failed"
+                                else "finish it first: ") + f"`foundry train --resume {run.path}`")
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be one of auto, torch, onnx, got {backend!r}")
         onnx_file, weights = run.model_dir / "model.onnx", run.model_dir / "weights.safetensors"

@@ -151,7 +151,10 @@ def test_refused_runs(table_run, tmp_path):
     shutil.copytree(table_run, running)
     manifest = json.loads((running / "manifest.json").read_text())
     (running / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    with pytest.raises(ValueError, match="not 'complete'"):
+    with pytest.raises(ValueError, match="not 'complete'; finish it first: `foundry train --resume "):
+        load_models([running])
+    (running / "manifest.json").write_text(json.dumps({**manifest, "status": "failed", "error": "DataError: bad"}))
+    with pytest.raises(ValueError, match=r"'failed', not 'complete' \(DataError: bad\); start a new run, or fix"):
         load_models([running])
 
 
