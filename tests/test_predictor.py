@@ -74,6 +74,10 @@ def test_datetime_and_list_sequence_columns(tmp_path):
     assert pre["schema"] == {"when": "datetime", "series": "sequence"}
     assert {"when.year", "when.month", "when.day_of_week"} <= set(pre["numeric"])
     assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.8
+    pred = Predictor.load(run.path)
+    assert len(pred.predict([{"when": "2024-03-01", "series": [0.1, 2.0]}, {"when": None, "series": [1.0]}])) == 2
+    with pytest.raises(DataError, match=r"row 1, column 'when': 'next tuesday' is not a date"):
+        pred.predict([{"when": "next tuesday", "series": [0.1, 2.0]}])
 
 
 def test_tokenizer_directory(tmp_path):

@@ -227,9 +227,10 @@ class Preprocessor:
         self.categorical_cols_ = self._cols("categorical") + [c for c in self._cols("binary") if c not in binary_numeric]
         self.report_: dict[str, Any] = {"imputed": {}, "clipped": {}, "flagged": []}
         num = self._numeric_frame(df)
-        self.missing_markers_ = {}  # texts in numeric columns that training read as missing ('?', 'n/a', ...)
-        for col in self.numeric_cols_:
-            unparsed = df[col].notna() & num[col].isna()
+        self.missing_markers_ = {}  # texts in numeric and date columns that training read as missing ('?', 'n/a')
+        for col in self.numeric_cols_ + self._cols("datetime"):
+            parsed = num[col] if col in num.columns else num[f"{col}.year"]
+            unparsed = df[col].notna() & parsed.isna()
             if unparsed.any():
                 self.missing_markers_[col] = sorted(set(df.loc[unparsed, col].astype(str).str.strip()))[:20]
         self.numeric_: dict[str, dict] = {}
@@ -364,22 +365,25 @@ class Preprocessor:
         return out
 
     def _check_numbers(self, df: pd.DataFrame) -> None:
-        """New data (predict, evaluate): a numeric column's value that is not a number is refused, naming the row
-        and column, unless training saw the same text in that column (a missing-value marker such as '?')."""
+        """New data (predict, evaluate): a numeric column's value that is not a number (a date column's that is not a
+        date) is refused, naming the row and column, unless training saw the same text in that column (a
+        missing-value marker such as '?')."""
         markers = getattr(self, "missing_markers_", None)
         if markers is None:  # saved before markers were recorded: coerced, as it was
             return
-        for col in self.numeric_cols_:
+        parsed = self._numeric_frame(df)
+        for col, kind in [(c, "number") for c in self.numeric_cols_] + [(c, "date") for c in self._cols("datetime")]:
             raw = df[col]
-            if pd.api.types.is_numeric_dtype(raw):
+            if kind == "number" and pd.api.types.is_numeric_dtype(raw):
                 continue
+            value = parsed[col] if kind == "number" else parsed[f"{col}.year"]
             text = raw.astype(str).str.strip()
-            bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna() & ~text.isin(set(markers.get(col, [])) | {""})
+            bad = raw.notna() & value.isna() & ~text.isin(set(markers.get(col, [])) | {""})
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
                 known = markers.get(col)
-                raise DataError(f"row {i + 1}, column '{col}': {raw.iloc[i]!r} is not a number, and the model was "
-                                f"trained on numbers there ({int(bad.sum())} such value(s)); leave the cell empty for "
+                raise DataError(f"row {i + 1}, column '{col}': {raw.iloc[i]!r} is not a {kind}, and the model was "
+                                f"trained on {kind}s there ({int(bad.sum())} such value(s)); leave the cell empty for "
                                 "a missing value" + (f" or write one of the markers training saw: {known}" if known else ""))
 
     def transform(self, df: pd.DataFrame, last_window_only: bool = False, strict: bool = False) -> Encoded:
