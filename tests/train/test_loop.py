@@ -173,7 +173,9 @@ def test_sgd_momentum_is_the_configured_one():
     from modelfoundry.train.optim import build_optimizer
 
     base = dict(optimizer="sgd", lr=0.1, epochs=2, batch_size=16, grad_clip=None, precision="fp32", early_stopping=None)
-    assert build_optimizer(model(), TrainConfig(momentum=0.5, **base)).param_groups[0]["momentum"] == 0.5
+    sgd = build_optimizer(model(), TrainConfig(momentum=0.5, **base))
+    assert sgd.param_groups[0]["momentum"] == 0.5 and sgd.param_groups[0]["fused"]  # torch's fused kernel on CPU
+    assert build_optimizer(model(), TrainConfig(**{**base, "optimizer": "adamw"})).param_groups[0]["fused"]
     plain, heavy = run_fit(TrainConfig(momentum=0.0, **base))[0], run_fit(TrainConfig(momentum=0.9, **base))[0]
     assert not torch.allclose(plain.out.weight, heavy.out.weight)
 

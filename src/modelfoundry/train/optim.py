@@ -20,11 +20,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
             wd = 0.0 if p.ndim < 2 or "emb" in name.lower() else cfg.weight_decay
             buckets.setdefault((wd, scales.get(name, 1.0)), []).append(p)
     groups = [{"params": ps, "weight_decay": wd, "lr": cfg.lr * scale} for (wd, scale), ps in buckets.items()]
+    # torch's fused kernels: one pass per tensor instead of a dozen small ops. On CPU, where torch otherwise
+    # loops over the tensors one op at a time, AdamW's step on MiniLM's 22.7M parameters took 155 ms, fused 26 ms
+    # (a 30-step full fine-tuning epoch 18-20 s -> 15-17 s); the same update up to float rounding
+    trainable = [p for ps in buckets.values() for p in ps]
+    fast = {"fused": True} if trainable and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                                                for p in trainable) else {}
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=cfg.lr, **fast)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.Adam(groups, lr=cfg.lr, **fast)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fast)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
