@@ -364,14 +364,13 @@ class Preprocessor:
                 warnings.warn(f"text encodings not cached in {path.parent}: {exc}", stacklevel=2)
         return out
 
-    def _check_numbers(self, df: pd.DataFrame) -> None:
+    def _check_numbers(self, df: pd.DataFrame, parsed: pd.DataFrame) -> None:
         """New data (predict, evaluate): a numeric column's value that is not a number (a date column's that is not a
         date) is refused, naming the row and column, unless training saw the same text in that column (a
         missing-value marker such as '?')."""
         markers = getattr(self, "missing_markers_", None)
         if markers is None:  # saved before markers were recorded: coerced, as it was
             return
-        parsed = self._numeric_frame(df)
         for col, kind in [(c, "number") for c in self.numeric_cols_] + [(c, "date") for c in self._cols("datetime")]:
             raw = df[col]
             if kind == "number" and pd.api.types.is_numeric_dtype(raw):
@@ -393,12 +392,12 @@ class Preprocessor:
         if missing:
             raise DataError(f"input is missing column(s) the model needs: {', '.join(missing)} "
                             f"(it has: {', '.join(map(str, df.columns[:20]))})")
-        if strict:
-            self._check_numbers(df)
         rows = np.arange(len(df))
         feats: dict[str, torch.Tensor] = {}
         skipped: list[dict] = []
         num = self._numeric_frame(df)
+        if strict:
+            self._check_numbers(df, num)
         cols = []
         for col, st in self.numeric_.items():
             s = num[col]
