@@ -79,6 +79,13 @@ def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(t
     assert run.path.parent.name == "churn-int8" and summary["quantize"]["weights"] == "int8"
     assert summary["onnx"]["parity_rows"] == 20
     assert summary["stages"][-1]["stage"] == "int8"
+    # a row's answer alone vs in a batch: float rounding for torch and ONNX fp32; dynamic int8's per-batch
+    # activation scales move it (and the summary says so)
+    consistency = {s["stage"]: s["batch_consistency"] for s in summary["stages"]}
+    assert consistency["source"]["rows"] == 32 and consistency["source"]["max_abs_diff"] < 1e-5
+    assert consistency["onnx fp32"]["max_abs_diff"] < 1e-5
+    assert consistency["int8"]["max_abs_diff"] > 1e-3 and consistency["int8"]["changed"] >= 0
+    assert [n for n in summary["notes"] if "depends on the rows batched with it" in n][0].startswith("int8:")
     probs = Predictor.load(run.path).predict(_rows(d))["prob_yes"]
     assert (probs - Predictor.load(source).predict(_rows(d))["prob_yes"]).abs().max() < 0.05
 
@@ -94,6 +101,8 @@ def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(t
     arch = json.loads((run.model_dir / "architecture.json").read_text())
     assert arch["resized"]["trunk.0.weight"][0] == 16
     assert len(Predictor.load(run.path).predict(_rows(d))) == 40
+    assert summary["stages"][-1]["batch_consistency"]["max_abs_diff"] < 1e-5  # calibrated, fixed ranges
+    assert not [n for n in summary["notes"] if "batched with it" in n]
 
 
 def test_bf16_and_magnitude_pruning_stay_torch_runs(table):
@@ -104,6 +113,7 @@ def test_bf16_and_magnitude_pruning_stay_torch_runs(table):
     assert summary["prune"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert summary["prune"]["after_finetune"]["sparsity"] == pytest.approx(0.5, abs=0.01)  # zeros kept after tuning
     assert any("do not get faster" in n for n in summary["notes"])
+    assert not [n for n in summary["notes"] if "batched with it" in n]  # bf16 rounding, not batch scales
     assert summary["stages"][-1]["size_bytes"] < summary["stages"][0]["size_bytes"] * 0.6
     with safe_open(run.model_dir / "weights.safetensors", "pt") as fh:
         assert str(fh.get_tensor("trunk.0.weight").dtype) == "torch.bfloat16"

@@ -23,6 +23,10 @@ from ..predictor import Predictor
 from ..runs import Run, Timer, fingerprint, write_json
 from .measure import main_metric, measure, tensor_bytes, write_report
 
+BATCH_DEPENDENT = 1e-3
+"""An output that moves by more than this between a row predicted alone and in a batch gets a note: float
+rounding (fp32, bf16) stays well below it, per-batch int8 activation scales do not."""
+
 __all__ = ["compress", "variant_name"]
 
 
@@ -217,6 +221,16 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
         final = OnnxModel(run.model_dir / "model.onnx")
     else:
         save_model(model, mcfg, spec, run.model_dir)
+    for s in stages:
+        c = s["batch_consistency"]
+        if c.get("changed") or c["max_abs_diff"] > BATCH_DEPENDENT:
+            record["notes"].append(
+                f"{s['stage']}: a row's answer depends on the rows batched with it (of {c['rows']} held-out rows "
+                f"predicted alone, outputs moved by up to {c['max_abs_diff']:.3g}"
+                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + "). "
+                + ("Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
+                   "the same request can get other probabilities under other traffic. int8-static's calibrated "
+                   "ranges do not depend on the batch." if s["stage"] == "int8" else ""))
     result, _, _ = evaluate_data(final, data, names, split, baselines=False)
     result.update(variant=variant_name(ccfg), source=str(pred.run.path), backend=backend)
     write_json(run.path / "metrics.json", result)

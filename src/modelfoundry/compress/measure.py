@@ -52,13 +52,36 @@ def latency(model, features: dict[str, torch.Tensor], calls: int, batch_size: in
             "rows_per_s": round(size * 1000 / float(p50), 1)}
 
 
+CONSISTENCY_ROWS = 32
+
+
+def batch_consistency(model, data: Prepared, split: str, batched: np.ndarray, rows: int = CONSISTENCY_ROWS) -> dict:
+    """The split's first `rows` rows predicted one at a time, against the same rows' outputs inside the batches the
+    metrics came from. A row's answer should not depend on the rows beside it; ONNX Runtime's dynamic int8 takes one
+    activation scale per tensor, over the whole batch, so there it does (static int8's calibrated ranges do not).
+    max_abs_diff: probabilities (classification) or values in the target's units; changed: predicted labels that
+    differ (classification)."""
+    from ..train.loop import predict_tensors
+
+    feats = data.encoded[split].features
+    n = min(rows, len(batched))
+    alone = predict_tensors(model, {k: v[:n] for k, v in feats.items()}, data.task, batch_size=1)
+    if data.task == "regression":
+        alone = data.preprocessor.decode_regression(alone)
+    out = {"rows": n, "max_abs_diff": float(np.abs(alone - batched[:n]).max()) if n else 0.0}
+    if data.task == "classification":
+        out["changed"] = int((alone.argmax(1) != batched[:n].argmax(1)).sum()) if n else 0
+    return out
+
+
 def measure(name: str, model, data: Prepared, split: str, names: list[str], size_bytes: int, calls: int,
             parameters: int | None = None, **extra) -> dict:
     y, out = outputs(model, data, split)
     feats = data.encoded[split].features
     return {"stage": name, "size_bytes": int(size_bytes), "size_mb": round(size_bytes / 1e6, 2),
             "parameters": parameters, "metrics": M.compute(data.task, y, out, names),
-            "batch_1": latency(model, feats, calls, 1), "batch_32": latency(model, feats, calls, 32), **extra}
+            "batch_1": latency(model, feats, calls, 1), "batch_32": latency(model, feats, calls, 32),
+            "batch_consistency": batch_consistency(model, data, split, out), **extra}
 
 
 def main_metric(task: str) -> str:
@@ -99,9 +122,10 @@ def write_report(run: Run, summary: dict) -> None:
                      f"{s['batch_32']['p50_ms']:.2f} / {s['batch_32']['p95_ms']:.2f}",
                      f"{s['batch_32']['rows_per_s']:,.0f}",
                      f"{s['batch_32']['rows_per_s'] / base['batch_32']['rows_per_s']:.2f}x",
+                     _consistency(s.get("batch_consistency")),
                      *[_fmt(s["metrics"].get(m)) for m in summary["metrics"]]])
     head = ["stage", "size (MB)", "parameters", "batch 1 p50 / p95 (ms)", "batch 32 p50 / p95 (ms)", "rows/s (batch 32)",
-            "speed-up", *summary["metrics"]]
+            "speed-up", "alone vs in a batch", *summary["metrics"]]
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
@@ -117,6 +141,13 @@ img{{max-width:100%}}</style></head><body>
 <h2>{html.escape(key)} against latency</h2><img src="plots/accuracy_vs_latency.png" alt="metric vs latency">
 </body></html>"""
     atomic_write_text(run.path / "compression_report.html", doc)
+
+
+def _consistency(c: dict | None) -> str:
+    """The batch-consistency cell: the largest output difference, and changed labels, alone vs in a batch."""
+    if not c:
+        return "-"
+    return f"{c['max_abs_diff']:.2g}" + (f", {c['changed']}/{c['rows']} labels" if "changed" in c else "")
 
 
 def _fmt(v) -> str:
