@@ -227,10 +227,10 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
             record["notes"].append(
                 f"{s['stage']}: a row's answer depends on the rows batched with it (of {c['rows']} held-out rows "
                 f"predicted alone, outputs moved by up to {c['max_abs_diff']:.3g}"
-                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + "). "
-                + ("Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
+                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + ")"
+                + (". Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
                    "the same request can get other probabilities under other traffic. int8-static's calibrated "
-                   "ranges do not depend on the batch." if s["stage"] == "int8" else ""))
+                   "ranges do not depend on the batch" if s["stage"] == "int8" else "") + ".")
     result, _, _ = evaluate_data(final, data, names, split, baselines=False)
     result.update(variant=variant_name(ccfg), source=str(pred.run.path), backend=backend)
     write_json(run.path / "metrics.json", result)
