@@ -97,3 +97,17 @@ def test_every_recipe_validates_and_its_data_exists(recipe: Path):
     assert cfg.resolve_path(cfg.data.path).exists()
     if cfg.data.test_path:
         assert cfg.resolve_path(cfg.data.test_path).exists()
+
+
+def test_a_tune_or_early_stopping_metric_is_checked_before_anything_runs():
+    base = {"name": "x", "data": {"path": "a.csv", "target": "y"},
+            "tune": {"space": {"train.lr": {"log_uniform": [1e-4, 1e-2]}}}}
+    for given, reported in [("roc_auc", "val_roc_auc"), ("auc", "val_roc_auc"), ("val_f1", "val_f1_macro"),
+                            ("val_loss", "val_loss"), ("rmse", "val_rmse")]:
+        assert load_config({**base, "tune": {**base["tune"], "metric": given}}).tune.metric == reported
+    with pytest.raises(ConfigError, match=r"tune\.metric: 'rocauc' is not a metric runs report.*did you mean 'val_roc_auc'"):
+        load_config({**base, "tune": {**base["tune"], "metric": "rocauc"}})
+    cfg = load_config({**base, "train": {"early_stopping": {"metric": "f1"}}})
+    assert cfg.train.early_stopping.metric == "val_f1_macro"
+    with pytest.raises(ConfigError, match=r"train\.early_stopping\.metric: 'val_acc' is not a metric"):
+        load_config({**base, "train": {"early_stopping": {"metric": "val_acc"}}})

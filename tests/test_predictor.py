@@ -104,3 +104,21 @@ def test_predict_refuses_a_word_in_a_numeric_column_naming_row_and_column(tmp_pa
     bad = tmp_path / "new.csv"
     bad.write_text("x1,x2,colour\n0.5,1.0,red\nhigh,1.0,red\n")
     assert main(["predict", str(run.path), str(bad)]) == 2
+
+
+def test_a_missing_text_at_prediction_time_is_refused_naming_row_and_column(tmp_path):
+    data = {"path": str(FIXTURES / "banking77_sample.csv"), "target": "category",
+            "text": {"vocab_size": 400, "min_frequency": 1}}
+    run = train(load_config(tiny_config(tmp_path, data, train={"epochs": 1})))
+    pred = Predictor.load(run.path)
+    rows = pd.DataFrame({"text": ["my card is lost", None, "top up failed"]})
+    with pytest.raises(DataError, match=r"row 2, column 'text': the text is missing \(1 row\(s\)\)"):
+        pred.predict(rows)
+    assert len(pred.predict(rows.dropna())) == 2
+    # a model trained with missing texts in that column takes them (as an empty text)
+    frame = pd.read_csv(FIXTURES / "banking77_sample.csv")
+    frame.loc[:9, "text"] = None
+    run2 = train(load_config(tiny_config(tmp_path, {"target": "category", "text": {"vocab_size": 400, "min_frequency": 1},
+                                                    "clean": {"categorical_missing": "unknown"}}, train={"epochs": 1})),
+                 frame=frame)
+    assert len(Predictor.load(run2.path).predict(rows)) == 3

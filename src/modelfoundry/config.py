@@ -361,7 +361,13 @@ ModelConfig = Annotated[Union[MLPConfig, CNNConfig, RNNConfig, TransformerConfig
 # ---------------------------------------------------------------------------------------- train
 class EarlyStopping(Section):
     metric: str = "val_loss"
-    """Any validation metric: val_loss, val_accuracy, val_f1_macro, val_roc_auc, val_rmse, ..."""
+    """Any validation metric: val_loss, val_accuracy, val_f1_macro, val_roc_auc, val_rmse, ... (an unprefixed name
+    such as roc_auc means its val_ form)."""
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return reported_metric(v, ("val_", "train_"))
     patience: int = Field(5, gt=0)
     """Epochs without improvement before stopping."""
     min_delta: float = Field(0.0, ge=0.0)
@@ -598,10 +604,15 @@ class TuneConfig(Section):
             if continuous:
                 raise ValueError(f"{self.sampler} search needs choice or stepped ranges (add step:); "
                                  f"continuous: {', '.join(continuous)}")
-        if self.metric.startswith("test_"):
-            raise ValueError(f"metric '{self.metric}': tuning on the test split leaks it into the model choice; "
-                             "use a val_ metric or cv_ with evaluate.cv")
         return self
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v.startswith("test_"):
+            raise ValueError(f"'{v}': tuning on the test split leaks it into the model choice; "
+                             "use a val_ metric or cv_ with evaluate.cv")
+        return reported_metric(v, ("val_", "cv_"))
 
 
 class Config(Section):
@@ -699,6 +710,21 @@ def dotted_paths(d: dict, prefix: str = "") -> dict[str, str]:
 
 # metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix)
 LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse", "perplexity")
+
+
+def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:
+    """A metric name as runs report it: `roc_auc` (no prefix) means `val_roc_auc`, aliases resolve (`val_f1` ->
+    `val_f1_macro`); a name no run reports is refused with the list, before any training starts."""
+    from .evaluate.metrics import ALIASES, CLASSIFICATION, REGRESSION
+
+    known = ["loss", *CLASSIFICATION, *REGRESSION, "perplexity"]
+    prefix = next((p for p in prefixes if name.startswith(p)), "")
+    base = ALIASES.get(name.removeprefix(prefix), name.removeprefix(prefix))
+    if base in known and not (prefix == "cv_" and base in ("loss", "perplexity")):
+        return (prefix or prefixes[0]) + base
+    close = difflib.get_close_matches(base, known, n=1, cutoff=0.6)
+    raise ValueError(f"'{name}' is not a metric runs report; use {' or '.join(p + '<metric>' for p in prefixes)} "
+                     f"with one of: {', '.join(known)}" + (f" (did you mean '{prefixes[0]}{close[0]}'?)" if close else ""))
 
 
 def metric_mode(metric: str) -> str:

@@ -124,3 +124,68 @@ def test_declared_format_reads_a_file_whose_extension_says_otherwise(tmp_path: P
     cfg = load_config({"name": "f", "data": {"path": str(p), "format": "jsonl", "target": "label"}})
     df = read_frame(cfg, cfg.data.path)
     assert list(df.columns) == ["text", "label"] and df["label"].tolist() == ["lost", "top_up"]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:  # what Python's csv module writes: quotes where needed
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _real_texts() -> dict[str, tuple[list[str], list[list]]]:
+    """Text sets as other tools write them: intent queries (BANKING77), review phrases, SMS, Chinese questions."""
+    from ..conftest import SAMPLE
+
+    fixtures = SAMPLE.parent
+    bank = pd.read_csv(SAMPLE)
+    zh = pd.read_csv(fixtures / "zh_medical_sample.csv")
+    reviews = ["a gorgeous , witty , seductive movie .", "it 's a charming and often affecting journey .",
+               "the plot is nothing but boilerplate clichés from start to finish ,", "\"the best\" film i've seen ; truly",
+               "an   utterly   incompetent , ugly   mess", "who knew ? a , b , c and d ... all bad"]
+    sms = ["Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005. Text FA to 87121 to receive entry",
+           "Ok lar... Joking wif u oni...", "U dun say so early hor... U c already then say...",
+           "Nah I don't think he goes to usf, he lives around here though", "WINNER!! As a valued network customer"
+           " you have been selected to receivea £900 prize reward! To claim call 09061701461. Claim code KL341.",
+           "I'm gonna be home soon and i don't want to talk about this stuff anymore tonight, k? I've cried enough today."]
+    quoted = pd.read_csv(fixtures / "banking77_quoted.csv")  # rows csv.Sniffer took for space-separated
+    return {"intents": (["text", "intent"], bank[["text", "category"]].values.tolist()),
+            "quoted_intents": (["text", "intent"], quoted.values.tolist()),
+            "reviews": (["sentence", "label"], [[t, i % 2] for i, t in enumerate(reviews * 40)]),
+            "sms": (["label", "message"], [["spam" if "!" in t or "Free" in t else "ham", t] for t in sms * 40]),
+            "chinese": (["department", "title"], zh[["department", "title"]].values.tolist())}
+
+
+@pytest.mark.parametrize("name", ["intents", "quoted_intents", "reviews", "sms", "chinese"])
+@pytest.mark.parametrize("n", [20, 100, 240])
+def test_real_text_csvs_are_read_without_a_delimiter(tmp_path: Path, name: str, n: int):
+    header, rows = _real_texts()[name]
+    p = _write_csv(tmp_path / f"{name}.csv", header, rows[:n])
+    df = read_source(p)
+    assert list(df.columns) == header
+    assert len(df) == min(n, len(rows))
+    assert df[header[0]].astype(str).tolist()[:5] == [str(r[0]) for r in rows[:5]]  # quotes undone, commas kept
+
+
+def test_text_with_many_spaces_and_quoted_commas_is_not_whitespace_separated(tmp_path: Path):
+    rows = [[f"why   is   my   card   {i}   still   not   here", "card_arrival"] for i in range(150)]
+    rows += [["hello, I'd like \"a refund\", please", "refund"]] * 60
+    p = _write_csv(tmp_path / "spaces.csv", ["text", "intent"], rows)
+    df = read_source(p)
+    assert list(df.columns) == ["text", "intent"] and len(df) == 210
+    assert df["text"].iloc[-1] == 'hello, I\'d like "a refund", please'
+
+
+def test_a_record_with_more_fields_than_the_header_is_refused_naming_its_line(tmp_path: Path):
+    p = tmp_path / "queries.csv"  # one text column, the first row's commas unquoted
+    p.write_text("text\nwhy, oh why, was i charged twice\nmy card is lost\ntop up failed\n")
+    with pytest.raises(DataError, match=r"queries\.csv: line 2 has 3 fields but the header has 1.*why, oh why"):
+        read_source(p)
+    p.write_text("text,label\nmy card,a\nlost, stolen and gone,b\n")  # a later row
+    with pytest.raises(DataError, match=r"line 3 has 3 fields but the header has 2"):
+        read_source(p)
+    p.write_text("text,label\nmy card,a\nlost,\n")  # fewer fields: a missing value, as every reader reads it
+    assert read_source(p)["label"].isna().tolist() == [False, True]

@@ -277,6 +277,8 @@ class Preprocessor:
                 self.report_["imputed"][col] = int(df[col].isna().sum())
         self.tokenizers_: dict[str, Any] = {}
         text_cfg = self.data.text
+        # text columns that held missing values in training: there a missing text at predict time is expected
+        self.text_missing_ = [c for c in self._cols("text", "pair") if df[c].isna().any()]
         for col in self._cols("text"):
             texts = df[col].fillna("").astype(str).tolist()
             if text_cfg.tokenizer in ("wordpiece", "bpe"):
@@ -364,6 +366,19 @@ class Preprocessor:
                 warnings.warn(f"text encodings not cached in {path.parent}: {exc}", stacklevel=2)
         return out
 
+    def _check_texts(self, df: pd.DataFrame) -> None:
+        """New data: a missing text is refused, naming row and column, unless training had missing texts in that
+        column (a misparsed file's shifted rows arrive as missing texts, and every one got the same confident label)."""
+        allowed = getattr(self, "text_missing_", None)
+        if allowed is None:  # saved before this was recorded: read as an empty text, as it was
+            return
+        for col in self._cols("text", "pair"):
+            bad = df[col].isna() if col not in allowed else None
+            if bad is not None and bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(f"row {i + 1}, column '{col}': the text is missing ({int(bad.sum())} row(s)), and the "
+                                "model was trained on texts there; give a text, or drop the row")
+
     def _check_numbers(self, df: pd.DataFrame, parsed: pd.DataFrame) -> None:
         """New data (predict, evaluate): a numeric column's value that is not a number (a date column's that is not a
         date) is refused, naming the row and column, unless training saw the same text in that column (a
@@ -398,6 +413,7 @@ class Preprocessor:
         num = self._numeric_frame(df)
         if strict:
             self._check_numbers(df, num)
+            self._check_texts(df)
         cols = []
         for col, st in self.numeric_.items():
             s = num[col]
@@ -520,7 +536,8 @@ class Preprocessor:
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "pair_segments": self.pair_segments_,
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
-                 "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None)}
+                 "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None),
+                 "text_missing": getattr(self, "text_missing_", None)}
         for i, tok in enumerate(self.tokenizers_.values()):
             atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
         atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
@@ -541,6 +558,8 @@ class Preprocessor:
         self.pair_segments_ = s.get("pair_segments", False)
         if s.get("missing_markers") is not None:
             self.missing_markers_ = s["missing_markers"]
+        if s.get("text_missing") is not None:
+            self.text_missing_ = s["text_missing"]
         if s["classes"] is not None:
             self.classes_ = s["classes"]
         else:

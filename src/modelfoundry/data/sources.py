@@ -90,18 +90,56 @@ def decode(path: Path, encoding: str | None) -> str:
             "in the config if that is right") from None
 
 
+CANDIDATE_DELIMITERS = (",", "\t", ";", "|")
+"""Tried in this order; the first is a `.csv` file's own. Whitespace (" ") is the last resort, for space-aligned
+tables such as NASA's C-MAPSS files."""
+
+
+def _field_counts(sample: str, delimiter: str) -> list[int]:
+    """Fields per record of a sample, quoting respected (a quoted comma or line break stays inside its field)."""
+    if delimiter == " ":
+        return [len(line.split()) for line in sample.splitlines() if line.strip()]
+    return [len(r) for r in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"') if r]
+
+
+def sniff_delimiter(text: str, preferred: str = ",") -> str:
+    """The delimiter the header line and quoting support. A candidate must split the header into 2+ fields and
+    give every sampled record (the last one may be cut) that many fields, quotes respected. The preferred one
+    (a .csv file's comma) wins when it does; another only on that evidence; a file no candidate splits
+    consistently is one column. csv.Sniffer guessed ' ' on quote-rich prose, and nothing checked its guess."""
+    lines = text.splitlines()
+    sample = "\n".join(lines[:500])
+    if len(lines) > 500:  # the last sampled record may be cut inside a quoted field: leave it out
+        sample = sample.rsplit("\n", 1)[0]
+    best, best_score = None, (0.0, 0)
+    for d in (preferred, *[c for c in CANDIDATE_DELIMITERS if c != preferred], " "):
+        counts = _field_counts(sample, d)
+        if not counts or counts[0] < 2:
+            continue
+        body = counts[1:-1] if len(counts) > 2 else counts[1:]
+        consistent = sum(c == counts[0] for c in body) / max(1, len(body))
+        if d == preferred and consistent == 1.0:
+            return d
+        if d == " " and best is not None:
+            break  # whitespace only where no real delimiter splits the header
+        if consistent >= 0.9 and (consistent, counts[0]) > best_score:
+            best, best_score = d, (consistent, counts[0])
+    return best or preferred
+
+
 def read_delimited(path: Path, delimiter: str | None, encoding: str | None, columns: list[str] | None) -> pd.DataFrame:
     text = decode(path, encoding)
+    declared = delimiter is not None
     if delimiter is None:
-        sample = "\n".join(text.splitlines()[:50])
-        try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;| ").delimiter
-        except csv.Error:
-            delimiter = ","
-    sep = r"\s+" if delimiter == " " else delimiter
+        delimiter = sniff_delimiter(text, "\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    if delimiter == " ":
+        sep, engine = r"\s+", "python"
+    else:
+        sep, engine = delimiter, "c"
+        _check_field_counts(path, text, delimiter, columns, declared)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, header=None if columns else "infer",
-                         names=columns, engine="python" if sep == r"\s+" else "c", skipinitialspace=True)
+        df = pd.read_csv(io.StringIO(text), sep=sep, header=None if columns else "infer", names=columns,
+                         engine=engine, skipinitialspace=True, index_col=False)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: cannot parse as delimited text (delimiter {delimiter!r}): {exc}") from None
     except pd.errors.EmptyDataError:
@@ -112,6 +150,32 @@ def read_delimited(path: Path, delimiter: str | None, encoding: str | None, colu
         raise DataError(f"{path}: has a header ({', '.join(map(str, df.columns[:8]))}) but no data rows")
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _check_field_counts(path: Path, text: str, delimiter: str, columns: list[str] | None, declared: bool) -> None:
+    """A record with more fields than the header is refused, naming its line: pandas otherwise takes a first row's
+    extra leading fields as an index (shifting every value) or stops with a bare 'Expected N fields'. Fewer fields
+    than the header stay missing values, as every CSV reader reads them."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
+    width = len(columns) if columns else None
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {reader.line_num}: cannot parse as delimited text (delimiter "
+                            f"{delimiter!r}): {exc}") from None
+        if record is None:
+            return
+        if not record:
+            continue
+        if width is None:
+            width = len(record)
+        elif len(record) > width:
+            where = "data.columns names" if columns else "the header has"
+            hint = (f"; the file may not be {delimiter!r}-separated: set data.delimiter" if declared else
+                    "; quote a field that holds the delimiter (\"why, oh why\"), or set data.delimiter")
+            raise DataError(f"{path}: line {reader.line_num} has {len(record)} fields but {where} {width} "
+                            f"(delimiter {delimiter!r}): {text.splitlines()[reader.line_num - 1][:80]!r}{hint}")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
