@@ -157,3 +157,41 @@ def test_near_threshold_and_dropping_label_errors(texts, tmp_path):
     assert report["label_issues"]["folds"] == 3
     dropped = set(log[log.action == "drop_label_error"].row)
     assert len(dropped & set(flipped)) >= 3 and not set(pd.read_csv(out).id) & {f"q{r}" for r in dropped}
+
+
+@pytest.mark.parametrize("numeric_missing", ["median", "drop"])
+def test_clean_never_changes_a_held_out_row(tmp_path, numeric_missing):
+    """Imputation, clipping and numeric drop touch training rows only; each held-out row is its source line."""
+    from modelfoundry.data.split import split_frame
+
+    rng = np.random.default_rng(1)
+    n = 120
+    lines = ["age,score,note,label"]
+    for i in range(n):
+        age = "" if i % 9 == 0 else str(500 if i % 11 == 0 else int(rng.integers(20, 70)))  # missing and outliers
+        score = "" if i % 7 == 0 else f"{rng.normal():.2f}0"  # a trailing zero pandas would not write back
+        note = '"late, again"' if i % 5 == 0 else "ok"
+        lines.append(f"{age},{score},{note},{'yes' if i % 2 else 'no'}")
+    src = tmp_path / "t.csv"
+    src.write_text("\n".join(lines) + "\n")
+    cfg = load_config({"name": "t", "data": {"path": str(src), "target": "label", "split": {"test": 0.2, "val": 0.1},
+                                             "clean": {"numeric_missing": numeric_missing},
+                                             "fixes": {"missing": "impute", "outliers": "clip", "duplicates": "keep",
+                                                       "leakage": "keep"}}})
+    out, log, report = clean_data(cfg, tmp_path / "c")
+    split = split_frame(pd.read_csv(src), cfg.data.split, "classification", "label", cfg.train.seed, False)
+    held = set(split["val"].tolist()) | set(split["test"].tolist())
+    dropped = set(log.loc[log.action.str.startswith("drop"), "row"])
+    assert not held & set(log["row"])  # no change logged on a held-out row
+    assert {"impute", "clip"} <= set(log.action) or {"drop_missing", "clip"} <= set(log.action)
+    out_lines = out.read_text().splitlines()
+    assert out_lines[0] == lines[0]
+    kept = [r for r in range(n) if r not in dropped]
+    assert len(out_lines) == len(kept) + 1
+    for pos, r in enumerate(kept, start=1):
+        if r in held or r not in set(log["row"]):
+            assert out_lines[pos] == lines[r + 1], (r, out_lines[pos], lines[r + 1])
+    held_with_gaps = [r for r in held if lines[r + 1].startswith(",") or ",," in lines[r + 1]]
+    assert held_with_gaps  # the test really has held-out rows with missing values, and they stay missing
+    cleaned = pd.read_csv(out)
+    assert cleaned["age"].max() < 500 or any(lines[r + 1].startswith("500") for r in held)

@@ -2,8 +2,9 @@
 
 Writes OUT/<file name> (same format as the name says) and OUT/changes.csv: one line per row or cell touched
 (row, column, action, old, new, reason), plus OUT/data_profile.json, the audit the fixes came from. Held-out rows
-(the validation and test splits, and a separate test file) are never changed: only training copies are dropped
-or relabelled, so scores stay comparable. The original file is never overwritten."""
+(the validation and test splits, and a separate test file) are never changed: only training rows are dropped,
+relabelled, imputed or clipped, so scores stay comparable; in a CSV/TSV copy every row that was not changed is
+its source record, byte for byte. The original file is never overwritten."""
 
 from __future__ import annotations
 
@@ -15,6 +16,48 @@ import pandas as pd
 from ..config import Config
 from ..runs import atomic_write_bytes, atomic_write_text, write_json
 from .sources import DataError
+
+
+def _source_records(text: str, delimiter: str) -> list[str] | None:
+    """The source text of the header and of each non-blank record, line endings included (a quoted field may span
+    lines), or None where they do not line up with pandas' rows."""
+    import csv
+    import io
+
+    lines = text.splitlines(keepends=True)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
+    out, start = [], 0
+    for record in reader:
+        if record:
+            out.append("".join(lines[start: reader.line_num]))
+        start = reader.line_num
+    return out
+
+
+def _write_delimited(df: pd.DataFrame, path: Path, changed: set[int], kept: list[int], source: Path,
+                     cfg: Config, sep: str) -> bool:
+    """Write the kept rows, each unchanged one as its source record; False where the source cannot be lined up
+    (whitespace-separated, data.columns instead of a header, or records that pandas counts otherwise)."""
+    from .sources import decode, sniff_delimiter
+
+    d = cfg.data
+    text = decode(source, d.encoding)
+    delimiter = d.delimiter or sniff_delimiter(text, sep)
+    if delimiter == " " or d.columns:
+        return False
+    records = _source_records(text, delimiter)
+    if records is None or len(records) != len(df) + 1:
+        return False
+    newline = "\r\n" if records[0].endswith("\r\n") else "\n"
+    parts = [records[0] if records[0].endswith(("\n", "\r")) else records[0] + newline]
+    for r in kept:
+        if r in changed:
+            parts.append(df.iloc[[r]].to_csv(index=False, header=False, sep=delimiter, lineterminator=newline))
+        else:
+            rec = records[r + 1]
+            parts.append(rec if rec.endswith(("\n", "\r")) else rec + newline)
+    atomic_write_text(path, "".join(parts))
+    return True
 
 
 def _write_frame(df: pd.DataFrame, path: Path) -> None:
@@ -88,14 +131,19 @@ def clean_data(cfg: Config, out_dir: str | Path) -> tuple[Path, pd.DataFrame, di
                 changes.append({"row": it["row"], "column": d.target, "action": "relabel", "old": old, "new": new,
                                 "reason": why})
     schema = report["schema"]
-    kept = [r for r in range(len(df)) if r not in drop]
     fit_rows = [r for r in train_rows if r not in drop]
-    if fx.missing == "impute":
-        _impute(df, schema, kept, fit_rows, cfg, changes, drop)
+    if fx.missing == "impute":  # training rows only: held-out rows keep their missing values, as they came
+        _impute(df, schema, fit_rows, fit_rows, cfg, changes, drop)
     if fx.outliers == "clip":
-        _clip(df, schema, kept, fit_rows, cfg, changes)
-    cleaned = df.drop(index=sorted(drop)).reset_index(drop=True)
-    _write_frame(cleaned, out)
+        _clip(df, schema, [r for r in fit_rows if r not in drop], fit_rows, cfg, changes)
+    assert not held & ({c["row"] for c in changes}), "a held-out row was changed"
+    kept = [r for r in range(len(df)) if r not in drop]
+    changed = {c["row"] for c in changes if c["row"] not in drop}
+    fmt = d.format if d.format != "auto" else ("tsv" if src.suffix.lower() in (".tsv", ".tab") else
+                                              "csv" if src.suffix.lower() in (".csv", ".txt", ".data") else "other")
+    if not (fmt in ("csv", "tsv") and out.suffix.lower() == src.suffix.lower()
+            and _write_delimited(df, out, changed, kept, src, cfg, "\t" if fmt == "tsv" else ",")):
+        _write_frame(df.loc[kept].reset_index(drop=True), out)
     log = pd.DataFrame(changes, columns=["row", "column", "action", "old", "new", "reason"]).sort_values(
         ["row", "column"], kind="stable")
     atomic_write_text(out_dir / "changes.csv", log.to_csv(index=False))
@@ -143,8 +191,6 @@ def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
         base = pd.to_numeric(df.loc[fit_rows, col], errors="coerce").dropna()
         if base.empty:
             continue
-        if pd.api.types.is_integer_dtype(df[col]):
-            df[col] = df[col].astype(float)
         if method == "iqr":
             k = c.outlier_threshold if c.outlier_threshold is not None else 1.5
             q1, q3 = base.quantile(0.25), base.quantile(0.75)
@@ -152,10 +198,13 @@ def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
         else:
             k = c.outlier_threshold if c.outlier_threshold is not None else 3.0
             lo, hi = base.mean() - k * base.std(), base.mean() + k * base.std()
+        integer = pd.api.types.is_integer_dtype(df[col])
+        if integer:  # an integer column stays integer (the held-out rows' values keep their type): whole bounds
+            lo, hi = int(np.ceil(lo)), int(np.floor(hi))
         for r in kept:
             v = df.at[r, col]
             if pd.notna(v) and (v < lo or v > hi):
-                new = float(min(max(v, lo), hi))
+                new = min(max(v, lo), hi) if integer else float(min(max(v, lo), hi))
                 df.at[r, col] = new
                 changes.append({"row": r, "column": col, "action": "clip", "old": v, "new": round(new, 6),
                                 "reason": f"outside [{lo:.4g}, {hi:.4g}] ({method} of the training rows)"})
