@@ -292,6 +292,47 @@ def test_training_with_char_noise_in_english_and_chinese(tmp_path):
     assert train(load_config(cfg)).status == "complete"
     zh = pd.DataFrame({"text": ["头痛发热怎么办", "手臂骨折需要手术吗", "咳嗽一直不好", "膝盖扭伤了很疼"] * 10,
                        "label": ["内科", "外科", "内科", "外科"] * 10})
+    # four distinct texts would be inferred categorical (and the noise had nothing to work on): declare the type
     cfg = tiny_config(tmp_path, {"path": "unused.csv", "target": "label", "text": {"vocab_size": 200, "min_frequency": 1},
-                                 "augment": {"text_char_noise": 0.1}}, train={"epochs": 1}, name="zh")
+                                 "types": {"text": "text"}, "augment": {"text_char_noise": 0.1}},
+                      train={"epochs": 1}, name="zh")
     assert train(load_config(cfg), frame=zh).status == "complete"
+
+
+def test_token_dropout_uses_the_tokenizers_own_special_ids_on_minilm():
+    from modelfoundry.data.augment import Augmenter
+    from modelfoundry.data.features import load_tokenizer, pad_ids
+    from modelfoundry.models.pretrained import resolve_model_path
+
+    tok = load_tokenizer(resolve_model_path("minilm"))  # [CLS] 101, [SEP] 102, [UNK] 100, [PAD] 0
+    ids, lengths = pad_ids(tok.encode_batch(["my card has not arrived yet", "top up failed", "why was i charged"] * 20))
+    torch.manual_seed(0)
+    out = Augmenter(AugmentConfig(text_token_dropout=0.5), tokenizers={"text": tok})({"text:text": ids,
+                                                                                      "len:text": lengths})["text:text"]
+    special = (ids == 101) | (ids == 102) | (ids == 0)
+    assert torch.equal(out[special], ids[special])  # [CLS], [SEP] and padding kept
+    dropped = out != ids
+    assert dropped.float().sum() / (~special).sum() > 0.3 and (out[dropped] == 100).all()  # to MiniLM's [UNK]
+    assert not (out == 1).any()  # id 1 is [unused0] in MiniLM's vocabulary
+
+
+def test_augmentations_that_do_not_fit_the_inputs_are_refused():
+    from modelfoundry.data.augment import check_fits
+
+    with pytest.raises(ValueError, match=r"data\.augment\.image_flip: needs an image column; this data's inputs are "
+                                         r"categorical, numeric"):
+        check_fits(AugmentConfig(image_flip=True), ["numeric", "categorical"], "classification")
+    with pytest.raises(ValueError, match=r"text_swap: needs a text column"):
+        check_fits(AugmentConfig(text_swap=0.1), ["numeric"], "classification")
+    with pytest.raises(ValueError, match=r"text_token_dropout: does not apply to data\.task causal_lm"):
+        check_fits(AugmentConfig(text_token_dropout=0.1), ["text:_lm", "len:_lm", "segment:_lm"], "causal_lm")
+    check_fits(AugmentConfig(text_swap=0.1, tabular_noise=0.1), ["text:t", "len:t", "numeric"], "classification")
+
+
+def test_training_a_table_with_an_image_augmentation_is_refused(tmp_path, table_config):
+    from modelfoundry.config import load_config
+    from modelfoundry.train import train
+
+    cfg = load_config(table_config, ["data.augment.image_flip=true"])
+    with pytest.raises(ValueError, match="image_flip: needs an image column"):
+        train(cfg)

@@ -84,7 +84,7 @@ def test_augmentations_change_training_batches_only_where_asked():
              "text:t": torch.full((2, 50), 7), "numeric": torch.zeros(2, 3)}
     cfg = AugmentConfig(image_flip=True, image_crop_padding=1, text_token_dropout=0.5, tabular_noise=0.1)
     torch.manual_seed(1)
-    out = augment_batch(batch, cfg)
+    out = augment_batch(batch, cfg, specials={"t": (torch.tensor([0, 2, 3]), 1)})
     assert out["image"].shape == batch["image"].shape and not torch.equal(out["image"], batch["image"])
     assert (out["text:t"] == 1).any() and (out["text:t"] == 7).any()
     assert out["numeric"].abs().sum() > 0

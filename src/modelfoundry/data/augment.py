@@ -24,6 +24,42 @@ def is_active(cfg: AugmentConfig) -> bool:
     return any(bool(getattr(cfg, k)) for k in BATCH_OPTIONS)
 
 
+# the input an option works on: (feature key prefix, the input kind's name for a message)
+NEEDS = {"image_": ("image", "an image column"), "text_": ("text:", "a text column"),
+         "sequence_": ("sequence", "a sequence (data.sequence windows or a list column)"),
+         "tabular_noise": ("numeric", "a numeric column")}
+
+
+def check_fits(cfg: AugmentConfig, feature_keys: list[str], task: str) -> None:
+    """Refuse an augmentation that has nothing to work on (image_flip on a table) instead of silently doing
+    nothing, and text augmentations on a causal LM (its targets are its own tokens: changing them corrupts them)."""
+    on = [k for k in BATCH_OPTIONS if getattr(cfg, k)]
+    kinds = sorted({k.split(":")[0] for k in feature_keys if not k.startswith(("len:", "segment:", "row"))})
+    for opt in on:
+        if task == "causal_lm":
+            raise ValueError(f"data.augment.{opt}: does not apply to data.task causal_lm (the tokens are the targets)")
+        need = next((v for p, v in NEEDS.items() if opt.startswith(p)), None)
+        if need is not None and not any(k.startswith(need[0]) for k in feature_keys):
+            raise ValueError(f"data.augment.{opt}: needs {need[1]}; this data's inputs are "
+                             f"{', '.join(kinds) or 'none'}. Remove the option")
+
+
+def special_ids(tokenizer) -> tuple[torch.Tensor, int | None]:
+    """A tokenizer's own special-token ids ([PAD], [CLS], [SEP], <s>, ...) and its unknown token's id (None if it
+    has none, as byte-level BPE)."""
+    special = sorted(i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special)
+    unk = getattr(tokenizer.model, "unk_token", None)
+    unk_id = tokenizer.token_to_id(unk) if unk else None
+    return torch.tensor(special or [0], dtype=torch.long), unk_id
+
+
+def token_dropout(ids: torch.Tensor, p: float, special: torch.Tensor, unk_id: int) -> torch.Tensor:
+    """Replace each non-special token with the unknown token with probability p; padding (0) is never touched."""
+    keep = torch.isin(ids, special.to(ids.device)) | (ids == 0)
+    drop = (torch.rand(ids.shape) < p).to(ids.device) & ~keep
+    return ids.masked_fill(drop, unk_id)
+
+
 def _word(token: str) -> bool:
     """A whole word worth replacing: letters only (no subword piece, number or special token), 3+ characters,
     or a single CJK character."""
@@ -212,6 +248,12 @@ class Augmenter:
                  texts: dict[str, list[str]] | None = None, tokenizers: dict | None = None):
         self.cfg, self.synonyms, self.max_len = cfg, synonyms or {}, max_len
         self.texts, self.tokenizers = texts or {}, tokenizers or {}
+        self.specials = {col: special_ids(tok) for col, tok in self.tokenizers.items()}
+        if cfg.text_token_dropout:
+            none = [c for c, (_, unk) in self.specials.items() if unk is None]
+            if none:
+                raise ValueError(f"data.augment.text_token_dropout: the tokenizer of text column(s) {none} has no "
+                                 "unknown token to drop tokens to (byte-level BPE); use text_delete instead")
 
     @property
     def active(self) -> bool:
@@ -230,7 +272,7 @@ class Augmenter:
                 device = batch[f"text:{col}"].device
                 ids, lengths = pad_ids(tok.encode_batch(noisy))
                 batch[f"text:{col}"], batch[f"len:{col}"] = ids.to(device), lengths.to(device)
-        return augment_batch(batch, self.cfg, self.synonyms, self.max_len)
+        return augment_batch(batch, self.cfg, self.synonyms, self.max_len, self.specials)
 
 
 def synonym_tables(cfg: AugmentConfig, tokenizers: dict) -> dict[str, torch.Tensor]:
@@ -313,8 +355,10 @@ def delete_tokens(ids: torch.Tensor, lengths: torch.Tensor, p: float) -> tuple[t
 
 
 def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig, synonyms: dict[str, torch.Tensor] | None = None,
-                  max_len: int = 512) -> dict[str, torch.Tensor]:
-    """Everything but mixup (which changes the loss too: the loop calls `mixup` itself)."""
+                  max_len: int = 512, specials: dict[str, tuple[torch.Tensor, int | None]] | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """Everything but mixup (which changes the loss too: the loop calls `mixup` itself). specials: per text column,
+    its tokenizer's special-token ids and unknown-token id (`special_ids`), which token dropout needs."""
     out = dict(batch)
     if "image" in out and (cfg.image_flip or cfg.image_crop_padding or cfg.image_rotation or cfg.image_color_jitter):
         img = out["image"]
@@ -334,9 +378,10 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig, synonyms: 
         out["image"] = img
     if cfg.text_token_dropout:
         for key in [k for k in out if k.startswith("text:")]:
-            ids = out[key]
-            drop = (torch.rand(ids.shape) < cfg.text_token_dropout) & (ids > 4)  # never drop [PAD]/[CLS]/...
-            out[key] = ids.masked_fill(drop, 1)  # [UNK]
+            if specials is None or key[5:] not in specials:
+                raise ValueError(f"text_token_dropout: no special-token ids for {key[5:]!r}; pass its tokenizer's")
+            special, unk = specials[key[5:]]
+            out[key] = token_dropout(out[key], cfg.text_token_dropout, special, unk)
     for key in [k for k in out if k.startswith("text:")]:
         lkey = f"len:{key[5:]}"
         if lkey not in out or f"segment:{key[5:]}" in out:  # sentence pairs keep their segment layout

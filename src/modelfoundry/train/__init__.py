@@ -13,7 +13,7 @@ import torch
 
 from ..config import Config, config_to_yaml
 from ..data import Prepared, data_files, prepare
-from ..data.augment import Augmenter, oversample, synonym_tables
+from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
 from ..models import build_model, save_model
 from ..runs import Run, Timer, write_json
 from .loop import FitResult, TensorData, fit
@@ -82,6 +82,7 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         frame, rows = data.frames["train"], data.encoded["train"].rows
         texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
         features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    check_fits(augment, list(features["train"]), data.task)
     augmenter = Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
     result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
                  on_epoch=on_epoch, distill=distill)
