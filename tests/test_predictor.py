@@ -122,3 +122,25 @@ def test_a_missing_text_at_prediction_time_is_refused_naming_row_and_column(tmp_
                                                     "clean": {"categorical_missing": "unknown"}}, train={"epochs": 1})),
                  frame=frame)
     assert len(Predictor.load(run2.path).predict(rows)) == 3
+
+
+def test_one_output_row_per_input_row_with_a_per_row_error_for_an_unreadable_image(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from modelfoundry.data import from_arrays
+
+    d = load_digits()
+    cfg = tiny_config(tmp_path, {"target": "label", "image": {"size": [8, 8], "channels": 1}},
+                      model={"type": "cnn", "channels": [8], "hidden": [16]}, train={"epochs": 2})
+    run = train(load_config(cfg), frame=from_arrays(d.images[:200], d.target[:200]))
+    pred = Predictor.load(run.path)
+    rows = from_arrays(d.images[200:204])
+    rows.loc[1, "image"] = str(tmp_path / "missing.png")  # unreadable: data.bad_images is skip by default
+    out = pred.predict(rows)
+    assert len(out) == 4 and out["prediction"].isna().tolist() == [False, True, False, False]
+    assert out["error"].notna().tolist() == [False, True, False, False] and "missing.png" in out["error"][1]
+    alone = pred.predict(rows.iloc[[0, 2, 3]])  # each readable row keeps its own answer, not a neighbour's
+    assert out.drop(index=1)["prediction"].tolist() == alone["prediction"].tolist()
+    assert "error" not in alone.columns
+    everything_bad = pred.predict(rows.iloc[[1, 1]])
+    assert len(everything_bad) == 2 and everything_bad["error"].notna().all()

@@ -62,6 +62,12 @@ def _summary(run_path: Path) -> None:
         print("  cv: " + "  ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in metrics["cv"].items()), file=sys.stderr)
 
 
+def _add_raw_csv(p) -> None:
+    p.add_argument("--raw-csv", action="store_true",
+                   help="write text cells as they are; by default one starting with = + - @ gets a leading ' so that "
+                        "a spreadsheet shows it as text instead of running it as a formula")
+
+
 def _input_frame(run, path: str, overrides: list[str]):
     """Read an input file with the run's data settings (encoding, delimiter, columns), overridable by --set."""
     from .config import config_to_dict, load_config
@@ -79,13 +85,14 @@ def cmd_predict(args) -> int:
     pred = Predictor.load(args.run)
     df = _input_frame(pred.run, args.input, args.overrides)
     out = pred.predict(df)
-    if args.output:
-        from .runs import atomic_write_text
+    from .runs import atomic_write_text, csv_text
 
-        atomic_write_text(Path(args.output), out.to_csv(index=False))
+    text = csv_text(out, raw=args.raw_csv)
+    if args.output:
+        atomic_write_text(Path(args.output), text)
         print(f"{len(out)} predictions -> {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(out.to_csv(index=False))
+        sys.stdout.write(text)
     return 0
 
 
@@ -336,7 +343,7 @@ def cmd_data(args) -> int:
         raise ValueError("foundry data clean: give -o OUT_DIR (the original file is never overwritten)")
     from .data.repair import clean_data
 
-    out, log, _ = clean_data(cfg, args.output_dir)
+    out, log, _ = clean_data(cfg, args.output_dir, raw_csv=args.raw_csv)
     counts = log["action"].value_counts().to_dict() if len(log) else {}
     print(f"{len(log)} changes ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'}); "
           f"log -> {Path(args.output_dir) / 'changes.csv'}", file=sys.stderr)
@@ -372,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("input")
     p.add_argument("-o", "--output", help="CSV to write (default: stdout)")
+    _add_raw_csv(p)
     _add_set(p)
     p.set_defaults(fn=cmd_predict)
 
@@ -451,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", help="profile: where data_profile.json and data_report.html go (default .); "
                    "clean: the folder for the cleaned copy and changes.csv; crawl: the corpus file (.jsonl)")
     p.add_argument("--no-label-issues", action="store_true", help="profile: skip the label-error search")
+    _add_raw_csv(p)
     g = p.add_argument_group("crawl (-o names the .jsonl corpus; its .state.json beside it makes a crawl resumable)")
     g.add_argument("--max-pages", type=int, default=100, help="pages to write (default 100)")
     g.add_argument("--max-depth", type=int, default=2, help="links to follow from the start page (default 2)")

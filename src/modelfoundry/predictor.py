@@ -96,30 +96,46 @@ class Predictor:
             rows = [rows]
         return pd.DataFrame(list(rows))
 
-    def predict_raw(self, rows) -> tuple[pd.DataFrame, np.ndarray]:
-        """(source rows aligned with outputs, outputs): probabilities [N, K] or values [N]."""
+    def predict_raw(self, rows) -> tuple[pd.DataFrame, np.ndarray, dict[int, str]]:
+        """(the input rows, outputs, errors). One output per input row, in order: probabilities [N, K] or values
+        [N], NaN where a row could not be predicted (an unreadable image under data.bad_images: skip), with its
+        reason in errors {row position: message}. Sequence-window runs answer per window instead: the rows are
+        each window's last row."""
         if self.task == "causal_lm":
             raise ValueError(f"{self.run.path}: a causal-LM run generates text; use generate (foundry generate)")
         df = self._frame(rows)
         enc = self.preprocessor.transform(df, strict=True)
-        out = predict_tensors(self.model, enc.features, self.task)
-        if self.task == "regression":
+        out = predict_tensors(self.model, enc.features, self.task) if len(enc.rows) else None
+        if out is not None and self.task == "regression":
             out = self.preprocessor.decode_regression(out)
-        return df.iloc[enc.rows].reset_index(drop=True), out
+        if self.preprocessor.data.sequence is not None:
+            return df.iloc[enc.rows].reset_index(drop=True), out, {}
+        width = len(self.classes) if self.task == "classification" else None
+        full = np.full((len(df), width) if width else (len(df),), np.nan)
+        if out is not None:
+            full[enc.rows] = out
+        return df, full, {s["row"]: f"unreadable image {s['image']!r}: {s['error']}" for s in enc.skipped}
 
     def predict(self, rows) -> pd.DataFrame:
-        """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared."""
-        df, out = self.predict_raw(rows)
+        """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared: one row
+        per input row, in order. A row that could not be predicted has no prediction and its reason in an `error`
+        column (present only then), never a neighbour's answer."""
+        df, out, errors = self.predict_raw(rows)
         result = pd.DataFrame(index=range(len(df)))
         id_col = self.preprocessor.data.id_column
         if id_col and id_col in df.columns:
             result[id_col] = df[id_col].to_numpy()
         if self.task == "classification":
             classes = self.classes
-            result["prediction"] = [classes[i] for i in out.argmax(1)]
+            ok = ~np.isnan(out).any(1)
+            labels = np.where(ok, out.argmax(1) if len(out) else 0, -1)
+            result["prediction"] = [classes[i] if i >= 0 else None for i in labels]
             probs = pd.DataFrame(out.round(6), columns=[f"prob_{c}" for c in classes])
-            return pd.concat([result, probs], axis=1)  # one block, not a column insert per class
-        result["prediction"] = out
+            result = pd.concat([result, probs], axis=1)  # one block, not a column insert per class
+        else:
+            result["prediction"] = out
+        if errors:
+            result["error"] = [errors.get(i) for i in range(len(result))]
         return result
 
 

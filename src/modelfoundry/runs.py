@@ -31,13 +31,46 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable: without it a power cut can leave the old name or no file at all."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform or file system that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(df, raw: bool = False, **kwargs) -> str:
+    """A report CSV (predictions, changes.csv, leaderboard.csv) that is safe to open in a spreadsheet: a text cell
+    starting with = + - @ (a formula to Excel, LibreOffice and Google Sheets: `=HYPERLINK(...)` from a crafted
+    input row) gets a leading apostrophe, which spreadsheets show as plain text. Numbers are left as they are.
+    raw=True writes the values unchanged, for machine readers."""
+    import pandas as pd
+
+    if not raw:
+        df = df.copy()
+        for col in df.columns:
+            if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
+                df[col] = df[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+    return df.to_csv(index=False, **kwargs)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -98,12 +98,20 @@ def load_tokenizer(path: Path):
     return tok
 
 
+MAX_IMAGE_PIXELS = 40_000_000
+"""Larger images are refused before they are decoded (a small PNG can declare a huge canvas: a decompression bomb)."""
+
+
 def load_image(value: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """A path or an array -> float tensor [C, H, W] in [0, 1], resized in torch."""
-    if isinstance(value, (str, Path)):
+    """A path, the bytes of an image file, or an array -> float tensor [C, H, W] in [0, 1], resized in torch."""
+    if isinstance(value, (str, Path, bytes)):
+        import io
+
         from PIL import Image
 
-        with Image.open(value) as im:
+        with Image.open(io.BytesIO(value) if isinstance(value, bytes) else value) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{im.width}x{im.height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
             im = im.convert("L" if channels == 1 else "RGB")
             arr = np.asarray(im, dtype=np.float32) / 255.0
     else:
@@ -324,7 +332,7 @@ class Preprocessor:
         return self
 
     # ------------------------------------------------------------------ transform
-    def _images(self, values: pd.Series, bad_ok: bool) -> tuple[torch.Tensor, list[int], list[dict]]:
+    def _images(self, values: pd.Series, bad_ok: bool, none_ok: bool = False) -> tuple[torch.Tensor, list[int], list[dict]]:
         cfg = self.data.image
         out, keep, bad = [], [], []
         for i, v in enumerate(values.tolist()):
@@ -336,6 +344,8 @@ class Preprocessor:
         if bad and self.data.bad_images == "error" and not bad_ok:
             raise DataError(f"unreadable image at row {bad[0]['row']}: {bad[0]['image']} ({bad[0]['error']}); "
                             f"{len(bad)} in all. Set data.bad_images: skip to skip them")
+        if not out and none_ok:  # new data: every row gets its own error
+            return torch.empty((0, cfg.channels, *cfg.size)), keep, bad
         if not out:
             raise DataError(f"no readable images ({len(bad)} unreadable, e.g. {bad[0]['image'] if bad else '-'})")
         return torch.stack(out), keep, bad
@@ -454,10 +464,10 @@ class Preprocessor:
                     arr[i, : len(v), 0] = v
             feats["sequence"] = torch.from_numpy(arr)
         if self.image_col_ is not None:
-            imgs, keep, bad = self._images(df[self.image_col_], bad_ok=False)
+            imgs, keep, bad = self._images(df[self.image_col_], bad_ok=False, none_ok=strict)
             mean = torch.tensor(self.image_stats_["mean"]).view(-1, 1, 1)
             std = torch.tensor(self.image_stats_["std"]).view(-1, 1, 1)
-            keep_t = torch.tensor(keep)
+            keep_t = torch.tensor(keep, dtype=torch.long)
             feats = {k: v[keep_t] for k, v in feats.items()}
             feats["image"] = (imgs - mean) / std
             rows = rows[keep]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
-from ..runs import atomic_write_bytes, atomic_write_text, write_json
+from ..runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
 from .sources import DataError
 
 
@@ -78,8 +78,9 @@ def _write_frame(df: pd.DataFrame, path: Path) -> None:
         raise DataError(f"{path}: cannot write this format (csv, tsv, parquet or jsonl)")
 
 
-def clean_data(cfg: Config, out_dir: str | Path) -> tuple[Path, pd.DataFrame, dict]:
-    """Returns (cleaned file, the change log, the audit)."""
+def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple[Path, pd.DataFrame, dict]:
+    """Returns (cleaned file, the change log, the audit). changes.csv quotes cells that a spreadsheet would run as
+    formulas (`csv_text`) unless raw_csv; the cleaned copy is data and is written as it is."""
     from . import read_frame
     from .audit import audit
     from .split import split_frame
@@ -146,7 +147,7 @@ def clean_data(cfg: Config, out_dir: str | Path) -> tuple[Path, pd.DataFrame, di
         _write_frame(df.loc[kept].reset_index(drop=True), out)
     log = pd.DataFrame(changes, columns=["row", "column", "action", "old", "new", "reason"]).sort_values(
         ["row", "column"], kind="stable")
-    atomic_write_text(out_dir / "changes.csv", log.to_csv(index=False))
+    atomic_write_text(out_dir / "changes.csv", csv_text(log, raw=raw_csv))
     write_json(out_dir / "data_profile.json", report)
     return out, log, report
 

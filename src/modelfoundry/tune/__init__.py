@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, metric_mode, validate_config
-from ..runs import Run, atomic_write_text, write_json
+from ..runs import Run, atomic_write_text, csv_text, write_json
 
 __all__ = ["tune", "open_storage", "mask_url", "study_dir_for"]
 
@@ -386,7 +386,7 @@ def summarize(cfg: Config, study, sdir: Path) -> dict:
     if len(board):
         done = board[board["state"] == "complete"].sort_values(cfg.tune.metric, ascending=_direction(cfg) == "minimize")
         board = pd.concat([done, board[board["state"] != "complete"]])
-    atomic_write_text(sdir / "leaderboard.csv", board.to_csv(index=False))
+    atomic_write_text(sdir / "leaderboard.csv", csv_text(board))  # summary.json holds the raw values
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     summary = {"study": study.study_name, "direction": _direction(cfg), "metric": cfg.tune.metric,
                "trials": len(rows), "states": board["state"].value_counts().to_dict() if len(board) else {}}
