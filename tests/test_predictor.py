@@ -144,3 +144,19 @@ def test_one_output_row_per_input_row_with_a_per_row_error_for_an_unreadable_ima
     assert "error" not in alone.columns
     everything_bad = pred.predict(rows.iloc[[1, 1]])
     assert len(everything_bad) == 2 and everything_bad["error"].notna().all()
+
+
+def test_a_rows_answer_does_not_depend_on_its_batch_mates_types(tmp_path):
+    """pandas infers a column's dtype across the rows: a neighbour's 2.5 or null turned a categorical 1 into '1.0',
+    a category the model never saw."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"grade": rng.integers(1, 4, 300), "x": rng.normal(size=300)})
+    frame["label"] = np.where((frame.grade == 1) | (frame.x > 1), "yes", "no")
+    cfg = tiny_config(tmp_path, {"target": "label", "types": {"grade": "categorical"}}, train={"epochs": 30})
+    pred = Predictor.load(train(load_config(cfg), frame=frame).path)
+    alone = pred.predict([{"grade": 1, "x": 0.0}])
+    for mates in ([{"grade": 2.5, "x": 0.0}], [{"grade": None, "x": None}], [{"grade": "2", "x": 1.0}]):
+        mixed = pred.predict([{"grade": 1, "x": 0.0}, *mates])
+        assert mixed["prob_yes"][0] == alone["prob_yes"][0], mates
+    assert pred.predict([{"grade": "1", "x": 0.0}])["prob_yes"][0] == alone["prob_yes"][0]  # JSON text "1"
+    assert alone["prediction"][0] == "yes"

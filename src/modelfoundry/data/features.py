@@ -170,6 +170,24 @@ def _load_tokens(path: Path) -> tuple[dict[str, torch.Tensor], int] | None:
     return (tensors, truncated) if "ids" in tensors and "lengths" in tensors else None
 
 
+def category_key(value: Any, kind: str) -> str:
+    """A categorical value as training wrote it into the vocabulary: str() of an int column's 1 is '1', of a float
+    column's '1.0'. kind: how training read the column (int, float, bool or other)."""
+    if kind in ("int", "float") and not isinstance(value, bool):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return value
+        if isinstance(number, (int, float, np.integer, np.floating)):
+            if kind == "float":
+                return str(float(number))
+            if float(number).is_integer():
+                return str(int(number))
+    return str(value)
+
+
 @dataclass
 class Encoded:
     """Tensors for a set of samples; `rows` are the source row positions each sample came from."""
@@ -272,6 +290,12 @@ class Preprocessor:
                 self.report_["imputed"][col] = int(s.isna().sum())
         self.vocab_: dict[str, list[str]] = {}
         self.cat_fill_: dict[str, str | None] = {}
+        # how training read each categorical column's values: a value is looked up as it would have been written
+        # there, whatever type it arrives as (JSON's 1 vs a float column's '1.0'; a batch-mate's 2.5 made pandas
+        # read a neighbour's 1 as 1.0)
+        self.cat_kinds_ = {c: ("bool" if pd.api.types.is_bool_dtype(df[c]) else "int" if pd.api.types.is_integer_dtype(df[c])
+                               else "float" if pd.api.types.is_float_dtype(df[c]) else "other")
+                           for c in self.categorical_cols_}
         for col in self.categorical_cols_:
             values = df[col].dropna().astype(str)
             self.vocab_[col] = sorted(values.unique().tolist())
@@ -437,10 +461,13 @@ class Preprocessor:
             feats["numeric"] = torch.from_numpy(np.stack(cols, axis=1))
         if self.categorical_cols_:
             idx = []
+            kinds = getattr(self, "cat_kinds_", {})
             for col in self.categorical_cols_:
                 lookup = {v: i + 1 for i, v in enumerate(self.vocab_[col])}
                 values = df[col] if self.cat_fill_.get(col) is None else df[col].fillna(self.cat_fill_[col])
-                idx.append(values.map(lambda v, lk=lookup: lk.get(str(v), 0) if pd.notna(v) else 0).to_numpy(np.int64))
+                kind = kinds.get(col, "other")
+                idx.append(np.fromiter((lookup.get(category_key(v, kind), 0) if pd.notna(v) else 0
+                                        for v in values.tolist()), np.int64, len(values)))
             feats["categorical"] = torch.from_numpy(np.stack(idx, axis=1))
         self.truncated_ = {}
         pair = self.data.text.pair
@@ -547,7 +574,8 @@ class Preprocessor:
                  "pair_segments": self.pair_segments_,
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
                  "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None),
-                 "text_missing": getattr(self, "text_missing_", None)}
+                 "text_missing": getattr(self, "text_missing_", None),
+                 "cat_kinds": getattr(self, "cat_kinds_", None)}
         for i, tok in enumerate(self.tokenizers_.values()):
             atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
         atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
@@ -568,6 +596,8 @@ class Preprocessor:
         self.pair_segments_ = s.get("pair_segments", False)
         if s.get("missing_markers") is not None:
             self.missing_markers_ = s["missing_markers"]
+        if s.get("cat_kinds") is not None:
+            self.cat_kinds_ = s["cat_kinds"]
         if s.get("text_missing") is not None:
             self.text_missing_ = s["text_missing"]
         if s["classes"] is not None:
