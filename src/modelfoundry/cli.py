@@ -114,14 +114,15 @@ def cmd_tune(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import ServeSettings, serve
+    from .serve import ServeSettings, gather_keys, serve
 
-    keys = set(args.api_key or [])
-    if args.api_keys_file:
-        keys |= {line.strip() for line in Path(args.api_keys_file).read_text(encoding="utf-8").splitlines()
-                 if line.strip() and not line.startswith("#")}
+    if args.api_key is not None:
+        print("warning: --api-key puts the key on the command line, where `ps` shows it to every user of this "
+              "machine; prefer --api-keys-file FILE or FOUNDRY_API_KEYS", file=sys.stderr)
+    keys = gather_keys(args.api_key, args.api_keys_file)
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
-                             max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
+                             max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
+                             max_queue_rows=args.max_queue_rows, public_metrics=args.public_metrics)
     serve(args.runs, host=args.host, port=args.port, api_keys=keys, allowed_root=args.allowed_root, settings=settings,
           backend=args.backend, workers=args.workers)
     return 0
@@ -399,8 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="complete run directories; the first is the default model")
     p.add_argument("--host", default="127.0.0.1", help="a non-loopback host requires an API key")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", action="append", help="a key clients send as X-API-Key (repeatable)")
-    p.add_argument("--api-keys-file", help="keys, one per line")
+    p.add_argument("--api-keys-file", help="keys clients send as X-API-Key, one per line (16+ characters each); "
+                   "FOUNDRY_API_KEYS (comma-separated) is read too")
+    p.add_argument("--api-key", action="append", help="a key on the command line (repeatable; visible in `ps`: "
+                   "prefer the file or the environment)")
+    p.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key (a scraper on a "
+                   "private network); /healthz is always open, every other path needs the key when keys are set")
+    p.add_argument("--max-queue-rows", type=int, default=4096, help="rows that may wait per model; beyond, 503 "
+                   "with Retry-After")
     p.add_argument("--allowed-root", help="refuse run directories outside this folder")
     p.add_argument("--max-batch", type=int, default=64, help="rows per model call (dynamic batching; text is cut into length-sorted sub-batches inside)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="wait for a batch to fill; 0 = no batching")

@@ -60,21 +60,48 @@ class Predictor:
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
-    def generate(self, prompts: str | list[str], max_new_tokens: int = 64, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0) -> list[str]:
-        """A causal-LM run's responses to instructions (formatted with the run's prompt template)."""
+    def _prompt_ids(self, prompts: list[str]) -> list[list[int]]:
         if self.task != "causal_lm":
             raise ValueError(f"{self.run.path}: a {self.task} model does not generate text; use predict")
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         pre = self.preprocessor
         ids = [pre.prompt_ids(p) for p in prompts]
         too_long = [i for i, x in enumerate(ids) if len(x) >= pre.max_length]
         if too_long:
             raise DataError(f"prompt {too_long[0]} is {len(ids[too_long[0]])} tokens; this model was trained on "
                             f"at most {pre.max_length} tokens (data.text.max_length) for prompt and response together")
-        out = self.model.generate(ids, pre.eos_id, max_new_tokens=max_new_tokens, temperature=temperature,
-                                  top_p=top_p, seed=seed)
-        return [pre.tokenizer.decode(o) for o in out]
+        return ids
+
+    def generate(self, prompts: str | list[str], max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0) -> list[str]:
+        """A causal-LM run's responses to instructions (formatted with the run's prompt template)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = self._prompt_ids(prompts)
+        out = self.model.generate(ids, self.preprocessor.eos_id, max_new_tokens=max_new_tokens,
+                                  temperature=temperature, top_p=top_p, seed=seed)
+        return [self.preprocessor.tokenizer.decode(o) for o in out]
+
+    def generate_stream(self, prompt: str, on_text, max_new_tokens: int = 64, temperature: float = 0.0,
+                        top_p: float = 1.0, seed: int = 0) -> str:
+        """generate() for one prompt, calling on_text(piece) as the response grows (pieces joined = the response;
+        a piece is sent once it decodes to whole characters). Returns the whole response."""
+        ids = self._prompt_ids([prompt])
+        pre, new, sent = self.preprocessor, [], [""]
+
+        def on_token(token: int) -> None:
+            if token == pre.eos_id:
+                return
+            new.append(token)
+            text = pre.tokenizer.decode(new)
+            if not text.endswith("\ufffd") and len(text) > len(sent[0]):  # wait for a character's last byte
+                on_text(text[len(sent[0]):])
+                sent[0] = text
+
+        self.model.generate(ids, pre.eos_id, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            seed=seed, on_token=on_token)
+        text = pre.tokenizer.decode(new)
+        if len(text) > len(sent[0]):
+            on_text(text[len(sent[0]):])
+        return text
 
     @property
     def task(self) -> str:
@@ -114,7 +141,7 @@ class Predictor:
         full = np.full((len(df), width) if width else (len(df),), np.nan)
         if out is not None:
             full[enc.rows] = out
-        return df, full, {s["row"]: f"unreadable image {s['image']!r}: {s['error']}" for s in enc.skipped}
+        return df, full, {s["row"]: f"unreadable image {s['image']}: {s['error']}" for s in enc.skipped}
 
     def predict(self, rows) -> pd.DataFrame:
         """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared: one row

@@ -124,17 +124,40 @@ def test_a_request_past_its_timeout_gets_504_and_the_server_goes_on(table_run):
         assert c.post("/v1/predict", json=[ROW]).status_code == 200
 
 
+KEY, OTHER = "s3cret-s3cret-s3cret", "other-other-other-key"
+
+
 def test_api_keys(table_run, tmp_path):
-    with _client([table_run], api_keys={"s3cret", "other"}) as c:
+    with _client([table_run], api_keys={KEY, OTHER}) as c:
         assert c.post("/v1/predict", json=[ROW]).status_code == 401
         assert c.post("/v1/predict", json=[ROW], headers={"X-API-Key": "wrong"}).status_code == 401
-        assert c.post("/v1/predict", json=[ROW], headers={"X-API-Key": "s3cret"}).status_code == 200
-        assert c.get("/v1/model", headers={"X-API-Key": "other"}).status_code == 200
-        assert c.get("/healthz").status_code == 200  # probes need no key
-    from modelfoundry.serve import serve
+        assert c.post("/v1/predict", json=[ROW], headers={"X-API-Key": KEY}).status_code == 200
+        info = c.get("/v1/model", headers={"X-API-Key": OTHER})
+        assert info.status_code == 200 and info.json()["run"] == f"churn/{table_run.name}"  # a name, not a path
+        assert str(table_run.parent) not in info.text
+        assert c.get("/healthz").status_code == 200  # the liveness probe needs no key
+        for path in ("/metrics", "/docs", "/openapi.json", "/readyz", "/v1/models", "/nowhere"):
+            assert c.get(path).status_code == 401, path  # keyed by default
+        assert c.get("/metrics", headers={"X-API-Key": KEY}).status_code == 200
+    with _client([table_run], api_keys={KEY}, public_metrics=True) as c:
+        assert c.get("/metrics").status_code == 200 and c.get("/readyz").status_code == 401
+    from modelfoundry.serve import gather_keys, serve
 
-    with pytest.raises(ValueError, match="reachable from other machines: give --api-key"):
+    with pytest.raises(ValueError, match="reachable from other machines: give --api-keys-file"):
         serve([str(table_run)], host="0.0.0.0")
+    for bad, what in [("", "empty"), ("   ", "empty"), ("short", "5 characters")]:
+        with pytest.raises(ValueError, match=f"API key 1 of 1 is {what}; keys need 16"):
+            serve([str(table_run)], host="0.0.0.0", api_keys={bad})
+        with pytest.raises(ValueError, match=f"is {what}"):
+            create_app(load_models([table_run]), ServeSettings(api_keys={bad}))
+        with pytest.raises(ValueError, match=f"--api-key: API key 1 of 1 is {what}"):
+            gather_keys([bad], environ={})
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# ours\n{KEY}\n\n")
+    assert gather_keys(None, str(keys_file), environ={"FOUNDRY_API_KEYS": f"{OTHER},"}) == {KEY, OTHER}
+    assert gather_keys(None, str(keys_file), environ={"FOUNDRY_API_KEYS": OTHER}) == {KEY, OTHER}
+    with pytest.raises(ValueError, match="FOUNDRY_API_KEYS: API key 1 of 1 is empty"):
+        gather_keys(None, None, environ={"FOUNDRY_API_KEYS": ""})
 
 
 def test_refused_runs(table_run, tmp_path):
@@ -251,3 +274,194 @@ def test_two_worker_processes_share_the_port(onnx_run):
         assert float(next(ln for ln in metrics.splitlines() if ln.startswith("foundry_gc_frozen_objects ")).split()[1]) > 0
     assert codes == [200] * 20
     assert p.err.count("Started server process") >= 2, p.err
+
+
+async def _asgi(app, fn):
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await fn(c)
+
+
+def test_chunked_body_over_the_limit_gets_413(table_run):
+    app = create_app(load_models([table_run]), ServeSettings(max_body_bytes=200_000))
+
+    async def chunks():
+        for _ in range(160):  # 10 MB in 64 kB chunks, no Content-Length
+            yield b" " * 65_536
+
+    async def go(c):
+        r = await c.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+        ok = await c.post("/v1/predict", json=[ROW])
+        return r, ok
+
+    r, ok = asyncio.run(_asgi(app, go))
+    assert r.status_code == 413 and "over 200000 bytes" in r.text
+    assert ok.status_code == 200
+
+
+def test_random_paths_do_not_grow_metrics(table_run):
+    import random
+    import string
+
+    app = create_app(load_models([table_run]), ServeSettings())
+
+    async def go(c):
+        await c.get("/nowhere")
+        await c.get("/metrics")  # the scrape's own series exist from here on
+        before = (await c.get("/metrics")).text
+        for _ in range(10_000):
+            await c.get("/" + "".join(random.choices(string.ascii_letters, k=12)))
+        after = (await c.get("/metrics")).text
+        return before, after
+
+    before, after = asyncio.run(_asgi(app, go))
+    series = [ln.split(" ")[0] for ln in after.splitlines() if ln.startswith("foundry_")]
+    assert [ln.split(" ")[0] for ln in before.splitlines() if ln.startswith("foundry_")] == series
+    assert 'route="other",status="404"' in after and abs(len(after) - len(before)) < 300
+
+
+def test_a_full_queue_answers_503_with_retry_after(table_run):
+    app = create_app(load_models([table_run]), ServeSettings(max_queue_rows=3, max_wait_ms=300))
+
+    async def go(c):
+        return await asyncio.gather(*[c.post("/v1/predict", json=[ROW, ROW]) for _ in range(3)])
+
+    rs = asyncio.run(_asgi(app, go))
+    codes = sorted(r.status_code for r in rs)
+    assert codes[0] == 200 and 503 in codes
+    refused = next(r for r in rs if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and "the queue holds 3" in refused.text
+
+
+@pytest.fixture(scope="module")
+def image_csv(tmp_path_factory):
+    """Digits as PNG files in a table with a numeric and a categorical column beside the image."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = tmp_path_factory.mktemp("digits")
+    digits = load_digits()
+    rows = []
+    for i in range(240):
+        path = d / f"{i}.png"
+        Image.fromarray((digits.images[i] * 16).astype(np.uint8)).save(path)
+        rows.append({"image": str(path), "ink": float(digits.images[i].sum()), "pen": int(i % 3), "label": digits.target[i]})
+    pd.DataFrame(rows).to_csv(d / "digits.csv", index=False)
+    return d / "digits.csv"
+
+
+def _image_run(tmp_path, csv, bad_images: str):
+    data = {"path": str(csv), "target": "label", "image": {"size": [8, 8], "channels": 1}, "bad_images": bad_images,
+            "types": {"pen": "categorical"}}
+    return train(load_config(tiny_config(tmp_path, data, name=f"digits-{bad_images}",
+                                         model={"type": "cnn", "channels": [8], "hidden": [16]}, train={"epochs": 2}))).path
+
+
+@pytest.mark.parametrize("bad_images", ["skip", "error"])
+def test_sixteen_concurrent_clients_each_get_exactly_their_own_answers(tmp_path, image_csv, bad_images):
+    """Distinct rows from 16 clients at once, some with unreadable images, some with float categories and nulls
+    beside them: every answer equals offline predict of that client's rows alone, and bad rows get their own
+    errors (per row under bad_images: skip; the client's own 422, naming its own row, under error)."""
+    import base64
+
+    import pandas as pd
+
+    from modelfoundry.predictor import Predictor
+
+    run = _image_run(tmp_path, image_csv, bad_images)
+    frame = pd.read_csv(image_csv)
+    b64 = [base64.b64encode(open(p, "rb").read()).decode() for p in frame["image"]]
+    broken = base64.b64encode(b"not an image at all").decode()
+    clients = []
+    for k in range(16):
+        rows = [{"image": b64[k * 3 + j], "ink": float(frame.ink[k * 3 + j]), "pen": int(frame.pen[k * 3 + j])}
+                for j in range(3)]
+        if k % 4 == 1:
+            rows[2]["image"] = broken  # an unreadable image at the client's row 2
+        if k % 4 == 2:
+            rows.append({"image": b64[100 + k], "ink": None, "pen": 2.5})  # a float category and a null
+        clients.append(rows)
+    offline = Predictor.load(run)
+
+    def expected(rows):
+        records = [{**r, "image": base64.b64decode(r["image"])} for r in rows]
+        try:
+            return offline.predict(pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object)
+                                                 for c in records[0]}))
+        except ValueError as exc:
+            return exc
+
+    app = create_app(load_models([run]), ServeSettings(max_batch=64, max_wait_ms=50))
+
+    async def go(c):
+        return await asyncio.gather(*[c.post("/v1/predict", json=rows) for rows in clients])
+
+    responses = asyncio.run(_asgi(app, go))
+    for k, (rows, r) in enumerate(zip(clients, responses)):
+        want = expected(rows)
+        if isinstance(want, ValueError):  # bad_images: error, this client's unreadable image
+            assert r.status_code == 422 and "unreadable image at row 3:" in r.text, r.text  # its own row 3
+            continue
+        assert r.status_code == 200, (k, r.text)
+        got = r.json()["predictions"]
+        assert len(got) == len(rows)
+        for i, answer in enumerate(got):
+            if "error" in want.columns and isinstance(want["error"][i], str):
+                assert answer == {"error": want["error"][i]}
+            else:
+                assert answer["label"] == want["prediction"][i]
+                assert answer["probabilities"]["0"] == pytest.approx(want["prob_0"][i], abs=1e-6)
+    if bad_images == "skip":
+        assert any("error" in a for r in responses for a in r.json()["predictions"])
+    else:
+        assert sum(r.status_code == 422 for r in responses) == 4 and sum(r.status_code == 200 for r in responses) == 12
+
+
+def test_image_paths_are_not_read_from_the_server_and_uploads_work(tmp_path, image_csv):
+    import pandas as pd
+
+    run = _image_run(tmp_path, image_csv, "skip")
+    with _client([run]) as c:
+        path = pd.read_csv(image_csv)["image"][0]
+        r = c.post("/v1/predict", json=[{"image": path, "ink": 1.0, "pen": 0}])
+        assert r.status_code == 422 and "file paths are not read by the server" in r.text
+    data = {"path": str(image_csv), "target": "label", "image": {"size": [8, 8], "channels": 1},
+            "types": {"ink": "ignore", "pen": "ignore"}}
+    image_only = train(load_config(tiny_config(tmp_path, data, name="img", model={"type": "cnn", "channels": [8],
+                                                                                  "hidden": [16]}))).path
+    with _client([image_only]) as c:
+        files = [("files", (f"{i}.png", open(p, "rb").read(), "image/png")) for i, p in
+                 enumerate(pd.read_csv(image_csv)["image"][:3])] + [("files", ("x.png", b"junk", "image/png"))]
+        r = c.post("/v1/predict/upload", files=files)
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        assert len(got) == 4 and "label" in got[0] and "error" in got[3]
+
+
+def test_generate_endpoint_for_a_causal_lm_run_plain_and_streamed(tmp_path, tiny_gpt2):
+    from modelfoundry.predictor import Predictor
+
+    from ..models.test_causal_lm import _cfg, _frames
+
+    frame, test = _frames()
+    run = train(_cfg(tmp_path, tiny_gpt2, epochs=2), frame=frame, test_frame=test).path
+    local = Predictor.load(run).generate("capital of japan", max_new_tokens=8)[0]
+    with _client([run], api_keys={KEY}) as c:
+        assert c.post("/v1/generate", json={"prompt": "capital of japan"}).status_code == 401  # the same auth
+        h = {"X-API-Key": KEY}
+        r = c.post("/v1/generate", json={"prompt": "capital of japan", "max_new_tokens": 8}, headers=h)
+        assert r.status_code == 200 and r.json()["text"] == local
+        with c.stream("POST", "/v1/generate", json={"prompt": "capital of japan", "max_new_tokens": 8, "stream": True},
+                      headers=h) as s:
+            assert s.headers["content-type"].startswith("text/event-stream")
+            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[-1]["done"] and events[-1]["text"] == local
+        assert "".join(e["text"] for e in events[:-1]) == local
+        assert c.post("/v1/generate", json={"prompt": "x", "max_new_tokens": 10_000}, headers=h).status_code == 422
+        assert c.post("/v1/generate", json={"prompt": "x " * 200}, headers=h).status_code == 422  # too long
+        assert c.post("/v1/predict", json=["x"], headers=h).status_code == 404
+        assert 'route="/v1/generate",status="200"' in c.get("/metrics", headers=h).text

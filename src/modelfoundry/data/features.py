@@ -364,9 +364,12 @@ class Preprocessor:
                 out.append(load_image(v, cfg.channels, tuple(cfg.size)))
                 keep.append(i)
             except Exception as exc:  # PIL raises many types for a corrupt file; each is reported
-                bad.append({"row": i, "image": str(v), "error": f"{type(exc).__name__}: {exc}"})
+                shown = f"<{len(v)} bytes>" if isinstance(v, bytes) else str(v)
+                msg = str(exc).replace(f" {v!r}", "") if isinstance(v, bytes) else str(exc)
+                msg = msg.split(" <_io.BytesIO")[0]  # PIL names the in-memory buffer by its address
+                bad.append({"row": i, "image": shown, "error": f"{type(exc).__name__}: {msg}"})
         if bad and self.data.bad_images == "error" and not bad_ok:
-            raise DataError(f"unreadable image at row {bad[0]['row']}: {bad[0]['image']} ({bad[0]['error']}); "
+            raise DataError(f"unreadable image at row {bad[0]['row'] + 1}: {bad[0]['image']} ({bad[0]['error']}); "
                             f"{len(bad)} in all. Set data.bad_images: skip to skip them")
         if not out and none_ok:  # new data: every row gets its own error
             return torch.empty((0, cfg.channels, *cfg.size)), keep, bad

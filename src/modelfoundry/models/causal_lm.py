@@ -44,18 +44,21 @@ class CausalLM(Adapted):
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], eos_id: int, max_new_tokens: int = 64,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[list[int]]:
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, on_token=None) -> list[list[int]]:
         """Continue each prompt until end-of-text or `max_new_tokens`; greedy when temperature is 0.
-        Returns the new token ids only (without the end-of-text token)."""
+        Returns the new token ids only (without the end-of-text token). on_token(id), if given, is called with each
+        new token as it is made (streaming), end-of-text included."""
         self.eval()
         torch.manual_seed(seed)
         out = []
         for ids in prompt_ids:  # one at a time: no left-padding rules to get wrong, and CPU batches are small
             x = torch.tensor([ids], device=next(self.parameters()).device)
             if self.finetune == "prompt":  # PEFT 0.21's prompt-tuning generate overruns GPT-2's positions under transformers 5
-                new = self._generate_uncached(x, eos_id, max_new_tokens, temperature, top_p)
+                new = self._generate_uncached(x, eos_id, max_new_tokens, temperature, top_p, on_token)
             else:
                 kw = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+                if on_token is not None:
+                    kw["streamer"] = _Streamer(on_token)
                 y = self.model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
                                         eos_token_id=eos_id, pad_token_id=eos_id, **kw)
                 new = y[0, x.shape[1]:].tolist()
@@ -64,7 +67,7 @@ class CausalLM(Adapted):
 
 
     def _generate_uncached(self, x: torch.Tensor, eos_id: int, max_new_tokens: int, temperature: float,
-                           top_p: float) -> list[int]:
+                           top_p: float, on_token=None) -> list[int]:
         """Token by token through the model's plain forward (which prompt tuning supports), no KV cache."""
         new: list[int] = []
         for _ in range(max_new_tokens):
@@ -76,9 +79,28 @@ class CausalLM(Adapted):
                 token = int(order[keep][torch.multinomial(sorted_p[keep], 1)])
             else:
                 token = int(logits.argmax())
+            if on_token is not None:
+                on_token(token)
             if token == eos_id:
                 break
             new.append(token)
             x = torch.cat([x, x.new_tensor([[token]])], dim=1)
         return new
 
+
+
+class _Streamer:
+    """transformers' streamer protocol (put/end): the first put is the prompt, each later one the new token(s)."""
+
+    def __init__(self, on_token):
+        self.on_token, self.prompt_seen = on_token, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.on_token(int(token))
+
+    def end(self) -> None:
+        pass

@@ -1,0 +1,302 @@
+"""The FastAPI application: routes per served model, the input schema from each run, validation and answers."""
+
+import asyncio
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..predictor import Predictor
+from .batcher import Batcher, QueueFull
+from .guard import Guard, Metrics
+
+
+@dataclass
+class ServeSettings:
+    api_keys: set[str] = field(default_factory=set)
+    max_batch: int = 64
+    """Rows per model call (dynamic batching); text is cut into length-sorted sub-batches inside the call."""
+    max_wait_ms: float = 5.0
+    """How long a request waits for others to fill its batch; 0 disables batching."""
+    max_rows: int = 1000
+    """Rows per request."""
+    max_body_bytes: int = 1_000_000
+    timeout_s: float = 30.0
+    max_queue_rows: int = 4096
+    """Rows that may wait for one model; past it new requests get 503 with Retry-After (backpressure)."""
+    public_metrics: bool = False
+    """Serve /metrics without a key (a Prometheus scraper on a private network); every other path but /healthz
+    needs the key when keys are set."""
+    max_new_tokens: int = 256
+    """The most tokens one generate request may ask for."""
+
+
+def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, backend: str = "auto"
+                ) -> dict[str, Predictor]:
+    """name -> Predictor for each complete run; a run outside `allowed_root` is refused. backend: torch, onnx
+    (model/model.onnx from `foundry compress`, run by ONNX Runtime), or auto (torch where the run has torch weights)."""
+    models: dict[str, Predictor] = {}
+    root = Path(allowed_root).resolve() if allowed_root else None
+    for r in runs:
+        path = Path(r).resolve()
+        if root is not None and not path.is_relative_to(root):
+            raise ValueError(f"{r}: outside the allowed root {root}; refusing to serve it")
+        if not path.is_dir():
+            raise ValueError(f"{r}: no such run directory")
+        weights = path / "model" / "weights.safetensors"
+        if (path / "model").is_dir() and not weights.exists() and not (path / "model" / "model.onnx").exists():
+            others = sorted(p.name for p in (path / "model").iterdir())
+            raise ValueError(f"{r}: model/ has no weights.safetensors or model.onnx (found {others}); only safetensors "
+                             "weights and ONNX models are served")
+        pred = Predictor.load(path, backend=backend)
+        if pred.task != "causal_lm" and pred.preprocessor.data.sequence is not None:
+            raise ValueError(f"{r}: a sequence-window run (data.sequence) answers per window of a series, which one "
+                             "request of rows does not carry; predict files with `foundry predict` instead")
+        name = pred.run.manifest().get("name") or path.parent.name
+        if name in models:
+            name = f"{name}-{path.name}"
+        models[name] = pred
+    if not models:
+        raise ValueError("foundry serve: give at least one run directory")
+    return models
+
+
+def _input_columns(pred: Predictor) -> dict[str, str]:
+    pre = pred.preprocessor
+    return {c: k for c, k in pre.schema.items() if k not in ("ignore",) and c != pre.target}
+
+
+def _record_model(name: str, pred: Predictor):
+    """A pydantic model of one input row, from the run's schema: the OpenAPI document shows real fields."""
+    from pydantic import ConfigDict, Field, create_model
+
+    image = (str, Field(..., description="the image file's bytes, base64 (a data: URL is fine)"))
+    kinds = {"numeric": (float | None, None), "binary": (float | str | bool | None, None),
+             "datetime": (str | None, None), "categorical": (str | int | float | bool | None, None),
+             "text": (str, ...), "pair": (str, ...), "image": image, "sequence": (list[float] | None, None)}
+    fields = {c: kinds.get(k, (Any, None)) for c, k in _input_columns(pred).items()}
+    id_col = pred.preprocessor.data.id_column
+    if id_col:
+        fields[id_col] = (str | int | None, None)
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return create_model(f"{safe}_record", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _image_bytes(value: str, row: int, col: str) -> bytes:
+    from fastapi import HTTPException
+
+    data = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, [{"loc": ["body", row, col], "msg": "expected the image file's bytes as base64; "
+                                   "file paths are not read by the server", "type": "value_error"}]) from None
+
+
+def _rows(rows: list, pred: Predictor) -> list[dict]:
+    """FastAPI-validated rows (record models, or plain strings for a single-text model) as plain records; images
+    decoded from base64 into bytes (a client never names a file on the server)."""
+    from fastapi import HTTPException
+
+    inputs = _input_columns(pred)
+    text_cols = [c for c, k in inputs.items() if k == "text"]
+    image_cols = [c for c, k in inputs.items() if k == "image"]
+    records = []
+    for i, item in enumerate(rows):
+        if isinstance(item, str):
+            if len(inputs) != 1 or len(text_cols) != 1:
+                raise HTTPException(422, [{"loc": ["body", i], "msg": f"a plain string needs a model with one text "
+                                           f"input; this one takes {sorted(inputs)}", "type": "value_error"}])
+            records.append({text_cols[0]: item})
+        else:
+            record = item.model_dump()
+            for c in image_cols:
+                record[c] = _image_bytes(record[c], i, c)
+            records.append(record)
+    return records
+
+
+def _model_info(name: str, pred: Predictor) -> dict:
+    m = pred.run.manifest()
+    metrics_file = pred.run.path / "metrics.json"
+    test = json.loads(metrics_file.read_text()).get("test") if metrics_file.exists() else None
+    return {"name": name, "version": pred.run.path.name, "task": pred.task,
+            "inputs": _input_columns(pred) if pred.task != "causal_lm" else {"prompt": "text"},
+            "labels": pred.classes, "metrics": test, "created": m.get("created"),
+            "run": f"{pred.run.path.parent.name}/{pred.run.path.name}"}  # a name, never a server path
+
+
+def create_app(models: dict[str, Predictor], settings: ServeSettings | None = None):
+    from contextlib import asynccontextmanager
+    from typing import Annotated
+
+    from fastapi import Body, FastAPI, HTTPException, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from pydantic import BaseModel, Field
+
+    from .run import check_keys
+
+    settings = settings or ServeSettings()
+    settings.api_keys = check_keys(sorted(settings.api_keys), "api_keys")  # an empty key would match no header
+    metrics = Metrics()
+    batchers: dict[str, Batcher] = {}
+    generators: dict[str, asyncio.Lock] = {}
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        for name, pred in models.items():
+            if pred.task == "causal_lm":
+                generators[name] = asyncio.Lock()
+            else:
+                batchers[name] = Batcher(pred, settings, metrics, name)
+                batchers[name].start()
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        for b in batchers.values():  # queued requests are answered before shutdown
+            await b.stop()
+
+    default = next(iter(models))
+    app = FastAPI(title="ModelFoundry", version="1", lifespan=lifespan,
+                  description=f"Serving: {', '.join(models)}. POST a JSON list of records (or texts) to predict."
+                              + (" Send the API key in the X-API-Key header." if settings.api_keys else ""))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        """422 naming row and field; the offending input is echoed as text (NaN and infinity are not JSON)."""
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", ""),
+                   **({"input": repr(e["input"])[:200]} if "input" in e else {})} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_middleware(Guard, settings=settings, metrics=metrics, models=set(models))
+
+    async def run_batch(name: str, records: list[dict]) -> list[dict]:
+        try:
+            return await asyncio.wait_for(batchers[name].submit(records), settings.timeout_s)
+        except QueueFull as exc:
+            raise HTTPException(503, f"{exc}; retry shortly", headers={"Retry-After": "1"}) from None
+        except TimeoutError:
+            raise HTTPException(504, f"prediction took longer than {settings.timeout_s} s") from None
+        except ValueError as exc:  # the preprocessor refused a value of this request's rows
+            raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
+
+    class GenerateRequest(BaseModel):
+        prompt: str = Field(min_length=1)
+        max_new_tokens: int = Field(64, ge=1, le=settings.max_new_tokens)
+        temperature: float = Field(0.0, ge=0.0, le=5.0)
+        top_p: float = Field(1.0, gt=0.0, le=1.0)
+        seed: int = 0
+        stream: bool = False
+        """Answer as Server-Sent Events: `data: {"text": piece}` as the response grows, then `data: {"done": ...}`."""
+
+    def routes_for(name: str):
+        pred = models[name]
+        if pred.task == "causal_lm":
+            async def generate(req: GenerateRequest):
+                kw = {"max_new_tokens": req.max_new_tokens, "temperature": req.temperature, "top_p": req.top_p,
+                      "seed": req.seed}
+                try:
+                    pred._prompt_ids([req.prompt])
+                except ValueError as exc:
+                    raise HTTPException(422, [{"loc": ["body", "prompt"], "msg": str(exc), "type": "value_error"}]) from None
+                loop = asyncio.get_running_loop()
+                if not req.stream:
+                    async with generators[name]:  # one generation at a time per model: it uses every core
+                        text = await asyncio.wait_for(loop.run_in_executor(None, lambda: pred.generate(req.prompt, **kw)[0]),
+                                                      settings.timeout_s)
+                    return {"model": name, "version": pred.run.path.name, "text": text}
+                pieces: asyncio.Queue = asyncio.Queue()
+
+                def work() -> None:
+                    try:
+                        pred.generate_stream(req.prompt, lambda t: loop.call_soon_threadsafe(pieces.put_nowait, t), **kw)
+                    finally:
+                        loop.call_soon_threadsafe(pieces.put_nowait, None)
+
+                async def events():
+                    async with generators[name]:
+                        job = loop.run_in_executor(None, work)
+                        parts = []
+                        while (piece := await pieces.get()) is not None:
+                            parts.append(piece)
+                            yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
+                        await job
+                        yield f"data: {json.dumps({'done': True, 'text': ''.join(parts)}, ensure_ascii=False)}\n\n"
+
+                return StreamingResponse(events(), media_type="text/event-stream")
+
+            return {"generate": generate}
+
+        takes_text = any(k == "text" for k in _input_columns(pred).values())
+        record = _record_model(name, pred)
+        item = record | str if takes_text else record
+        Rows = Annotated[list[item], Body(min_length=1, description=f"Rows to predict with {name}; "  # noqa: N806
+                                                "plain strings for a single-text model")]
+
+        async def predict(rows: Rows) -> dict:
+            if len(rows) > settings.max_rows:
+                raise HTTPException(413, f"{len(rows)} rows; the limit per request is {settings.max_rows}")
+            return {"model": name, "version": pred.run.path.name, "predictions": await run_batch(name, _rows(rows, pred))}
+
+        predict.__annotations__ = {"rows": Rows, "return": dict}  # FastAPI must see the per-model body type itself
+        out = {"predict": predict}
+        inputs = _input_columns(pred)
+        if list(inputs.values()) == ["image"]:  # an image-only model also takes multipart uploads
+            column = next(iter(inputs))
+
+            async def upload(files: list[UploadFile]) -> dict:
+                if len(files) > settings.max_rows:
+                    raise HTTPException(413, f"{len(files)} files; the limit per request is {settings.max_rows}")
+                records = [{column: await f.read()} for f in files]
+                return {"model": name, "version": pred.run.path.name, "predictions": await run_batch(name, records)}
+
+            out["upload"] = upload
+        return out
+
+    def add_routes(prefix: str, name: str, label: str) -> None:
+        routes = routes_for(name)
+        if "generate" in routes:
+            app.post(f"{prefix}/generate", summary=f"Generate with {label}")(routes["generate"])
+        if "predict" in routes:
+            app.post(f"{prefix}/predict", summary=f"Predict with {label}")(routes["predict"])
+        if "upload" in routes:
+            app.post(f"{prefix}/predict/upload", summary=f"Predict uploaded image files with {label}")(routes["upload"])
+
+    def info_for(name: str):
+        async def info() -> dict:
+            return _model_info(name, models[name])
+        return info
+
+    for name in models:
+        add_routes(f"/v1/models/{name}", name, name)
+        app.get(f"/v1/models/{name}", summary=f"About {name}")(info_for(name))
+    add_routes("/v1", default, f"the default model ({default})")
+
+    @app.get("/v1/model", summary="About the default model")
+    async def default_info() -> dict:
+        return _model_info(default, models[default])
+
+    @app.get("/v1/models", summary="Served models")
+    async def listing() -> dict:
+        return {"models": list(models), "default": default}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        if not state["ready"]:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return {"status": "ready", "models": list(models)}
+
+    @app.get("/metrics")
+    async def prom() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
