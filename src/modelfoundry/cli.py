@@ -308,6 +308,7 @@ def cmd_crawl(args) -> int:
         raise ValueError(f"foundry data crawl: -o must name the corpus file, ending in .jsonl (got {args.output_dir!r})")
     opts = CrawlOptions(max_pages=args.max_pages, max_depth=args.max_depth, delay=args.delay,
                         same_domain=not args.any_domain, min_chars=args.min_chars, languages=args.language or [],
+                        allow_private=args.allow_private,
                         **({"user_agent": args.user_agent} if args.user_agent else {}))
     summary = crawl(args.source, args.output_dir, opts)
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "none"
@@ -475,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-chars", type=int, default=200, help="drop pages with less text after boilerplate removal")
     g.add_argument("--language", action="append", help="keep only this language (ISO 639-1, e.g. en; repeatable)")
     g.add_argument("--any-domain", action="store_true", help="follow links to other hosts too")
+    g.add_argument("--allow-private", action="store_true", help="fetch hosts other than the start URL's that resolve "
+                   "to private, loopback or link-local addresses (an intranet crawl); refused by default")
     g.add_argument("--user-agent", help="the User-Agent sent and matched against robots.txt")
     _add_set(p)
     p.set_defaults(fn=cmd_data)

@@ -55,6 +55,8 @@ class Site:
                     self.end_headers()
                     return
                 body = outer.pages.get(path)
+                if callable(body):  # a page that behaves: a redirect, a dripping server
+                    return body(self)
                 if body is None:
                     self.send_response(404)
                     self.end_headers()
@@ -202,3 +204,90 @@ def test_the_cli_crawls(tmp_path, served, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out) and "pages written" in captured.err
     assert {r["url"].removeprefix(s.url.rstrip("/")) for r in _records(out)} == {"/", "/a", "/b"}
+
+
+def redirect(location: str):
+    def answer(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return answer
+
+
+@pytest.fixture
+def no_outside_connections(monkeypatch):
+    """Connections to anything but 127.0.0.0/8 fail the test instead of leaving this machine."""
+    real = socket.create_connection
+    tried = []
+
+    def guarded(address, *a, **kw):
+        if not str(address[0]).startswith("127."):
+            tried.append(address)
+            raise AssertionError(f"the crawler tried to connect to {address}")
+        return real(address, *a, **kw)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    return tried
+
+
+@pytest.mark.parametrize("any_domain", [False, True])
+def test_redirects_to_other_local_ports_and_metadata_addresses_are_refused(tmp_path, served, no_outside_connections,
+                                                                         any_domain):
+    other = served({"/": page("Other", PARA * 3 + " Internal admin page.", [])})
+    pages = site()
+    port = other.url.split(":")[-1].rstrip("/")
+    pages["/a"] = redirect(f"http://127.0.0.1:{port}/")  # another service on this machine
+    pages["/b"] = redirect("http://169.254.169.254/latest/meta-data/")  # the cloud metadata address
+    pages["/dup"] = redirect(f"http://localhost:{port}/")  # a name that resolves to loopback
+    pages["/short"] = redirect("ftp://127.0.0.1/x")
+    s = served(pages)
+    summary = crawl(s.url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, same_domain=not any_domain),
+                    log=lambda m: None)
+    assert other.hits == [] and no_outside_connections == []  # decided before any connection was opened
+    reasons = summary["skipped"]
+    if any_domain:
+        assert reasons.get("private_address", 0) >= 3, reasons
+    else:
+        assert reasons.get("redirected_away", 0) >= 3, reasons
+    assert "Internal admin page" not in (tmp_path / "c.jsonl").read_text()
+
+
+def test_allow_private_follows_a_redirect_to_another_local_port(tmp_path, served):
+    other = served({"/": page("Other", PARA * 3 + " Internal admin page.", [])})
+    pages = site()
+    pages["/a"] = redirect(other.url)
+    s = served(pages)
+    crawl(s.url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, same_domain=False, allow_private=True,
+                                                    max_depth=1), log=lambda m: None)
+    assert "/" in other.paths() and "Internal admin page" in (tmp_path / "c.jsonl").read_text()
+
+
+def test_a_dripping_server_is_cut_at_the_page_deadline(tmp_path, served):
+    def drip(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html")
+        handler.end_headers()
+        try:
+            for _ in range(40):  # 1 byte every 0.2 s: 8 s in all, each read well inside the read timeout
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    pages = site()
+    pages["/b"] = drip
+    s = served(pages)
+    started = time.monotonic()
+    summary = crawl(s.url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, page_deadline=1.0, timeout=5),
+                    log=lambda m: None)
+    assert time.monotonic() - started < 6
+    assert summary["skipped"].get("unreachable") == 1 and summary["written"] >= 3
+
+
+def test_a_huge_crawl_delay_is_capped(tmp_path, served):
+    s = served(site("User-agent: *\nCrawl-delay: 3600\n"))
+    summary = crawl(s.url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, max_pages=2, max_crawl_delay=0.2),
+                    log=lambda m: None)
+    assert summary["written"] == 2 and any("capped at 0.2 s" in n for n in summary["robots_notes"])

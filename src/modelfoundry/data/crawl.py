@@ -3,8 +3,13 @@
 - robots.txt is obeyed for our user agent (fetched once per host; a missing one allows everything, one that
   cannot be read because the server fails disallows everything, as Google's crawler does), and its
   Crawl-delay raises the per-host delay.
-- One request per host at a time, at least `delay` seconds apart; same host only unless told otherwise;
-  pages beyond `max_depth` links from the start are not fetched.
+- One request per host at a time, at least `delay` seconds apart (Crawl-delay capped at `max_crawl_delay`); same
+  host only unless told otherwise; pages beyond `max_depth` links from the start are not fetched.
+- It stays where it should: redirects are followed by hand, and every hop is checked again (http(s) only, same
+  site, robots.txt). Every host but the start URL's own is resolved first and refused when it is private,
+  loopback, link-local (cloud metadata: 169.254.169.254), multicast or reserved, unless `allow_private`; the
+  connection goes to the address that was checked (no second lookup to rebind). A page has a total deadline, so a
+  server dripping bytes cannot stall the crawl, and a size cap.
 - URLs are normalised (scheme and host lowercased, default port, fragment, tracking parameters and
   parameter order removed) before de-duplication; pages whose extracted text repeats an earlier page's are
   skipped too.
@@ -18,13 +23,16 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import ipaddress
 import json
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 import urllib.error
-import urllib.request
 import urllib.robotparser
 from collections import deque
 from dataclasses import dataclass, field
@@ -58,7 +66,16 @@ class CrawlOptions:
     """ISO 639-1 codes to keep (py3langid on the extracted text); empty = any language."""
     user_agent: str = DEFAULT_AGENT
     timeout: float = 15.0
+    """Seconds to connect, and the most one read may wait."""
+    page_deadline: float = 30.0
+    """Seconds one page may take from connecting to its last byte (a dripping server is cut here)."""
     max_bytes: int = 5_000_000
+    max_crawl_delay: float = 30.0
+    """robots.txt's Crawl-delay is obeyed up to this many seconds."""
+    max_redirects: int = 5
+    allow_private: bool = False
+    """Fetch hosts other than the start URL's that resolve to private, loopback or link-local addresses (an
+    intranet crawl). The start URL's own host is always allowed: you chose it."""
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -84,11 +101,46 @@ def _same_site(a: str, b: str) -> bool:
     return strip(_host(a)) == strip(_host(b))
 
 
-class _Fetcher:
-    """HTTP GETs with our user agent, a timeout, a size cap and a per-host minimum interval."""
+class Refused(Exception):
+    """A URL the crawler will not fetch (scheme, address, site or robots); the message is the skip reason."""
 
-    def __init__(self, opts: CrawlOptions):
+
+def _blocked(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast or addr.is_reserved
+            or addr.is_unspecified)
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """Connects to the address that was checked, not to whatever a second DNS lookup answers."""
+
+    def __init__(self, host: str, port: int, ip: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.ip = ip
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.ip, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, ip: str, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.ip = ip
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.ip, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Fetcher:
+    """HTTP GETs with our user agent, a timeout, a total deadline, a size cap and a per-host minimum interval;
+    redirects followed by hand, each hop checked (`check`) before anything connects to it."""
+
+    def __init__(self, opts: CrawlOptions, start: str):
         self.opts = opts
+        self.start_netloc = _host(start)
         self.last: dict[str, float] = {}
         self.delays: dict[str, float] = {}
 
@@ -98,18 +150,65 @@ class _Fetcher:
         if since < gap:
             time.sleep(gap - since)
 
-    def get(self, url: str) -> tuple[int, str, str, bytes]:
-        """(status, final url, content type, body); HTTP errors come back as their status, not raised."""
-        host = _host(url)
-        self.wait(host)
-        req = urllib.request.Request(url, headers={"User-Agent": self.opts.user_agent, "Accept": "text/html,*/*;q=0.1"})
+    def address(self, url: str) -> str:
+        """The IP to connect to for `url`, resolved and checked; raises Refused."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Refused("not_http")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            with urllib.request.urlopen(req, timeout=self.opts.timeout) as resp:
-                body = resp.read(self.opts.max_bytes + 1)
-                return resp.status, resp.geturl(), resp.headers.get("Content-Type", ""), body
-        except urllib.error.HTTPError as exc:
-            return exc.code, url, exc.headers.get("Content-Type", "") if exc.headers else "", b""
+            infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise urllib.error.URLError(exc) from None
+        ips = [info[4][0] for info in infos]
+        if parts.netloc != self.start_netloc and not self.opts.allow_private and any(_blocked(ip) for ip in ips):
+            raise Refused("private_address")
+        return ips[0]
+
+    def get(self, url: str, check=None) -> tuple[int, str, str, bytes]:
+        """(status, final url, content type, body); HTTP errors come back as their status, not raised. check(url)
+        is called on every redirect hop before it is fetched and raises Refused to stop there."""
+        for _ in range(self.opts.max_redirects + 1):
+            status, ctype, body, location = self._get_one(url)
+            if status in (301, 302, 303, 307, 308) and location:
+                nxt = normalize_url(location, url)
+                if nxt is None:
+                    raise Refused("redirected_away")
+                if check is not None:
+                    check(nxt)
+                url = nxt
+                continue
+            return status, url, ctype, body
+        raise Refused("too_many_redirects")
+
+    def _get_one(self, url: str) -> tuple[int, str, bytes, str | None]:
+        parts = urlsplit(url)
+        ip = self.address(url)
+        host = parts.netloc
+        self.wait(host)
+        started = time.monotonic()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        conn = (_PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP)(parts.hostname, port, ip, self.opts.timeout)
+        try:
+            conn.request("GET", urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                         headers={"User-Agent": self.opts.user_agent, "Accept": "text/html,*/*;q=0.1"})
+            sock = conn.sock  # http.client lets go of it once the response is read to its end
+            resp = conn.getresponse()
+            body = bytearray()
+            while len(body) <= self.opts.max_bytes:
+                left = self.opts.page_deadline - (time.monotonic() - started)
+                if left <= 0:
+                    raise TimeoutError(f"no complete page within {self.opts.page_deadline} s")
+                sock.settimeout(min(self.opts.timeout, left))
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                body += chunk
+            return resp.status, resp.headers.get("Content-Type", ""), bytes(body), resp.headers.get("Location")
+        except (http.client.HTTPException, ssl.SSLError) as exc:
+            raise urllib.error.URLError(exc) from None
         finally:
+            conn.close()
             self.last[host] = time.monotonic()
 
 
@@ -126,6 +225,9 @@ class _Robots:
             rp = urllib.robotparser.RobotFileParser(key + "/robots.txt")
             try:
                 status, _, _, body = self.fetcher.get(key + "/robots.txt")
+            except Refused as exc:
+                status, body = 0, b""
+                self.notes[key] = f"robots.txt refused ({exc}): nothing on this host is fetched"
             except (urllib.error.URLError, OSError) as exc:
                 status, body = 0, b""
                 self.notes[key] = f"robots.txt unreachable ({exc}): nothing on this host is fetched"
@@ -138,7 +240,10 @@ class _Robots:
                 self.notes.setdefault(key, f"robots.txt answered {status}: nothing on this host is fetched")
             delay = rp.crawl_delay(self.agent)
             if delay:
-                self.fetcher.delays[parts.netloc] = max(float(delay), self.fetcher.opts.delay)
+                cap = self.fetcher.opts.max_crawl_delay
+                if float(delay) > cap:
+                    self.notes.setdefault(key + "#delay", f"{key} asks a Crawl-delay of {delay} s; capped at {cap} s")
+                self.fetcher.delays[parts.netloc] = max(min(float(delay), cap), self.fetcher.opts.delay)
             self.parsers[key] = rp
         return self.parsers[key]
 
@@ -211,8 +316,17 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
     if out.stat().st_size != state["out_bytes"]:  # a write the state never recorded: drop it
         with open(out, "r+b") as fh:
             fh.truncate(state["out_bytes"])
-    fetcher = _Fetcher(opts)
+    fetcher = _Fetcher(opts, start)
     robots = _Robots(fetcher, opts.user_agent)
+
+    def check_hop(url: str) -> None:
+        """A redirect's next hop: the same site (unless any domain), allowed by robots.txt; its address is checked
+        by the fetcher before it connects."""
+        if opts.same_domain and not _same_site(url, start):
+            raise Refused("redirected_away")
+        fetcher.address(url)
+        if not robots.allowed(url):
+            raise Refused("robots_disallowed")
     frontier = deque(tuple(x) for x in state["frontier"])
     seen, hashes = set(state["seen"]), set(state["hashes"])
     skipped: dict[str, int] = state["skipped"]
@@ -242,7 +356,11 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
                 skip("robots_disallowed")
                 continue
             try:
-                status, final, ctype, body = fetcher.get(url)
+                status, final, ctype, body = fetcher.get(url, check_hop)
+            except Refused as exc:
+                log(f"  {url}: not fetched ({exc})")
+                skip(str(exc))
+                status = None
             except (urllib.error.URLError, OSError) as exc:
                 if state["fetched"] == 0:
                     raise CrawlError(f"crawl start URL {url}: cannot reach the host ({exc})") from None
