@@ -170,3 +170,25 @@ def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
         res = subprocess.run([foundry, "config", "validate", str(table_config)], capture_output=True, text=True,
                              env=env)
         assert res.returncode == 0 and "valid" in res.stdout
+
+
+def test_a_missing_extra_is_named_with_its_install_command(tmp_path, table_config, capsys, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_uvicorn(name, *a, **kw):
+        if name.split(".")[0] == "uvicorn":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *a, **kw)
+
+    code, out, err = run_cli(capsys, "train", table_config, "--set", "train.epochs=1")
+    monkeypatch.setattr(builtins, "__import__", no_uvicorn)
+    code, _, err = run_cli(capsys, "serve", out.strip().splitlines()[-1])
+    assert code == 2 and "needs the serve extra (missing module 'uvicorn'): pip install 'modelfoundry[serve]'" in err
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    from modelfoundry.cli import EXTRAS
+
+    assert set(EXTRAS.values()) <= set(extras) and "all" in extras

@@ -62,6 +62,17 @@ def _summary(run_path: Path) -> None:
         print("  cv: " + "  ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in metrics["cv"].items()), file=sys.stderr)
 
 
+EXTRAS = {"onnx": "compress", "onnxruntime": "compress", "onnxscript": "compress", "trafilatura": "crawl",
+          "py3langid": "crawl", "lxml": "crawl", "lxml_html_clean": "crawl", "fastapi": "serve", "uvicorn": "serve",
+          "prometheus_client": "serve", "multipart": "serve", "python_multipart": "serve", "mlflow": "mlflow",
+          "psycopg": "postgres", "sqlalchemy": "postgres"}
+
+
+def missing_extra(module: str) -> str | None:
+    """The extra (pyproject's optional-dependencies) that installs `module`, or None if it is not an optional one."""
+    return EXTRAS.get(module.split(".")[0])
+
+
 def _add_raw_csv(p) -> None:
     p.add_argument("--raw-csv", action="store_true",
                    help="write text cells as they are; by default one starting with = + - @ gets a leading ' so that "
@@ -511,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # ConfigError and DataError are ValueErrors; importing them
         # here would load the data stack (torch, pandas, scikit-learn) before the verb that may not need it
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as exc:  # an optional dependency: name the extra that brings it
+        extra = missing_extra(exc.name or "")
+        if extra is None:
+            raise
+        print(f"error: this needs the {extra} extra (missing module {exc.name!r}): pip install 'modelfoundry[{extra}]'",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -347,3 +347,24 @@ def test_evaluating_on_labels_the_model_never_saw_is_refused(tmp_path, tiny_bert
     assert main(["evaluate", str(run.path), str(tmp_path / "new.csv")]) == 2
     err = capsys.readouterr().err
     assert "label 'crypto_refund' (data row 4) was never seen in training" in err and "the model knows 4" in err
+
+
+def test_minilm_is_checked_against_its_pinned_sha256(tmp_path, monkeypatch):
+    import shutil
+
+    from modelfoundry.models import pretrained
+
+    folder = pretrained.resolve_model_path("minilm")
+    assert (folder / "model.safetensors").is_file()
+    copy = tmp_path / "minilm"
+    copy.mkdir()
+    for name in pretrained.MINILM_SHA256:
+        shutil.copy(folder / name, copy / name)
+    monkeypatch.setenv("FOUNDRY_MINILM_PATH", str(copy))
+    assert pretrained.resolve_model_path("minilm") == copy  # a verified local copy is used instead
+    data = bytearray((copy / "config.json").read_bytes())
+    data[10] ^= 1  # one flipped bit
+    (copy / "config.json").write_bytes(bytes(data))
+    pretrained._verified.clear()
+    with pytest.raises(ValueError, match=r"minilm/config\.json has sha256 .* not all-MiniLM-L6-v2's"):
+        pretrained.resolve_model_path("minilm")
