@@ -160,3 +160,19 @@ def test_a_rows_answer_does_not_depend_on_its_batch_mates_types(tmp_path):
         assert mixed["prob_yes"][0] == alone["prob_yes"][0], mates
     assert pred.predict([{"grade": "1", "x": 0.0}])["prob_yes"][0] == alone["prob_yes"][0]  # JSON text "1"
     assert alone["prediction"][0] == "yes"
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_at_load(tmp_path):
+    from modelfoundry.runs import Run
+
+    from .conftest import tabular_frame
+
+    run = train(load_config(tiny_config(tmp_path, {"target": "label"}, train={"epochs": 1})), frame=tabular_frame())
+    files = Run.open(run.path).manifest()["files"]
+    assert "model/weights.safetensors" in files and "model/preprocessor.json" in files
+    weights = run.path / "model" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"weights\.safetensors: sha256 .* differs from .* recorded when the run completed"):
+        Predictor.load(run.path)

@@ -26,6 +26,7 @@ def test_a_run_logs_params_epochs_test_metrics_report_and_registers_its_model(tm
     (r,) = client.search_runs([exp.experiment_id])
     assert r.info.status == "FINISHED" and r.data.tags["foundry.run_dir"] == str(run.path)
     assert r.data.params["train.lr"] == "0.01" and r.data.params["model.type"] == "mlp"
+    assert not [k for k in r.data.params if k.startswith(("track.", "tune."))]  # a tracking URL may hold a password
     assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1, 2, 3]
     assert 0 <= r.data.metrics["test_accuracy"] <= 1
     names = {a.path for a in client.list_artifacts(r.info.run_id)}

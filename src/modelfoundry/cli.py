@@ -109,8 +109,10 @@ def cmd_predict(args) -> int:
 
 def cmd_tune(args) -> int:
     from .config import load_config
-    from .tune import tune, work
+    from .tune import STORAGE_ENV, tune, work
 
+    if args.storage is None and os.environ.get(STORAGE_ENV):
+        args.storage = os.environ[STORAGE_ENV]  # a URL with a password stays out of argv
     cfg = load_config(args.config, args.overrides)
     if cfg.tune is None:
         raise ValueError(f"{args.config}: no `tune` section; add one (see docs/config.md, section tune)")
@@ -400,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--trials", type=int, help="trials in the study (default: tune.trials)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine sharing the study")
-    p.add_argument("--storage", help="a journal file path, or an RDB URL (postgresql://user:pass@host/db) shared by machines")
+    p.add_argument("--storage", help="a journal file path, or an RDB URL (postgresql://user:pass@host/db) shared by "
+                   "machines; FOUNDRY_TUNE_STORAGE is read when this is not given (keeps a password out of `ps`)")
     p.add_argument("--study", help="study name (default: the config's name); the same name resumes it")
     p.add_argument("--refit", action="store_true", help="train the best config on train+val, evaluate on test")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -35,6 +35,7 @@ class Predictor:
                              + (f" ({error})" if error else "") + "; "
                              + ("start a new run, or fix the cause and resume it: " if run.status == "failed"
                                 else "finish it first: ") + f"`foundry train --resume {run.path}`")
+        run.verify_files()  # a flipped byte in the weights is refused here, naming the file
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be one of auto, torch, onnx, got {backend!r}")
         onnx_file, weights = run.model_dir / "model.onnx", run.model_dir / "weights.safetensors"

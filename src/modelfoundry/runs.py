@@ -105,7 +105,31 @@ def save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None 
             out[k] = v.clone() if v.numel() and v.data_ptr() in seen else v
             seen.add(v.data_ptr())
         save_file(out, tmp, metadata=metadata)
+        _fsync_file(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_file(path: str | Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy a file so that `dst` is either absent (or its old self) or the whole copy, never a part."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, dst)
+        fsync_dir(dst.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -164,10 +188,41 @@ class Run:
     # -- creation and status
     @classmethod
     def create(cls, output_dir: Path, name: str) -> Run:
+        """A new, empty run directory `<output_dir>/<name>/<UTC time>-<random>`; a name taken by a run started in the
+        same second (tune workers, a loop) is drawn again."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        path = Path(output_dir) / name / f"{stamp}-{secrets.token_hex(2)}"
-        path.mkdir(parents=True, exist_ok=False)
-        return cls(path)
+        for _ in range(20):
+            path = Path(output_dir) / name / f"{stamp}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"{Path(output_dir) / name}: no free run id after 20 tries")
+
+    def lock(self) -> RunLock:
+        """Hold this run for writing (an OS lock on `.lock`, released when the process ends, however it ends);
+        a second process is refused with the holder's PID."""
+        return RunLock(self.path)
+
+    def record_files(self) -> dict[str, str]:
+        """sha256 of every file under model/, recorded in the manifest for `verify_files`."""
+        files = {str(f.relative_to(self.path)): sha256_file(f) for f in sorted(self.model_dir.rglob("*"))
+                 if f.is_file() and not f.name.startswith(".")}
+        self.update_manifest(files=files)
+        return files
+
+    def verify_files(self) -> None:
+        """Refuse a model file whose bytes differ from the sha256 the manifest recorded when the run completed (a
+        flipped byte, a truncated copy, a file swapped by hand), naming it. Runs from before the record pass."""
+        for rel, want in (self.manifest().get("files") or {}).items():
+            f = self.path / rel
+            if not f.is_file():
+                raise ValueError(f"{f}: missing; the run recorded it when it completed (copy the whole run directory)")
+            got = sha256_file(f)
+            if got != want:
+                raise ValueError(f"{f}: sha256 {got[:16]}... differs from the {want[:16]}... recorded when the run "
+                                 "completed: the file is corrupt or was changed; refusing to load it")
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -208,6 +263,8 @@ class Run:
         )
 
     def finish(self, status: str, **fields: Any) -> None:
+        if status == "complete" and self.model_dir.is_dir():
+            self.record_files()
         self.update_manifest(status=status, finished=_now(), **fields)
 
     @property
@@ -236,6 +293,42 @@ class Run:
     def truncate_history(self, epochs: int) -> None:
         kept = [h for h in self.history() if h.get("epoch", 0) <= epochs]
         atomic_write_text(self.path / "history.jsonl", "".join(json.dumps(h) + "\n" for h in kept))
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a writing process (fcntl.flock on `.lock`, which the OS
+    drops when the process dies, so a killed run can be resumed at once)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            self.fd = None
+            raise ValueError(f"{self.path.parent}: another process (PID {holder}) is writing this run; wait for it "
+                             "to finish or stop it first") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class Timer:

@@ -49,7 +49,10 @@ class Tracker:
         if os.environ.get(PARENT_ENV):
             tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
         self.run = self.mlflow.start_run(run_name=run_dir.name, tags=tags)
-        params = {k: str(v)[:500] for k, v in flatten(config_to_dict(cfg)).items() if k not in ("tune", "track")}
+        # tracking and study settings (a server URL with its password) never become params: by prefix, since flatten's
+        # keys are dotted (`track.uri`), which a plain `not in ("tune", "track")` never matched
+        params = {k: str(v)[:500] for k, v in flatten(config_to_dict(cfg)).items()
+                  if k.split(".")[0] not in ("tune", "track")}
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
             self.mlflow.log_params(dict(items[i: i + 100]))

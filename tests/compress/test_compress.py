@@ -105,10 +105,14 @@ def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(t
     assert not [n for n in summary["notes"] if "batched with it" in n]
 
 
-def test_bf16_and_magnitude_pruning_stay_torch_runs(table):
+def test_bf16_and_magnitude_pruning_stay_torch_runs(table, capsys, monkeypatch):
+    import re
+
     d, source = table
+    monkeypatch.setenv("FOUNDRY_PROGRESS", "1")
     run, summary = _variant(source, quantize="bf16", onnx=False,
                             prune={"method": "magnitude", "amount": 0.5, "finetune_epochs": 1, "finetune_lr": 0.01})
+    assert re.search(r"compress: +\d+ *stage", capsys.readouterr().err)  # progress through the stages
     assert run.path.parent.name == "churn-sparse50-bf16" and summary["backend"] == "torch"
     assert summary["prune"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert summary["prune"]["after_finetune"]["sparsity"] == pytest.approx(0.5, abs=0.01)  # zeros kept after tuning

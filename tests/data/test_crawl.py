@@ -291,3 +291,11 @@ def test_a_huge_crawl_delay_is_capped(tmp_path, served):
     summary = crawl(s.url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, max_pages=2, max_crawl_delay=0.2),
                     log=lambda m: None)
     assert summary["written"] == 2 and any("capped at 0.2 s" in n for n in summary["robots_notes"])
+
+
+def test_a_crawl_shows_progress_when_asked(tmp_path, served, capsys, monkeypatch):
+    import re
+
+    monkeypatch.setenv("FOUNDRY_PROGRESS", "1")
+    crawl(served(site()).url, tmp_path / "c.jsonl", CrawlOptions(delay=0, min_chars=50, max_pages=3), log=lambda m: None)
+    assert re.search(r"crawl: +\d+%\|", capsys.readouterr().err)

@@ -2,6 +2,7 @@
 slow test on the embedded MiniLM."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -120,7 +121,7 @@ def test_ia3_and_adalora(tmp_path, tiny_bert):
     assert len(Predictor.load(run.path).predict(["where is my card"])) == 1
 
 
-def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
+def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert, capsys, monkeypatch):
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -132,8 +133,10 @@ def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert):
     run = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "lora"}, epochs=2)
     pred = Predictor.load(run.path)
     texts = ["my card has not arrived", "how do I link my card"]
+    monkeypatch.setenv("FOUNDRY_PROGRESS", "1")
     expected = pred.predict_raw(texts)[1]
     out = export_merged(run.path, tmp_path / "merged")
+    assert re.search(r"export: +\d+%\|", capsys.readouterr().err)  # progress, asked for
     assert (out / "config.json").exists() and (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     merged = AutoModel.from_pretrained(out).eval()  # a plain HF model: no PEFT needed
     enc = pred.preprocessor.transform(pd.DataFrame({"text": texts})).features

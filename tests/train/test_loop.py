@@ -72,8 +72,10 @@ def test_without_validation_the_lowest_train_loss_is_kept():
 
 
 def test_unknown_early_stopping_metric_lists_the_available_ones():
-    cfg = TrainConfig(epochs=1, precision="fp32", early_stopping=EarlyStopping(metric="val_f2"))
-    with pytest.raises(ValueError, match="'val_f2' is not reported; available: .*val_f1_macro"):
+    with pytest.raises(ValueError, match="'val_f2' is not a metric runs report"):  # no such metric: at validation
+        EarlyStopping(metric="val_f2")
+    cfg = TrainConfig(epochs=1, precision="fp32", early_stopping=EarlyStopping(metric="val_rmse"))
+    with pytest.raises(ValueError, match="'val_rmse' is not reported; available: .*val_f1_macro"):  # not this task's
         run_fit(cfg, val=data(32, 1))
 
 

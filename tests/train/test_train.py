@@ -217,3 +217,35 @@ def test_resume_refuses_data_that_changed_and_the_run_stays_resumable(tmp_path):
     assert Run.open(run_dir).status == "interrupted"
     path.write_bytes(original)
     assert train(None, resume=run_dir).status == "complete"
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, table_config):
+    import subprocess
+    import sys
+    import time
+
+    from modelfoundry.runs import Run
+
+    from ..conftest import cli_env
+
+    p = subprocess.Popen([sys.executable, "-m", "modelfoundry.cli", "train", str(table_config), "--set",
+                          "train.epochs=400", "--set", "train.early_stopping=null"], env=cli_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        manifests = []
+        while time.time() < deadline and not manifests:
+            manifests = [m for m in (tmp_path / "runs").glob("*/*/manifest.json")]
+            time.sleep(0.2)
+        assert manifests, "the training process never started its run"
+        run = Run.open(manifests[0].parent)
+        with pytest.raises(ValueError, match=f"another process \\(PID {p.pid}\\) is writing this run"):
+            train(None, resume=run.path)
+        assert p.poll() is None  # the first process is untouched and still training
+    finally:
+        p.kill()
+        p.wait(timeout=60)
+    assert Run.open(run.path).status == "running"  # killed mid-run: the OS dropped its lock
+    resumed = train(None, resume=run.path)
+    assert resumed.status == "complete"

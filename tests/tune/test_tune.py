@@ -99,9 +99,13 @@ def test_two_workers_share_one_study_and_a_grid_is_covered_once(tmp_path, table_
     raw = _cfg(tmp_path, table_csv, space, sampler="grid", trials=6)
     raw["train"]["epochs"] = 40  # trials long enough that the second process joins before the first is done
     path = write_yaml(tmp_path / "tune.yaml", raw)
-    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "tune", str(path), "--workers", "2"],
-                          env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    journal = tmp_path / "elsewhere" / "shared-study.log"  # reaches the second worker by the environment, not argv
+    journal.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "tune", str(path), "--workers", "2",
+                           "--storage", str(journal)], env=cli_env(), capture_output=True, text=True, cwd=tmp_path,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
+    assert journal.stat().st_size > 0
     board = _trials(tmp_path / proc.stdout.strip().splitlines()[-1])
     assert sorted(board["trial"]) == list(range(6)) and set(board["state"]) == {"complete"}
     assert board["pid"].nunique() == 2  # both workers ran trials
@@ -141,8 +145,10 @@ def test_bad_tune_input(tmp_path, table_csv):
         load_config(_cfg(tmp_path, table_csv, space={"train.lr": {"log_uniform": [0, 0.1]}}))
     with pytest.raises(ConfigError, match="grid search needs choice or stepped ranges"):
         load_config(_cfg(tmp_path, table_csv, space={"train.lr": {"uniform": [0.01, 0.1]}}, sampler="grid"))
-    with pytest.raises(ValueError, match="'val_f3' is not reported by this run; it reports: .*val_accuracy"):
-        tune(load_config(_cfg(tmp_path, table_csv, metric="val_f3", trials=1)))
+    with pytest.raises(ConfigError, match="tune.metric: 'val_f3' is not a metric runs report"):
+        load_config(_cfg(tmp_path, table_csv, metric="val_f3", trials=1))
+    with pytest.raises(ValueError, match="'val_rmse' is not reported by this run; it reports: .*val_accuracy"):
+        tune(load_config(_cfg(tmp_path, table_csv, metric="val_rmse", trials=1)))
     with pytest.raises(ValueError, match=r"cannot open the study storage") as err:
         tune(load_config(_cfg(tmp_path, table_csv, trials=1)), storage="postgresql://me:s3cret@127.0.0.1:1/nodb")
     assert "s3cret" not in str(err.value) and "***" in str(err.value)

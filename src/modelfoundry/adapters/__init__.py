@@ -66,14 +66,22 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """A plain Hugging Face directory: the encoder with its adapter merged in (config.json, model.safetensors,
     the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head.
     A causal-LM run exports the merged decoder alone."""
+    from ..progress import bar
+
+    pb = bar(2, "export", unit="step")
+    pb.set_postfix_str("loading the run")
     pred = Predictor.load(run_dir, merge=False)
     enc = _encoder(pred)
+    pb.update(1)
+    pb.set_postfix_str("merging and writing")
     if enc.finetune in ("prefix", "prompt"):
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}': its virtual tokens are inputs, not weight changes, "
                          f"so there is nothing to merge; export it with --adapter OUT_DIR instead")
     out = Path(out)
     with _staged(out) as tmp:
         _write_merged(pred, enc, tmp)
+    pb.update(1)
+    pb.close()
     return out
 
 

@@ -20,7 +20,7 @@ from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
 from ..models import save_model, to_bf16
 from ..predictor import Predictor
-from ..runs import Run, Timer, fingerprint, write_json
+from ..runs import Run, Timer, atomic_copy, fingerprint, write_json
 from .measure import main_metric, measure, tensor_bytes, write_report
 
 BATCH_DEPENDENT = 1e-3
@@ -108,6 +108,7 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     name = f"{pred.run.manifest().get('name', cfg.name)}-{variant_name(ccfg)}"
     root = Path(output_dir) if output_dir else pred.run.path.parent.parent
     run = Run.create(root, name)
+    lock = run.lock().acquire()
     out_cfg = load_config({**config_to_dict(cfg), "compress": ccfg.model_dump(mode="json")})
     run.start(config_to_yaml(out_cfg), cfg.train.seed, data_files(cfg))
     try:
@@ -124,6 +125,8 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     except BaseException as exc:
         run.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        lock.release()
     return run
 
 
@@ -144,7 +147,16 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
     def params(m) -> int:
         return sum(p.numel() for p in m.parameters())
 
+    from ..progress import bar
+
+    pb = bar(desc="compress", unit="stage")
     stages = [measure("source", pred.model, data, split, names, tensor_bytes(pred.model), calls, params(pred.model))]
+    pb.update(1)
+
+    def record_stage(stage: dict) -> None:
+        stages.append(stage)
+        pb.set_postfix_str(stage["stage"], refresh=False)
+        pb.update(1)
     model, mcfg = materialize(pred, cfg)
     pre = data.preprocessor
     record: dict = {"notes": []}
@@ -153,14 +165,14 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
 
         model, student_cfg, data, record["distill"] = distill(model, pre, cfg, ccfg.distill, cache)
         mcfg, pre = student_cfg.model, data.preprocessor
-        stages.append(measure("distilled", model, data, split, names, tensor_bytes(model), calls, params(model)))
+        record_stage(measure("distilled", model, data, split, names, tensor_bytes(model), calls, params(model)))
         _log(f"student {stages[-1]['metrics']}")
     if ccfg.prune:
         from .prune import magnitude_prune, structured_prune
 
         p = ccfg.prune
         record["prune"] = structured_prune(model, p.amount) if p.method == "structured" else magnitude_prune(model, p.amount)
-        stages.append(measure(f"{'pruned' if p.method == 'structured' else 'sparse'} {p.amount:g}", model, data, split,
+        record_stage(measure(f"{'pruned' if p.method == 'structured' else 'sparse'} {p.amount:g}", model, data, split,
                               names, tensor_bytes(model), calls, params(model)))
         if p.finetune_epochs:
             lr = p.finetune_lr or cfg.train.lr / 10
@@ -168,7 +180,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
             record["prune"]["finetune"] = _finetune(model, data, cfg, p.finetune_epochs, lr)
             if p.method == "magnitude":  # fine-tuning moves the zeros; prune again so the sparsity holds
                 record["prune"]["after_finetune"] = magnitude_prune(model, p.amount)
-            stages.append(measure(f"{stages[-1]['stage']} + fine-tuned", model, data, split, names,
+            record_stage(measure(f"{stages[-1]['stage']} + fine-tuned", model, data, split, names,
                                   tensor_bytes(model), calls, params(model)))
     sparsity = record.get("prune", {}).get("sparsity")
     if sparsity:
@@ -178,7 +190,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
     pre.save(run.model_dir)
     if ccfg.quantize == "bf16":
         to_bf16(model)
-        stages.append(measure("bf16", model, data, split, names, tensor_bytes(model), calls, params(model)))
+        record_stage(measure("bf16", model, data, split, names, tensor_bytes(model), calls, params(model)))
     backend = "torch"
     final = model
     if ccfg.onnx:
@@ -198,7 +210,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
                 raise ValueError(f"ONNX parity check failed: outputs differ from torch's by up to {diff:.3g} on "
                                  f"held-out rows (compress.parity_tolerance = {ccfg.parity_tolerance:g})")
             _log(f"ONNX parity: max |diff| {diff:.2e} on {record['onnx']['parity_rows']} rows")
-            stages.append(measure("onnx fp32", onnx_model, data, split, names, fp32.stat().st_size, calls,
+            record_stage(measure("onnx fp32", onnx_model, data, split, names, fp32.stat().st_size, calls,
                                   params(model)))
             target = run.model_dir / "model.onnx"
             if ccfg.quantize in ("int8", "int8-static"):
@@ -211,11 +223,11 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
                     record["quantize"] = int8_static(fp32, q, data.encoded["train"].features, onnx_model.inputs,
                                                      ccfg.calibration_rows)
                 final = OnnxModel(q)
-                stages.append(measure(ccfg.quantize, final, data, split, names, q.stat().st_size, calls,
+                record_stage(measure(ccfg.quantize, final, data, split, names, q.stat().st_size, calls,
                                       params(model)))
-                shutil.copy(q, target)
+                atomic_copy(q, target)
             else:
-                shutil.copy(fp32, target)
+                atomic_copy(fp32, target)
                 final = onnx_model
         save_model(model, mcfg, spec, run.model_dir, weights=False)  # architecture.json: what the graph was made from
         final = OnnxModel(run.model_dir / "model.onnx")
@@ -231,6 +243,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
                 + (". Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
                    "the same request can get other probabilities under other traffic. int8-static's calibrated "
                    "ranges do not depend on the batch" if s["stage"] == "int8" else "") + ".")
+    pb.close()
     result, _, _ = evaluate_data(final, data, names, split, baselines=False)
     result.update(variant=variant_name(ccfg), source=str(pred.run.path), backend=backend)
     write_json(run.path / "metrics.json", result)

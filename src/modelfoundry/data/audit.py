@@ -223,7 +223,13 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     task = infer_task(df[d.target], d.task)
     features = [c for c, k in schema.items() if k != "ignore" and c != d.target]
     text_cols = [c for c in features if schema[c] == "text"]
+    from ..progress import bar
+
+    do_labels = (d.audit.label_issues if with_label_issues is None else with_label_issues) and task == "classification"
+    pb = bar(4 + do_labels + (against is not None), "profile", unit="step")
+    pb.set_postfix_str("statistics")
     report = profile_frame(df, schema, d.target, task)
+    pb.update(1)
     report["schema"] = schema
     report["all_missing_columns"] = [c for c in df.columns if len(df) and df[c].isna().all()]
     split = split_frame(df, d.split, task, d.target, cfg.train.seed, test is not None)
@@ -238,6 +244,8 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     first = {k: i for i, k in reversed(list(enumerate(keys)))}
     report["duplicates"] = {"count": int(dup.sum()), "rows": [
         {**_ident("data", i, df, d.id_column), "duplicate_of": int(first[keys.iloc[i]])} for i in np.flatnonzero(dup)]}
+    pb.set_postfix_str("near duplicates and leakage")
+    pb.update(1)
     # near duplicates within the training split, and leakage: held-out rows that repeat a training row
     near, leaks = [], []
     tr = df.iloc[train]
@@ -265,15 +273,21 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
                 if k in seen:
                     leaks.append({"held_out": _ident(where, pos, frame_h, d.id_column),
                                   "train": _ident("data", seen[k], df, d.id_column), "similarity": 1.0})
+    pb.update(2)
     report["near_duplicates"] = {"count": len(near), "threshold": thr, "rows": near}
     report["leakage"] = {"count": len(leaks), "held_out_rows": len({(p["held_out"]["file"], p["held_out"]["row"]) for p in leaks}),
                          "pairs": leaks}
-    if (d.audit.label_issues if with_label_issues is None else with_label_issues) and task == "classification":
+    if do_labels:
+        pb.set_postfix_str("label errors")
         print(f"profile: looking for label errors in {len(df)} rows ({d.audit.label_folds}-fold)", file=sys.stderr, flush=True)
         found = label_issues(df, features, text_cols, d.target, cfg)
         for it in found.get("issues", []):
             it.update(_ident("data", it["row"], df, d.id_column))
         report["label_issues"] = found
+        pb.update(1)
     if against is not None:
+        pb.set_postfix_str("drift")
         report["drift"] = drift(df, against, schema, d.target)
+        pb.update(1)
+    pb.close()
     return report

@@ -349,6 +349,10 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
             log(f"{note}: nothing crawled")
             frontier.clear()
             skipped["robots_disallowed"] = skipped.get("robots_disallowed", 0) + 1
+    from ..progress import bar
+
+    pb = bar(opts.max_pages, "crawl", unit="page")
+    pb.update(state["written"])
     with open(out, "ab") as fh:
         while frontier and state["written"] < opts.max_pages:
             url, depth = frontier.popleft()
@@ -397,8 +401,10 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
                         os.fsync(fh.fileno())
                         state["out_bytes"] += len(line)
                         state["written"] += 1
+                        pb.update(1)
                         log(f"[{state['written']}/{opts.max_pages}] depth {depth} {final} ({len(text)} chars)")
             save()
+    pb.close()
     save()
     return {"start": start, "written": state["written"], "fetched": state["fetched"], "waiting": len(frontier),
             "skipped": skipped, "output": str(out), "state": str(state_file), "robots_notes": list(robots.notes.values())}

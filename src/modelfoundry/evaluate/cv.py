@@ -15,6 +15,7 @@ from .predict_split import predict_split
 
 
 def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None) -> dict:
+    from ..progress import bar
     from ..train import make_accelerator, train_model
 
     d = cfg.data
@@ -33,14 +34,17 @@ def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None
         splitter = KFold(n_splits=k, shuffle=True, random_state=cfg.train.seed).split(pool)
     names = M.canonical(cfg.evaluate.metrics, task)
     folds = []
+    pb = bar(k, "k-fold", unit="fold")
     for i, (tr, te) in enumerate(splitter):
         data = prepare(cfg, df, fold=(pool[tr], pool[te]))
         accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
         model, result = train_model(cfg, data, None, accelerator)
         scores = predict_split(model, data, "test", names, accelerator)
         folds.append({"fold": i, "rows": int(len(te)), "best_epoch": result.best_epoch, **scores})
+        pb.update(1)
         if progress:
             progress(i, scores)
+    pb.close()
     summary = {}
     for n in names:
         vals = [f[n] for f in folds if f.get(n) is not None]

@@ -116,16 +116,21 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
     `cache_dir`: where text encodings are cached (default: the run's cache/ folder, which a resume reuses).
     `on_epoch(record)` sees every epoch's metrics; an exception with `run_status` (a pruned trial) ends the
     run with that status."""
-    from ..evaluate import evaluate_run
-
     timer = Timer()
+    lock = None
     if resume is not None:
         run = Run.open(resume)
-        cfg = run.config()
-        if run.status == "complete":
-            raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
-        if frame is None:
-            _check_same_data(run, data_files(cfg))  # before anything is written: the run stays resumable
+        lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
+        try:
+            cfg = run.config()
+            if run.status == "complete":
+                raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
+            if frame is None:
+                _check_same_data(run, data_files(cfg))  # before anything is written: the run stays resumable
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
     accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
     main = accelerator.is_main_process
     if resume is None:
@@ -136,6 +141,18 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             run.path.mkdir(parents=True, exist_ok=True)
         else:
             run = Run.create(Path(cfg.output_dir), cfg.name)
+        lock = run.lock().acquire() if main else None
+    try:
+        return _train(cfg, run, accelerator, timer, frame, test_frame, resume, on_epoch, cache_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, resume, on_epoch, cache_dir) -> Run:
+    from ..evaluate import evaluate_run
+
+    main = accelerator.is_main_process
     from ..track import Tracker
 
     tracker = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import shutil
 import sys
 import time
@@ -231,9 +232,9 @@ class Checkpointer:
         self.dir = directory
 
     def save(self, tag: str, epoch: int, model: nn.Module, optimizer=None, schedule=None, state: dict | None = None) -> None:
-        folder = self.dir / f"{tag}-{epoch:04d}"
-        if folder.exists():
-            shutil.rmtree(folder)
+        # a new folder every time: re-saving an epoch (after a resume) used to delete the folder the pointer still
+        # named before the new one existed
+        folder = self.dir / f"{tag}-{epoch:04d}-{secrets.token_hex(3)}"
         frozen = getattr(model, "base", {}).get("keys", set())  # reloadable from the base directory
         save_safetensors(folder / "model.safetensors", {k: v for k, v in model.state_dict().items() if k not in frozen})
         if optimizer is not None:
@@ -370,7 +371,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
             total += float(loss.detach()) * len(y)
             count += len(y)
             if progress:
-                progress.update(1, loss=f"{total / count:.4f}")
+                progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+                progress.update(1)
         if progress:
             progress.close()
         if accelerator.num_processes > 1:  # the epoch's loss over every process's batches
@@ -473,11 +475,9 @@ def _tensorboard(run: Run):
 
 
 def _progress(total: int, desc: str, main: bool):
-    if not main or not sys.stderr.isatty():
-        return None
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return bar(total, desc, unit="step", show=main)
 
 
 def _log_epoch(record: dict, metric: str, improved: bool) -> None:

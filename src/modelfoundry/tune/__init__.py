@@ -24,7 +24,10 @@ from typing import Any
 from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, metric_mode, validate_config
 from ..runs import Run, atomic_write_text, csv_text, write_json
 
-__all__ = ["tune", "open_storage", "mask_url", "study_dir_for"]
+__all__ = ["tune", "open_storage", "mask_url", "study_dir_for", "STORAGE_ENV"]
+
+STORAGE_ENV = "FOUNDRY_TUNE_STORAGE"
+"""The study storage (a journal path or an RDB URL) when --storage is not given; how workers receive it."""
 
 
 class Pruned(Exception):
@@ -284,12 +287,18 @@ def work(cfg: Config, study: str, storage: str | None, trials: int, worker: int 
     start = time.monotonic()
     grid_size = math.prod(len(p.grid()) for p in cfg.tune.space.values()) if cfg.tune.sampler == "grid" else None
     budget = min(trials, grid_size) if grid_size else trials
+    from ..progress import bar
+
+    pb = bar(budget, f"study {study}" + (f" (worker {worker})" if worker else ""), unit="trial")
+    pb.update(min(budget, _counted(s)))  # a resumed study starts where it stopped
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while _counted(s) < budget:
             if cfg.tune.timeout and time.monotonic() - start > cfg.tune.timeout:
                 break
             s.optimize(objective, n_trials=1, catch=(TrialError,))
+            pb.update(min(budget, _counted(s)) - pb.n)  # every worker's trials count
+    pb.close()
 
 
 def tune(cfg: Config, *, trials: int | None = None, workers: int = 1, storage: str | None = None,
@@ -324,9 +333,11 @@ def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, tria
         work(cfg, study, storage, trials)
     else:  # this process is worker 0; W-1 more processes join it on the same study
         threads = max(1, (os.cpu_count() or 1) // workers)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        # the storage URL (a database password) goes by the environment, never argv, where `ps` shows it to anyone
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               STORAGE_ENV: storage or str(sdir / "journal.log")}
         cmd = [sys.executable, "-m", "modelfoundry.cli", "tune", str(cfg_file), "--worker", "--study", study,
-               "--trials", str(trials), "--storage", storage or str(sdir / "journal.log")]
+               "--trials", str(trials)]
         # started before this process imports torch and the data stack, so the workers' imports run beside ours
         procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(1, workers)]
         import torch
