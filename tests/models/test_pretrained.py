@@ -88,6 +88,11 @@ def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tm
     arch = json.loads(arch_path.read_text())
     arch["base"]["sha256"] = "0" * 64
     arch_path.write_text(json.dumps(arch))
+    with pytest.raises(ValueError, match="architecture.json: sha256 .* differs"):  # the run's own file changed
+        Predictor.load(lora.path)
+    from modelfoundry.runs import Run
+
+    Run.open(lora.path).record_files()  # as if the run had recorded another base: the base check answers
     with pytest.raises(ValueError, match="trained on the base model .* but the base found is"):
         Predictor.load(lora.path)
     assert len(before) == 1
