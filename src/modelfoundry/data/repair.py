@@ -24,7 +24,7 @@ def _source_records(text: str, delimiter: str) -> list[str] | None:
     import csv
     import io
 
-    lines = text.splitlines(keepends=True)
+    lines = io.StringIO(text).readlines()  # split where csv's reader splits: at "\n" only (not U+2028, lone "\r")
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
     out, start = [], 0
     for record in reader:

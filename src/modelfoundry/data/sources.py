@@ -175,7 +175,12 @@ def _check_field_counts(path: Path, text: str, delimiter: str, columns: list[str
             hint = (f"; the file may not be {delimiter!r}-separated: set data.delimiter" if declared else
                     "; quote a field that holds the delimiter (\"why, oh why\"), or set data.delimiter")
             raise DataError(f"{path}: line {reader.line_num} has {len(record)} fields but {where} {width} "
-                            f"(delimiter {delimiter!r}): {text.splitlines()[reader.line_num - 1][:80]!r}{hint}")
+                            f"(delimiter {delimiter!r}): {_line(text, reader.line_num)[:80]!r}{hint}")
+
+
+def _line(text: str, number: int) -> str:
+    """Line `number` (1-based) as csv's reader counts lines: split at "\n" only."""
+    return io.StringIO(text).readlines()[number - 1].rstrip("\r\n")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
