@@ -53,6 +53,17 @@ class CleanConfig(Section):
     duplicates: bool = True
     """Drop exact duplicate rows (counted in the profile)."""
 
+    def missing_strategy(self, column: str, numeric: bool) -> tuple[str, Any]:
+        """(strategy, constant value) for a column's missing values: its entry in `columns`, else the numeric or
+        categorical default. The one copy of this rule: training's row drops and imputation, and
+        `foundry data clean`, all ask here (the clean copy once ignored `columns` and imputed otherwise)."""
+        spec = self.columns.get(column)
+        if isinstance(spec, MissingColumn):
+            return spec.strategy, spec.value
+        if spec is not None:
+            return spec, None
+        return (self.numeric_missing if numeric else self.categorical_missing), None
+
     @field_validator("numeric_missing")
     @classmethod
     def _no_bare_constant(cls, v: str) -> str:

@@ -120,13 +120,13 @@ def test_clean_imputes_and_clips_with_training_statistics(tmp_path):
     df.loc[5, "x2"] = 50.0
     df.to_csv(tmp_path / "t.csv", index=False)
     cfg = load_config({"name": "t", "data": {"path": str(tmp_path / "t.csv"), "target": "label",
-                                             "split": {"test": 0.0, "val": 0.0},
+                                             "split": {"test": 0.0, "val": 0.0}, "clean": {"columns": {"colour": "mode"}},
                                              "fixes": {"missing": "impute", "outliers": "clip", "duplicates": "keep",
                                                        "leakage": "keep"}}})
     out, log, _ = clean_data(cfg, tmp_path / "c")
     by = {(r.row, r.column): r for r in log.itertuples()}
     assert by[(3, "x1")].action == "impute" and "median" in by[(3, "x1")].reason
-    assert by[(4, "colour")].action == "impute" and "mode" in by[(4, "colour")].reason
+    assert by[(4, "colour")].action == "impute" and "mode" in by[(4, "colour")].reason  # the per-column rule
     assert by[(5, "x2")].action == "clip" and by[(5, "x2")].old == 50.0
     cleaned = pd.read_csv(out)
     assert cleaned.x1.notna().all() and cleaned.x2.max() < 50
@@ -195,3 +195,27 @@ def test_clean_never_changes_a_held_out_row(tmp_path, numeric_missing):
     assert held_with_gaps  # the test really has held-out rows with missing values, and they stay missing
     cleaned = pd.read_csv(out)
     assert cleaned["age"].max() < 500 or any(lines[r + 1].startswith("500") for r in held)
+
+
+def test_training_and_data_clean_impute_the_same_value_for_the_same_column(tmp_path):
+    """One rule: data.clean's per-column strategies drive both training's imputation and `foundry data clean`."""
+    from modelfoundry.data import prepare
+
+    df = tabular_frame(100)
+    df.loc[[3, 7], "x1"] = np.nan
+    df.loc[[4, 9], "colour"] = np.nan
+    df.loc[[5], "x2"] = np.nan
+    df.to_csv(tmp_path / "t.csv", index=False)
+    raw = {"name": "t", "data": {"path": str(tmp_path / "t.csv"), "target": "label", "split": {"test": 0.0, "val": 0.0},
+                                 "clean": {"columns": {"x1": "mean", "colour": "mode"}},  # x2: the default, median
+                                 "fixes": {"missing": "impute", "duplicates": "keep", "leakage": "keep"}}}
+    cfg = load_config(raw)
+    pre = prepare(cfg).preprocessor
+    _, log, _ = clean_data(cfg, tmp_path / "c")
+    imputed = {(r.column): r.new for r in log.itertuples() if r.action == "impute"}
+    assert imputed["x1"] == pytest.approx(pre.numeric_["x1"]["fill"]) and "mean" in log.reason[log.column == "x1"].iloc[0]
+    assert imputed["x2"] == pytest.approx(pre.numeric_["x2"]["fill"])
+    assert imputed["colour"] == pre.cat_fill_["colour"]
+    unknown = load_config({**raw, "data": {**raw["data"], "clean": {}}})  # colour's default: its own bucket
+    _, log, _ = clean_data(unknown, tmp_path / "u")
+    assert "colour" not in set(log.column)

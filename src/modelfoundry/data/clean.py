@@ -9,7 +9,13 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from ..config import CleanConfig, MissingColumn
+from ..config import CleanConfig
+
+
+def is_numeric(values: pd.Series, kind: str) -> bool:
+    """Whether a column takes the numeric missing-value rules: numeric and date columns, and binary columns whose
+    values are numbers (the Preprocessor scales those as numbers)."""
+    return kind in ("numeric", "datetime") or (kind == "binary" and pd.api.types.is_numeric_dtype(values))
 
 
 def _hashable(v):
@@ -28,10 +34,7 @@ def drop_rows(df: pd.DataFrame, clean: CleanConfig, schema: dict[str, str]) -> t
         report["duplicate_rows"] = [int(i) for i in dup.nonzero()[0][:100]]
         df = df[~dup]
     for col, kind in schema.items():
-        spec = clean.columns.get(col)
-        strategy = spec.strategy if isinstance(spec, MissingColumn) else spec
-        if strategy is None:
-            strategy = clean.numeric_missing if kind in ("numeric", "datetime") else clean.categorical_missing
+        strategy, _ = clean.missing_strategy(col, is_numeric(df[col], kind))
         if strategy == "drop" and kind != "ignore":
             gone = df[col].isna()
             if gone.any():

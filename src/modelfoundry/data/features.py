@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import CleanConfig, DataConfig, MissingColumn
+from ..config import CleanConfig, DataConfig
 from ..runs import atomic_write_text, save_safetensors
 from .sources import DataError
 
@@ -224,13 +224,8 @@ class Preprocessor:
         return [c for c, k in self.schema.items() if k in kinds]
 
     def _missing(self, col: str, clean: CleanConfig) -> tuple[str, Any]:
-        spec = clean.columns.get(col)
-        if isinstance(spec, MissingColumn):
-            return spec.strategy, spec.value
-        if spec is not None:
-            return spec, None
         numeric = self.schema[col] in ("numeric", "datetime") or col in getattr(self, "numeric_cols_", [])
-        return (clean.numeric_missing if numeric else clean.categorical_missing), None
+        return clean.missing_strategy(col, numeric)
 
     def _numeric_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Numeric, binary-numeric and expanded datetime columns as floats (NaN kept)."""

@@ -153,6 +153,10 @@ def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple
 
 
 def _impute(df, schema, kept, fit_rows, cfg, changes, drop) -> None:
+    """Missing values of the kept training rows, by data.clean's own rule for each column (`missing_strategy`, the
+    one training uses), with statistics of the training rows."""
+    from .clean import is_numeric
+
     c = cfg.data.clean
     for col, kind in schema.items():
         if kind not in ("numeric", "categorical", "binary", "text") or col == cfg.data.target:
@@ -160,27 +164,33 @@ def _impute(df, schema, kept, fit_rows, cfg, changes, drop) -> None:
         missing = [r for r in kept if pd.isna(df.at[r, col])]
         if not missing:
             continue
-        base = df.loc[fit_rows, col].dropna()
-        if kind == "text":
-            value, how = "", "empty text"
-        elif kind == "numeric" and c.numeric_missing in ("mean", "median", "flag"):
-            value = float(base.mean() if c.numeric_missing == "mean" else base.median())
-            how = "mean" if c.numeric_missing == "mean" else "median"
-        else:
-            if base.empty:
-                continue
-            value, how = base.mode().iloc[0], "mode"
-        if kind == "numeric" and c.numeric_missing == "drop":
+        strategy, constant = c.missing_strategy(col, is_numeric(df[col], kind))
+        if strategy == "drop":
             for r in missing:
                 if r not in drop:
                     drop[r] = "drop_missing"
                     changes.append({"row": r, "column": col, "action": "drop_missing", "old": "", "new": "",
-                                    "reason": "missing value (data.clean.numeric_missing: drop)"})
+                                    "reason": f"missing value (data.clean strategy for '{col}': drop)"})
             continue
+        base = df.loc[fit_rows, col].dropna()
+        if kind == "text":
+            value, how = "", "an empty text"
+        elif strategy == "unknown":
+            continue  # training keeps a missing category as its own bucket: nothing to write
+        elif strategy == "constant":
+            value, how = constant, "the constant data.clean.columns gives"
+        elif base.empty:
+            continue
+        elif strategy in ("mean", "median", "flag") and is_numeric(df[col], kind):
+            nums = pd.to_numeric(base, errors="coerce").dropna()
+            value = float(nums.mean() if strategy == "mean" else nums.median())
+            how = "the training rows' " + ("mean" if strategy == "mean" else "median")
+        else:
+            value, how = base.mode().iloc[0], "the training rows' mode"
         for r in missing:
             df.at[r, col] = value
             changes.append({"row": r, "column": col, "action": "impute", "old": "", "new": value,
-                            "reason": f"missing; filled with the training rows' {how}"})
+                            "reason": f"missing; filled with {how}"})
 
 
 def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
