@@ -64,13 +64,22 @@ class Connection:
     def __init__(self, port: int):
         self.port, self.reader, self.writer = port, None, None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                      chunked: bool = False) -> tuple[int, bytes]:
+        """(status, body). headers: extra request headers; chunked: send the body with Transfer-Encoding: chunked."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if chunked:
+            step = 65_536
+            body = b"".join(f"{len(body[i:i + step]):x}\r\n".encode() + body[i:i + step] + b"\r\n"
+                            for i in range(0, len(body), step)) + b"0\r\n\r\n"
+            head += "Transfer-Encoding: chunked\r\n\r\n"
+        else:
+            head += f"Content-Length: {len(body)}\r\n\r\n"
         try:
-            self.writer.write(head + body)
+            self.writer.write(head.encode() + body)
             header = await self.reader.readuntil(b"\r\n\r\n")
             lines = header.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])

@@ -37,50 +37,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from serve_load import free_port  # noqa: E402
+from serve_load import Connection, free_port  # noqa: E402
 
 KEY = "soak-bench-key-0123456789abcdef"
 LIMIT = 200_000
 SEPARATION = 1.0
-
-
-class Connection:
-    """A keep-alive HTTP/1.1 connection on asyncio streams that can send any headers and chunked bodies."""
-
-    def __init__(self, port: int):
-        self.port, self.reader, self.writer = port, None, None
-
-    async def request(self, body: bytes, headers: dict[str, str], chunked: bool = False) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = "POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        if chunked:
-            head += "Transfer-Encoding: chunked\r\n\r\n"
-            step = 65_536
-            payload = b"".join(f"{len(body[i:i + step]):x}\r\n".encode() + body[i:i + step] + b"\r\n"
-                               for i in range(0, len(body), step)) + b"0\r\n\r\n"
-        else:
-            head += f"Content-Length: {len(body)}\r\n\r\n"
-            payload = body
-        try:
-            self.writer.write(head.encode() + payload)
-            header = await self.reader.readuntil(b"\r\n\r\n")
-            lines = header.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            fields = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-            data = await self.reader.readexactly(int(fields.get("content-length", "0")))
-            if fields.get("connection", "").lower() == "close":
-                self.close()
-            return status, data
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
 
 
 def cpu_name() -> str:
@@ -115,7 +76,8 @@ async def soak(port: int, texts: list[str], expected: np.ndarray, classes: list[
                 if r < 0.7:
                     idx = rng.sample(range(len(texts)), rng.randint(1, 3))
                     t = time.perf_counter()
-                    status, data = await conn.request(json.dumps([texts[j] for j in idx]).encode(), {"X-API-Key": KEY})
+                    status, data = await conn.request("POST", "/v1/predict", json.dumps([texts[j] for j in idx]).encode(),
+                                                      {"X-API-Key": KEY})
                     count("valid", status)
                     if status != 200:
                         continue
@@ -134,20 +96,20 @@ async def soak(port: int, texts: list[str], expected: np.ndarray, classes: list[
                             crosstalk.append({"query": j, "own_l1": round(float(dist[j]), 3),
                                               "nearest": int(dist.argmin())})
                 elif r < 0.8:
-                    status, _ = await conn.request(rng.choice(invalid_bodies), {"X-API-Key": KEY})
+                    status, _ = await conn.request("POST", "/v1/predict", rng.choice(invalid_bodies), {"X-API-Key": KEY})
                     count("invalid", status)
                 elif r < 0.9:
                     big = Connection(port)  # its own connection: the server closes it after a 413
                     chunked = rng.random() < 0.5
                     body = json.dumps([texts[0]] * (LIMIT // len(texts[0]) + 10)).encode()
                     try:
-                        status, _ = await big.request(body, {"X-API-Key": KEY}, chunked=chunked)
+                        status, _ = await big.request("POST", "/v1/predict", body, {"X-API-Key": KEY}, chunked=chunked)
                     finally:
                         big.close()
                     count("oversized_chunked" if chunked else "oversized", status)
                 else:
                     headers = {} if rng.random() < 0.5 else {"X-API-Key": "wrong-key-wrong-key-wrong"}
-                    status, _ = await conn.request(json.dumps([texts[0]]).encode(), headers)
+                    status, _ = await conn.request("POST", "/v1/predict", json.dumps([texts[0]]).encode(), headers)
                     count("unauthenticated", status)
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 count("client_error", type(exc).__name__)
