@@ -151,6 +151,7 @@ def test_foundry_command_in_a_subprocess(tmp_path, table_config):
     assert res.returncode == 0 and "valid" in res.stdout
 
 
+@pytest.mark.slow
 def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
     """The console entry leaves through os._exit after main(): piped output must be complete, exit codes kept,
     and a train run's files whole (its manifest says complete and its weights load)."""

@@ -16,6 +16,7 @@ def _client(tmp_path):
     return mlflow.MlflowClient()
 
 
+@pytest.mark.slow
 def test_a_run_logs_params_epochs_test_metrics_report_and_registers_its_model(tmp_path, table_csv):
     raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"epochs": 3, "early_stopping": None},
                       evaluate={"report": True})
@@ -36,6 +37,7 @@ def test_a_run_logs_params_epochs_test_metrics_report_and_registers_its_model(tm
     assert version.run_id == r.info.run_id and version.tags["foundry.run_dir"] == str(run.path)
 
 
+@pytest.mark.slow
 def test_a_study_nests_its_trials_under_one_parent_and_registers_the_refit_model(tmp_path, table_csv):
     raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label", "split": {"val": 0.25}},
                       train={"epochs": 2, "early_stopping": None})
@@ -56,6 +58,7 @@ def test_a_study_nests_its_trials_under_one_parent_and_registers_the_refit_model
     assert "-refit" in refit.data.tags["foundry.run_dir"]
 
 
+@pytest.mark.slow
 def test_any_tracking_uri_and_experiment_name(tmp_path, table_csv):
     raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"epochs": 1})
     store = tmp_path / "elsewhere.db"

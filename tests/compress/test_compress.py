@@ -73,6 +73,7 @@ def test_onnx_variant_is_a_complete_run_that_predicts_like_the_source(table):
         Predictor.load(source, backend="onnx")
 
 
+@pytest.mark.slow
 def test_int8_dynamic_and_structured_pruning_with_fine_tuning_then_int8_static(table):
     d, source = table
     run, summary = _variant(source, quantize="int8", parity_rows=20)
@@ -190,6 +191,7 @@ def test_spread_keeps_evenly_spaced_layers_ending_with_the_last():
     assert spread(12, 4) == [2, 5, 8, 11] and spread(2, 1) == [1]
 
 
+@pytest.mark.slow
 def test_lora_run_is_merged_pruned_exported_and_quantized(lora_text):
     run, summary = _variant(lora_text, prune={"method": "structured", "amount": 0.5}, quantize="int8")
     assert summary["prune"]["attention_heads_removed"] == 2 and summary["prune"]["ffn_units_removed"] == 64
@@ -200,6 +202,7 @@ def test_lora_run_is_merged_pruned_exported_and_quantized(lora_text):
     assert len(out) == 2 and out.filter(like="prob_").sum(axis=1).round(3).eq(1.0).all()
 
 
+@pytest.mark.slow
 def test_parity_failure_leaves_a_failed_run(lora_text):
     with pytest.raises(ValueError, match="parity check failed"):
         compress(lora_text, CompressConfig(parity_tolerance=1e-12))

@@ -41,7 +41,9 @@ def build_case(name: str, kind: str, tiny_bert):
     return build_model(cfg, s).eval(), s, vocab
 
 
-@pytest.mark.parametrize("name,kind", CASES)
+# the pretrained family's exports take seconds each: the full suite runs them, the fast tier the rest
+@pytest.mark.parametrize("name,kind", [pytest.param(n, k, marks=pytest.mark.slow) if n == "pretrained" else (n, k)
+                                       for n, k in CASES])
 def test_every_family_exports_with_variable_axes(name, kind, tmp_path, tiny_bert):
     model, s, vocab = build_case(name, kind, tiny_bert)
     export_onnx(model, _batch(s, kind, 4, 7, vocab), tmp_path / "m.onnx")

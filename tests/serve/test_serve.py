@@ -301,6 +301,7 @@ def test_chunked_body_over_the_limit_gets_413(table_run):
     assert ok.status_code == 200
 
 
+@pytest.mark.slow
 def test_random_paths_do_not_grow_metrics(table_run):
     import random
     import string

@@ -58,6 +58,7 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_processes_share_a_study_in_postgresql_without_losing_or_repeating_a_trial(tmp_path, table_csv, postgres_url):
     import optuna
 
@@ -83,6 +84,7 @@ def test_two_processes_share_a_study_in_postgresql_without_losing_or_repeating_a
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes took trials
 
 
+@pytest.mark.slow
 def test_processes_that_open_a_fresh_database_at_the_same_moment_all_succeed(tmp_path, postgres_url):
     """Optuna creates its tables on first open; in PostgreSQL two concurrent CREATE TABLEs of one name collide
     (duplicate key in pg_type). Without the retry in open_storage this fails most of the time with 4 processes."""

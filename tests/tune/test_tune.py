@@ -93,6 +93,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, table_csv):
     assert states == {16: "complete", 0: "fail"}
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_a_grid_is_covered_once(tmp_path, table_csv):
     # every worker must shuffle the grid alike: Optuna gives trial n the n-th point of its shuffled grid
     space = {"train.lr": {"choice": [0.01, 0.03, 0.1]}, "train.batch_size": {"choice": [16, 32]}}
@@ -113,6 +114,7 @@ def test_two_workers_share_one_study_and_a_grid_is_covered_once(tmp_path, table_
     assert len({(r["train.lr"], r["train.batch_size"]) for _, r in board.iterrows()}) == 6  # each point once
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_and_reruns_the_lost_trial(tmp_path, table_csv):
     raw = _cfg(tmp_path, table_csv, trials=3)
     raw["train"]["epochs"] = 500
