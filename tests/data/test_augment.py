@@ -63,11 +63,32 @@ def test_sequence_jitter_and_scaling():
     assert is_active(AugmentConfig(text_delete=0.1)) and not is_active(AugmentConfig())
 
 
+def _each_option_changes_training(cfg: dict, frame=None) -> None:
+    """Every augmentation option in the config changes what the model trains on: the same run (same seed) with that
+    option alone switched off has another training-loss history. A switch the loop ignored would leave it equal."""
+    import copy
+
+    from modelfoundry.data.augment import BATCH_OPTIONS
+
+    def losses(c):
+        run = train(load_config(c), frame=frame)
+        assert run.status == "complete"
+        return [h["train_loss"] for h in run.history()]
+
+    base = losses(cfg)
+    options = [k for k in cfg["data"]["augment"] if k in BATCH_OPTIONS or k == "oversample"]
+    assert options
+    for opt in options:
+        off = copy.deepcopy(cfg)
+        off["data"]["augment"].pop(opt)
+        off["name"] = f"{cfg['name']}-without-{opt}"
+        assert losses(off) != base, f"switching {opt} off changed nothing the model saw"
+
+
 def test_training_with_text_augmentation(tmp_path):
     cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
                                  "augment": {"text_swap": 0.1, "text_delete": 0.1}}, train={"epochs": 2})
-    run = train(load_config(cfg))
-    assert run.status == "complete" and len(run.history()) == 2
+    _each_option_changes_training(cfg)
 
 
 # --- synonym replacement and insertion from embedding neighbours ---
@@ -124,8 +145,7 @@ def test_training_with_synonyms_and_insertion_from_minilm(tmp_path):
     cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
                                  "augment": {"text_synonym": 0.2, "text_insert": 0.1, "synonym_neighbours": 3,
                                              "synonym_model": "minilm"}}, train={"epochs": 1})
-    run = train(load_config(cfg))
-    assert run.status == "complete"
+    _each_option_changes_training(cfg)
 
 
 # --- images ---
@@ -209,8 +229,7 @@ def test_training_a_table_with_smote_and_mixup(tmp_path, table_csv):
     cfg = tiny_config(tmp_path, {"path": str(table_csv), "target": "label",
                                  "augment": {"oversample": "smote", "mixup": 0.4, "tabular_noise": 0.05}},
                       train={"epochs": 2})
-    run = train(load_config(cfg))
-    assert run.status == "complete" and len(run.history()) == 2
+    _each_option_changes_training(cfg)
 
 
 def test_oversampling_a_regression_target_is_refused(tmp_path):
@@ -234,8 +253,7 @@ def test_training_images_with_rotation_colour_jitter_and_mixup(tmp_path):
     cfg = tiny_config(tmp_path, {"path": str(tmp_path / "imgs"), "image": {"size": [8, 8], "channels": 3},
                                  "augment": {"image_rotation": 15, "image_color_jitter": 0.3, "mixup": 0.4}},
                       model={"type": "cnn", "channels": [4], "hidden": [8]}, train={"epochs": 2})
-    run = train(load_config(cfg))
-    assert run.status == "complete" and len(run.history()) == 2
+    _each_option_changes_training(cfg)
 
 
 def test_training_time_series_with_window_slicing_and_warping(tmp_path):
@@ -250,8 +268,7 @@ def test_training_time_series_with_window_slicing_and_warping(tmp_path):
                                  "split": {"method": "group", "group_column": "unit"},
                                  "augment": {"sequence_slice": 0.2, "sequence_warp": 0.2}},
                       model={"type": "rnn", "hidden_size": 8}, train={"epochs": 2})
-    run = train(load_config(cfg), frame=pd.DataFrame(rows))
-    assert run.status == "complete" and len(run.history()) == 2
+    _each_option_changes_training(cfg, frame=pd.DataFrame(rows))
 
 
 def test_char_noise_makes_typos_but_keeps_spaces_and_script():
@@ -289,14 +306,14 @@ def test_training_with_char_noise_in_english_and_chinese(tmp_path):
 
     cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category", "text": {"vocab_size": 300, "min_frequency": 1},
                                  "augment": {"text_char_noise": 0.05}}, train={"epochs": 1})
-    assert train(load_config(cfg)).status == "complete"
+    _each_option_changes_training(cfg)
     zh = pd.DataFrame({"text": ["头痛发热怎么办", "手臂骨折需要手术吗", "咳嗽一直不好", "膝盖扭伤了很疼"] * 10,
                        "label": ["内科", "外科", "内科", "外科"] * 10})
     # four distinct texts would be inferred categorical (and the noise had nothing to work on): declare the type
     cfg = tiny_config(tmp_path, {"path": "unused.csv", "target": "label", "text": {"vocab_size": 200, "min_frequency": 1},
                                  "types": {"text": "text"}, "augment": {"text_char_noise": 0.1}},
                       train={"epochs": 1}, name="zh")
-    assert train(load_config(cfg), frame=zh).status == "complete"
+    _each_option_changes_training(cfg, frame=zh)
 
 
 def test_token_dropout_uses_the_tokenizers_own_special_ids_on_minilm():

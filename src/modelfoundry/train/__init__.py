@@ -74,14 +74,15 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         # tokens are gone once encoded
         augment = augment.model_copy(update={k: 0.0 for k in ("text_token_dropout", "text_swap", "text_delete",
                                                               "text_synonym", "text_insert", "text_char_noise")})
-    tr = TensorData(features["train"], targets)
-    val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
     tokenizers = getattr(data.preprocessor, "tokenizers_", {})
     texts = {}
     if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:
         frame, rows = data.frames["train"], data.encoded["train"].rows
         texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
         features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    # built after the `row` key is in: the dataset was made before it once, and character noise never ran in training
+    tr = TensorData(features["train"], targets)
+    val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
     check_fits(augment, list(features["train"]), data.task)
     augmenter = Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
     result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
