@@ -219,3 +219,19 @@ def test_training_and_data_clean_impute_the_same_value_for_the_same_column(tmp_p
     unknown = load_config({**raw, "data": {**raw["data"], "clean": {}}})  # colour's default: its own bucket
     _, log, _ = clean_data(unknown, tmp_path / "u")
     assert "colour" not in set(log.column)
+
+
+@pytest.mark.parametrize("method", ["iqr", "zscore"])
+def test_training_and_data_clean_clip_to_the_same_bounds(tmp_path, method):
+    from modelfoundry.data import prepare
+
+    df = tabular_frame(100)
+    df.loc[5, "x2"] = 50.0
+    df.to_csv(tmp_path / "t.csv", index=False)
+    cfg = load_config({"name": "t", "data": {"path": str(tmp_path / "t.csv"), "target": "label",
+                                             "split": {"test": 0.0, "val": 0.0}, "clean": {"outliers": method},
+                                             "fixes": {"outliers": "clip", "duplicates": "keep", "leakage": "keep"}}})
+    st = prepare(cfg).preprocessor.numeric_["x2"]
+    _, log, _ = clean_data(cfg, tmp_path / "c")
+    clipped = log[(log.column == "x2") & (log.action == "clip")]
+    assert clipped.new.iloc[0] == pytest.approx(st["hi"], abs=1e-6)  # 50 clipped to training's own upper bound

@@ -25,6 +25,21 @@ def _hashable(v):
     return str(v) if isinstance(v, (list, dict, tuple)) else v
 
 
+def outlier_bounds(values: pd.Series, clean: CleanConfig, method: str | None = None) -> tuple[float, float] | None:
+    """(low, high) clip bounds of a numeric column's training values by data.clean.outliers (or `method`): IQR
+    fences at outlier_threshold (default 1.5) interquartile ranges, or mean +- outlier_threshold (default 3.0)
+    standard deviations; None for 'none'. Missing values are ignored. The one copy: training and data clean."""
+    method = method or clean.outliers
+    if method == "iqr":
+        k = clean.outlier_threshold if clean.outlier_threshold is not None else 1.5
+        q1, q3 = values.quantile(0.25), values.quantile(0.75)
+        return q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    if method == "zscore":
+        k = clean.outlier_threshold if clean.outlier_threshold is not None else 3.0
+        return values.mean() - k * values.std(), values.mean() + k * values.std()
+    return None
+
+
 def drop_rows(df: pd.DataFrame, clean: CleanConfig, schema: dict[str, str]) -> tuple[pd.DataFrame, dict]:
     report: dict = {"rows_in": len(df), "duplicates_dropped": 0, "missing_dropped": {}}
     if clean.duplicates:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..config import CleanConfig, DataConfig
 from ..runs import atomic_write_text, save_safetensors
+from .clean import outlier_bounds
 from .sources import DataError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -266,14 +267,7 @@ class Preprocessor:
                 raise DataError(f"data.clean: column '{base}' is numeric; 'unknown' applies to categorical columns")
             fill = {"mean": s.mean(), "median": s.median(), "mode": s.mode().iloc[0],
                     "constant": value, "flag": s.median(), "drop": s.median()}[strategy]
-            lo = hi = None
-            if clean.outliers == "iqr":
-                q1, q3 = s.quantile(0.25), s.quantile(0.75)
-                k = clean.outlier_threshold if clean.outlier_threshold is not None else 1.5
-                lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
-            elif clean.outliers == "zscore":
-                k = clean.outlier_threshold if clean.outlier_threshold is not None else 3.0
-                lo, hi = s.mean() - k * s.std(), s.mean() + k * s.std()
+            lo, hi = outlier_bounds(s, clean) or (None, None)
             filled = s.fillna(float(fill))
             if lo is not None:
                 self.report_["clipped"][col] = int(((filled < lo) | (filled > hi)).sum())

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import Config
 from ..runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
+from .clean import is_numeric, outlier_bounds
 from .sources import DataError
 
 
@@ -155,8 +156,6 @@ def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple
 def _impute(df, schema, kept, fit_rows, cfg, changes, drop) -> None:
     """Missing values of the kept training rows, by data.clean's own rule for each column (`missing_strategy`, the
     one training uses), with statistics of the training rows."""
-    from .clean import is_numeric
-
     c = cfg.data.clean
     for col, kind in schema.items():
         if kind not in ("numeric", "categorical", "binary", "text") or col == cfg.data.target:
@@ -202,13 +201,7 @@ def _clip(df, schema, kept, fit_rows, cfg, changes) -> None:
         base = pd.to_numeric(df.loc[fit_rows, col], errors="coerce").dropna()
         if base.empty:
             continue
-        if method == "iqr":
-            k = c.outlier_threshold if c.outlier_threshold is not None else 1.5
-            q1, q3 = base.quantile(0.25), base.quantile(0.75)
-            lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
-        else:
-            k = c.outlier_threshold if c.outlier_threshold is not None else 3.0
-            lo, hi = base.mean() - k * base.std(), base.mean() + k * base.std()
+        lo, hi = outlier_bounds(base, c, method)
         integer = pd.api.types.is_integer_dtype(df[col])
         if integer:  # an integer column stays integer (the held-out rows' values keep their type): whole bounds
             lo, hi = int(np.ceil(lo)), int(np.floor(hi))
