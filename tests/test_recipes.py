@@ -15,6 +15,14 @@ from .conftest import REPO, cli_env
 
 RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
 
+# one epoch of each recipe (the BANKING77 ones on the shipped sample) clears a floor well above chance; measured on a
+# 2-core Xeon with bf16 autocast: intent_from_scratch accuracy 0.354 (4 intents: chance 0.25), intent_lora 0.917,
+# credit_scoring roc_auc 0.678, heart_disease(_tune) 0.951, engine_rul r2 0.784, predictive_maintenance roc_auc 0.884,
+# digits roc_auc 0.940 (accuracy 0.21 after one epoch, 10 classes)
+FLOORS = {"intent_from_scratch": ("accuracy", 0.29), "intent_lora": ("accuracy", 0.8),
+          "credit_scoring": ("roc_auc", 0.6), "heart_disease": ("roc_auc", 0.85), "heart_disease_tune": ("roc_auc", 0.85),
+          "engine_rul": ("r2", 0.6), "predictive_maintenance": ("roc_auc", 0.75), "digits": ("roc_auc", 0.85)}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -27,7 +35,8 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
     cfg = load_config(recipe, overrides)
     run = train(cfg)
     assert run.status == "complete"
-    assert json.loads((run.path / "metrics.json").read_text())["test"]
+    metric, floor = FLOORS[recipe.stem]  # a new recipe names its floor here
+    assert json.loads((run.path / "metrics.json").read_text())["test"][metric] >= floor
 
 
 @pytest.mark.slow
