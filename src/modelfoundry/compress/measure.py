@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from ..core.html import page
 from ..data import Prepared
 from ..evaluate import metrics as M
 from ..evaluate.predict_split import outputs
@@ -129,18 +130,13 @@ def write_report(run: Run, summary: dict) -> None:
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(summary['name'])} compression</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(summary['name'])} <small>{html.escape(run.path.name)}</small></h1>
-<p>Source run: {html.escape(summary['source'])}. Scored on its {html.escape(summary['split'])} split
+    body = f"""<p>Source run: {html.escape(summary['source'])}. Scored on its {html.escape(summary['split'])} split
 ({summary['rows']} rows). Latency: model calls on encoded rows, preprocessing excluded, {summary['threads']} threads.</p>
 <h2>Every stage</h2>{table}
 <ul>{notes}</ul>
-<h2>{html.escape(key)} against latency</h2><img src="plots/accuracy_vs_latency.png" alt="metric vs latency">
-</body></html>"""
-    atomic_write_text(run.path / "compression_report.html", doc)
+<h2>{html.escape(key)} against latency</h2><img src="plots/accuracy_vs_latency.png" alt="metric vs latency">"""
+    atomic_write_text(run.path / "compression_report.html", page(f"{summary['name']} compression", summary["name"], body,
+                                                                 subtitle=run.path.name, width=1100))
 
 
 def _consistency(c: dict | None) -> str:

@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from ..core.html import page
 from ..runs import atomic_write_text
 
 SHOWN = 50  # flagged rows listed per finding (all of them are in data_profile.json)
@@ -91,14 +92,10 @@ def write_data_report(profile: dict, out_dir: Path, title: str) -> Path:
         parts.append(f"<h2>Drift: {len(dr['flagged'])} columns flagged</h2><p>{html.escape(dr['rule'])}</p>"
                      + _table([{"column": c, **e} for c, e in dr["columns"].items()]))
     imgs = "".join(f"<h2>{html.escape(t)}</h2><img src='{src}' alt='{html.escape(t)}'>" for t, src in figures)
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)} data report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0;font-size:90%}}td,th{{border:1px solid #ccc;padding:3px 7px}}
-img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(title)} <small>data report</small></h1>
-<p>{profile['rows']} rows; task {html.escape(str(profile.get('task')))}; target {html.escape(str(profile.get('target')))};
+    body = f"""<p>{profile['rows']} rows; task {html.escape(str(profile.get('task')))}; target {html.escape(str(profile.get('target')))};
 splits {html.escape(json.dumps(profile.get('splits')))}. Rows are 0-based row numbers in their file (header excluded).</p>
-{''.join(parts)}{imgs}</body></html>"""
+{''.join(parts)}{imgs}"""
     path = out_dir / "data_report.html"
-    atomic_write_text(path, doc)
+    atomic_write_text(path, page(f"{title} data report", title, body, subtitle="data report", width=1100, align="",
+                                 compact=True))
     return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 
+from ..core.html import page
 from ..data import Prepared
 from ..runs import Run, atomic_write_text, write_json
 
@@ -63,14 +64,10 @@ def write_lm_report(run: Run, data: Prepared, result: dict) -> None:
         t = result["truncated_texts"]
         trunc = ("<h2>Truncated examples</h2><p>" + html.escape(json.dumps({k: v for k, v in t.items()}))
                  + f" (longer than max_length = {t['max_length']} tokens)</p>")
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(m.get('name', 'run'))} report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;white-space:pre-wrap}}
-img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(m.get('name', 'run'))} <small>{html.escape(run.path.name)}</small></h1>
-<p>Task: causal-LM fine-tuning (loss on response tokens only); rows per split:
+    body = f"""<p>Task: causal-LM fine-tuning (loss on response tokens only); rows per split:
 {html.escape(json.dumps(data.profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
 <h2>Loss and perplexity on the {result['split']} split, beside the base model</h2>{_table(rows)}
-{trunc}<h2>Samples (greedy, up to {SAMPLE_TOKENS} new tokens)</h2>{samples}{img}
-</body></html>"""
-    atomic_write_text(run.path / "report.html", doc)
+{trunc}<h2>Samples (greedy, up to {SAMPLE_TOKENS} new tokens)</h2>{samples}{img}"""
+    name = m.get("name", "run")
+    atomic_write_text(run.path / "report.html", page(f"{name} report", name, body, subtitle=run.path.name,
+                                                     align="left", wrap=True))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.html import page
 from ..data import Prepared
 from ..runs import Run, atomic_write_text
 
@@ -140,15 +141,10 @@ def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.
             f"{html.escape(s)}: {n} of {t['rows'].get(s, '?')} in '{html.escape(c)}'"
             for s, cols in t.items() if s not in ("max_length", "rows") for c, n in cols.items() if n) + \
             f" were longer than max_length = {t['max_length']} tokens and lost their tail.</p>"
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(m.get('name', 'run'))} report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(m.get('name', 'run'))} <small>{html.escape(run.path.name)}</small></h1>
-<p>Task: {data.task}; rows per split: {html.escape(json.dumps(profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
+    body = f"""<p>Task: {data.task}; rows per split: {html.escape(json.dumps(profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
 <h2>Metrics on the {result['split']} split, beside the baselines</h2>{_table(rows)}
 {trunc}{cv}{per_class}{imgs}
 <h2>Data cleaning</h2><pre>{html.escape(json.dumps(profile.get('cleaning'), indent=1))}
-{html.escape(json.dumps(profile.get('fitted'), indent=1))}</pre>
-</body></html>"""
-    atomic_write_text(run.path / "report.html", doc)
+{html.escape(json.dumps(profile.get('fitted'), indent=1))}</pre>"""
+    name = m.get("name", "run")
+    atomic_write_text(run.path / "report.html", page(f"{name} report", name, body, subtitle=run.path.name))

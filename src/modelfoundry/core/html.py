@@ -1,0 +1,24 @@
+"""The one HTML page the reports share (the run report, the causal-LM report, the data report, the compression
+report): a plain self-contained document, no scripts, every value escaped by the caller."""
+
+from __future__ import annotations
+
+import html
+
+
+def page(title: str, heading: str, body: str, *, subtitle: str = "", width: int = 1000, align: str = "right",
+         compact: bool = False, wrap: bool = False) -> str:
+    """A whole HTML document. title and heading are escaped here; subtitle (after the heading, smaller) too; body
+    is HTML the caller built and escaped. align: table cells' text alignment; compact: smaller tables (wide data
+    reports); wrap: keep line breaks inside cells (generated text)."""
+    cell = "3px 7px" if compact else "4px 8px"
+    cell_css = f"border:1px solid #ccc;padding:{cell}" + (f";text-align:{align}" if align else "") + \
+               (";white-space:pre-wrap" if wrap else "")
+    small = f" <small>{html.escape(subtitle)}</small>" if subtitle else ""
+    return (f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:{width}px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0{';font-size:90%' if compact else ''}}}td,th{{{cell_css}}}
+img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(heading)}{small}</h1>
+{body}
+</body></html>""")
