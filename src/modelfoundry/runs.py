@@ -212,6 +212,18 @@ class Run:
         self.update_manifest(files=files)
         return files
 
+    def data_changes(self, files: dict[str, Path | None]) -> list[dict]:
+        """The data files (by split) whose sha256 differs from the one recorded when the run started, or that are gone:
+        [{split, path, then, now}] (now None = missing). The one fingerprint check: resume and compress ask here."""
+        changes = []
+        for split, entry in self.manifest().get("data", {}).items():
+            path = files.get(split)
+            now = fingerprint(path) if path is not None and Path(path).exists() else None
+            if now != entry.get("sha256"):
+                changes.append({"split": split, "path": str(path or entry.get("path")), "then": entry.get("sha256"),
+                                "now": now})
+        return changes
+
     def verify_files(self) -> None:
         """Refuse a model file whose bytes differ from the sha256 the manifest recorded when the run completed (a
         flipped byte, a truncated copy, a file swapped by hand), naming it. Runs from before the record pass."""

@@ -20,7 +20,7 @@ from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
 from ..models import save_model, to_bf16
 from ..predictor import Predictor
-from ..runs import Run, Timer, atomic_copy, fingerprint, write_json
+from ..runs import Run, Timer, atomic_copy, write_json
 from .measure import main_metric, measure, tensor_bytes, write_report
 
 BATCH_DEPENDENT = 1e-3
@@ -47,15 +47,10 @@ def variant_name(ccfg: CompressConfig) -> str:
 
 def _check_data(source: Run, cfg: Config) -> None:
     """The variant is scored on the source's held-out split, rebuilt from its data files: they must not have changed."""
-    recorded = source.manifest().get("data", {})
-    for split, path in data_files(cfg).items():
-        want = recorded.get(split, {}).get("sha256")
-        if path is None or want is None:
-            continue
-        got = fingerprint(path)
-        if got != want:
-            raise ValueError(f"{path}: the data file changed since the source run was trained (sha256 {want[:12]} "
-                             f"then, {str(got)[:12]} now); compressing needs the same held-out split to compare")
+    for c in source.data_changes(data_files(cfg))[:1]:
+        raise ValueError(f"{c['path']}: the data file changed since the source run was trained (sha256 "
+                         f"{str(c['then'])[:12]} then, {str(c['now'])[:12]} now); compressing needs the same held-out "
+                         "split to compare")
 
 
 def materialize(pred: Predictor, cfg: Config):

@@ -96,16 +96,10 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
 def _check_same_data(run: Run, files: dict[str, Path | None]) -> None:
     """A resumed run continues on the data it started with: its checkpoint's weights, label map and tokenizer
     came from it. A data file that changed since (by sha256) is refused, naming it."""
-    from ..runs import fingerprint
-
-    for split, entry in run.manifest().get("data", {}).items():
-        path = files.get(split)
-        now = fingerprint(path) if path is not None and path.exists() else None
-        if now != entry.get("sha256"):
-            found = "missing" if now is None else f"sha256 {now[:12]}..."
-            raise ValueError(f"{run.path}: cannot resume: the {split} data {entry.get('path')} changed since the run "
-                             f"started (sha256 {str(entry.get('sha256'))[:12]}..., now {found}); start a new run "
-                             "with `foundry train`")
+    for c in run.data_changes(files)[:1]:
+        found = "missing" if c["now"] is None else f"sha256 {c['now'][:12]}..."
+        raise ValueError(f"{run.path}: cannot resume: the {c['split']} data {c['path']} changed since the run "
+                         f"started (sha256 {str(c['then'])[:12]}..., now {found}); start a new run with `foundry train`")
 
 
 def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
