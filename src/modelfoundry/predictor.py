@@ -61,7 +61,8 @@ class Predictor:
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
-    def _prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+    def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of formatted prompts; a prompt that leaves no room for a response is refused."""
         if self.task != "causal_lm":
             raise ValueError(f"{self.run.path}: a {self.task} model does not generate text; use predict")
         pre = self.preprocessor
@@ -76,7 +77,7 @@ class Predictor:
                  top_p: float = 1.0, seed: int = 0) -> list[str]:
         """A causal-LM run's responses to instructions (formatted with the run's prompt template)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids = self._prompt_ids(prompts)
+        ids = self.prompt_ids(prompts)
         out = self.model.generate(ids, self.preprocessor.eos_id, max_new_tokens=max_new_tokens,
                                   temperature=temperature, top_p=top_p, seed=seed)
         return [self.preprocessor.tokenizer.decode(o) for o in out]
@@ -85,7 +86,7 @@ class Predictor:
                         top_p: float = 1.0, seed: int = 0) -> str:
         """generate() for one prompt, calling on_text(piece) as the response grows (pieces joined = the response;
         a piece is sent once it decodes to whole characters). Returns the whole response."""
-        ids = self._prompt_ids([prompt])
+        ids = self.prompt_ids([prompt])
         pre, new, sent = self.preprocessor, [], [""]
 
         def on_token(token: int) -> None:

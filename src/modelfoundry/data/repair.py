@@ -16,7 +16,7 @@ import pandas as pd
 from ..config import Config
 from ..runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
 from .clean import is_numeric, outlier_bounds
-from .sources import DataError
+from .sources import DataError, csv_lines
 
 
 def _source_records(text: str, delimiter: str) -> list[str] | None:
@@ -25,7 +25,7 @@ def _source_records(text: str, delimiter: str) -> list[str] | None:
     import csv
     import io
 
-    lines = io.StringIO(text).readlines()  # split where csv's reader splits: at "\n" only (not U+2028, lone "\r")
+    lines = csv_lines(text)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
     out, start = [], 0
     for record in reader:

@@ -98,7 +98,7 @@ tables such as NASA's C-MAPSS files."""
 def _field_counts(sample: str, delimiter: str) -> list[int]:
     """Fields per record of a sample, quoting respected (a quoted comma or line break stays inside its field)."""
     if delimiter == " ":
-        return [len(line.split()) for line in sample.splitlines() if line.strip()]
+        return [len(line.split()) for line in csv_lines(sample) if line.strip()]
     return [len(r) for r in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"') if r]
 
 
@@ -107,10 +107,10 @@ def sniff_delimiter(text: str, preferred: str = ",") -> str:
     give every sampled record (the last one may be cut) that many fields, quotes respected. The preferred one
     (a .csv file's comma) wins when it does; another only on that evidence; a file no candidate splits
     consistently is one column. csv.Sniffer guessed ' ' on quote-rich prose, and nothing checked its guess."""
-    lines = text.splitlines()
-    sample = "\n".join(lines[:500])
+    lines = csv_lines(text)
+    sample = "".join(lines[:500])
     if len(lines) > 500:  # the last sampled record may be cut inside a quoted field: leave it out
-        sample = sample.rsplit("\n", 1)[0]
+        sample = sample.rstrip("\r\n").rsplit("\n", 1)[0]
     best, best_score = None, (0.0, 0)
     for d in (preferred, *[c for c in CANDIDATE_DELIMITERS if c != preferred], " "):
         counts = _field_counts(sample, d)
@@ -178,9 +178,15 @@ def _check_field_counts(path: Path, text: str, delimiter: str, columns: list[str
                             f"(delimiter {delimiter!r}): {_line(text, reader.line_num)[:80]!r}{hint}")
 
 
+def csv_lines(text: str) -> list[str]:
+    """The lines of delimited text as csv's reader counts them, endings kept: split at "\n" only (str.splitlines
+    also splits at U+2028 and a lone "\r", which may sit inside a field)."""
+    return io.StringIO(text).readlines()
+
+
 def _line(text: str, number: int) -> str:
-    """Line `number` (1-based) as csv's reader counts lines: split at "\n" only."""
-    return io.StringIO(text).readlines()[number - 1].rstrip("\r\n")
+    """Line `number` (1-based) as csv's reader counts lines."""
+    return csv_lines(text)[number - 1].rstrip("\r\n")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

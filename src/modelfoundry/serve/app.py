@@ -201,7 +201,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                 kw = {"max_new_tokens": req.max_new_tokens, "temperature": req.temperature, "top_p": req.top_p,
                       "seed": req.seed}
                 try:
-                    pred._prompt_ids([req.prompt])
+                    pred.prompt_ids([req.prompt])
                 except ValueError as exc:
                     raise HTTPException(422, [{"loc": ["body", "prompt"], "msg": str(exc), "type": "value_error"}]) from None
                 loop = asyncio.get_running_loop()

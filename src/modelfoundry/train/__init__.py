@@ -113,31 +113,25 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
     run with that status."""
     timer = Timer()
     lock = None
-    if resume is not None:
-        run = Run.open(resume)
-        lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
-        try:
+    try:  # from here on, whatever fails releases the run's lock
+        if resume is not None:
+            run = Run.open(resume)
+            lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
             cfg = run.config()
             if run.status == "complete":
                 raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
             if frame is None:
                 _check_same_data(run, data_files(cfg))  # before anything is written: the run stays resumable
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-    accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
-    main = accelerator.is_main_process
-    if resume is None:
-        if run_dir is None and accelerator.num_processes > 1:
-            run_dir = _distributed_run_dir(cfg)
-        if run_dir is not None:
-            run = Run(Path(run_dir))
-            run.path.mkdir(parents=True, exist_ok=True)
-        else:
-            run = Run.create(Path(cfg.output_dir), cfg.name)
-        lock = run.lock().acquire() if main else None
-    try:
+        accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
+        if resume is None:
+            if run_dir is None and accelerator.num_processes > 1:
+                run_dir = _distributed_run_dir(cfg)
+            if run_dir is not None:
+                run = Run(Path(run_dir))
+                run.path.mkdir(parents=True, exist_ok=True)
+            else:
+                run = Run.create(Path(cfg.output_dir), cfg.name)
+            lock = run.lock().acquire() if accelerator.is_main_process else None
         return _train(cfg, run, accelerator, timer, frame, test_frame, resume, on_epoch, cache_dir)
     finally:
         if lock is not None:
