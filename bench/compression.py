@@ -88,11 +88,11 @@ class HFAnchor(nn.Module):
 def anchor(run_dir: Path, calls: int) -> tuple[dict, nn.Module, dict]:
     from modelfoundry.adapters import export_merged
     from modelfoundry.compress.measure import measure, tensor_bytes
+    from modelfoundry.config import run_config
     from modelfoundry.data import prepare
     from modelfoundry.evaluate import M
-    from modelfoundry.runs import Run
 
-    cfg = Run.open(run_dir).config()
+    cfg = run_config(run_dir)
     data = prepare(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         merged = export_merged(run_dir, Path(tmp) / "merged")
@@ -135,7 +135,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from modelfoundry.compress import compress
     from modelfoundry.config import CompressConfig
-    from modelfoundry.train.precision import cpu_has_bf16
+    from modelfoundry.core.hardware import cpu_has_bf16
 
     chosen = args.only.split(",") if args.only else list(VARIANTS)
     out_root = Path(tempfile.mkdtemp(prefix="bench-compress-"))

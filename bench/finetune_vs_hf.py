@@ -72,7 +72,7 @@ def run_anchor(limit: int | None) -> dict:
         TrainingArguments,
     )
 
-    from modelfoundry.models.pretrained import resolve_model_path
+    from modelfoundry.core.paths import resolve_model_path
 
     t0 = time.perf_counter()
     train, test = frames(limit)
@@ -170,7 +170,7 @@ def spawn(name: str, limit: int | None) -> dict:
 def machine() -> dict:
     import torch
 
-    from modelfoundry.train.precision import resolve_precision
+    from modelfoundry.core.hardware import resolve_precision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
             "cpu": platform.processor() or platform.machine(), "precision_auto": resolve_precision("auto") or "fp32"}

@@ -34,8 +34,8 @@ def main() -> int:
     args = ap.parse_args()
     import pandas as pd
 
+    from modelfoundry.core.infer import INFERENCE_TOKENS, predict_tensors
     from modelfoundry.predictor import Predictor
-    from modelfoundry.train.loop import INFERENCE_TOKENS, predict_tensors
 
     pred = Predictor.load(args.run, backend=args.backend)
     default = getattr(pred.model, "inference_tokens", INFERENCE_TOKENS)

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from modelfoundry.cli import main
+from modelfoundry.config import run_config
+from modelfoundry.core.runs import Run
 from modelfoundry.predictor import Predictor
-from modelfoundry.runs import Run
 
 from .conftest import cli_env, tabular_frame, tiny_config, write_yaml
 
@@ -162,7 +163,7 @@ def test_quick_exit_flushes_and_keeps_the_exit_code(tmp_path, table_config):
     assert res.returncode == 0, res.stderr
     run = Run(Path(res.stdout.strip().splitlines()[-1]))
     assert run.manifest()["status"] == "complete" and (run.path / "metrics.json").stat().st_size > 0
-    assert len(Predictor.load(run.path).predict(pd.read_csv(run.config().data.path).head(3))) == 3
+    assert len(Predictor.load(run.path).predict(pd.read_csv(run_config(run).data.path).head(3))) == 3
     bad = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(tmp_path / "missing.yaml")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "missing.yaml" in bad.stderr

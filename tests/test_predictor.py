@@ -163,7 +163,7 @@ def test_a_rows_answer_does_not_depend_on_its_batch_mates_types(tmp_path):
 
 
 def test_a_flipped_byte_in_the_weights_is_refused_at_load(tmp_path):
-    from modelfoundry.runs import Run
+    from modelfoundry.core.runs import Run
 
     from .conftest import tabular_frame
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelfoundry.config import load_config
-from modelfoundry.runs import Run
+from modelfoundry.core.runs import Run
 from modelfoundry.train import train
 
 from .conftest import REPO, cli_env

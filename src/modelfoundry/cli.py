@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .config import run_config
+
 EXIT_BAD_INPUT = 2
 
 
@@ -19,7 +21,7 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from .config import load_config
-    from .runs import Run
+    from .core.runs import Run
     from .train import train
 
     if args.resume:
@@ -84,7 +86,7 @@ def _input_frame(run, path: str, overrides: list[str]):
     from .config import config_to_dict, load_config
     from .data import read_frame
 
-    cfg = run.config()
+    cfg = run_config(run)
     if overrides:
         cfg = load_config(config_to_dict(cfg), overrides)
     return read_frame(cfg, str(Path(path).resolve()))
@@ -96,7 +98,7 @@ def cmd_predict(args) -> int:
     pred = Predictor.load(args.run)
     df = _input_frame(pred.run, args.input, args.overrides)
     out = pred.predict(df)
-    from .runs import atomic_write_text, csv_text
+    from .core.runs import atomic_write_text, csv_text
 
     text = csv_text(out, raw=args.raw_csv)
     if args.output:
@@ -158,14 +160,14 @@ def cmd_generate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .core.runs import write_json
     from .data import Prepared
     from .data.schema import check_target
     from .evaluate import M, evaluate_data
     from .predictor import Predictor
-    from .runs import write_json
 
     pred = Predictor.load(args.run)
-    cfg = pred.run.config()
+    cfg = run_config(pred.run)
     df = _input_frame(pred.run, args.data, args.overrides)
     check_target(df, cfg.data.target, args.data)
     enc = pred.preprocessor.transform(df, strict=True)
@@ -181,7 +183,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import list_runs
+    from .core.runs import list_runs
 
     if args.action == "compare":
         from .evaluate.compare import compare_runs
@@ -284,10 +286,10 @@ def compress_settings(run_cfg, args) -> object:
 
 def cmd_compress(args) -> int:
     from .compress import compress
-    from .runs import Run
+    from .core.runs import Run
 
     source = Run.open(args.run)
-    settings = compress_settings(source.config(), args)
+    settings = compress_settings(run_config(source), args)
     run = compress(args.run, settings, args.output_dir)
     summary = json.loads((run.path / "compression.json").read_text())
     key = summary["main_metric"]
@@ -332,7 +334,7 @@ def cmd_crawl(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .runs import write_json
+    from .core.runs import write_json
 
     if args.action == "crawl":
         return cmd_crawl(args)

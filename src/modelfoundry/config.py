@@ -885,6 +885,13 @@ def load_config(path: str | Path | dict, overrides: dict[str, Any] | list[str] |
     return validate_config(raw or {}, p.resolve().parent, str(p), overrides)
 
 
+def run_config(run: Any) -> Config:
+    """The resolved config a run recorded (`<run>/config.yaml`, every default filled in, paths absolute); `run` is a
+    Run or its directory."""
+    path = Path(getattr(run, "path", run)) / "config.yaml"
+    return load_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
 def config_to_dict(cfg: Config) -> dict:
     """The resolved config with every default filled in (paths made absolute)."""
     d = cfg.model_dump(mode="json")

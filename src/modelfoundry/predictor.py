@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .core.infer import predict_tensors
+from .core.runs import Run
 from .data import DataError, Preprocessor
 from .models import load_model
-from .runs import Run
-from .train.loop import predict_tensors
 
 
 class Predictor:
@@ -44,7 +44,7 @@ class Predictor:
         if backend == "onnx":
             if not onnx_file.exists():
                 raise ValueError(f"{run.path}: no model/model.onnx; export one with `foundry compress {run.path} --onnx`")
-            from .compress.onnx import OnnxModel
+            from .core.onnxrt import OnnxModel
 
             model = OnnxModel(onnx_file)
         elif not weights.exists() and onnx_file.exists():

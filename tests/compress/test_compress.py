@@ -12,9 +12,9 @@ from safetensors import safe_open
 from modelfoundry.cli import main
 from modelfoundry.compress import compress
 from modelfoundry.compress.distill import init_from_teacher
-from modelfoundry.config import CompressConfig, load_config
+from modelfoundry.config import CompressConfig, load_config, run_config
+from modelfoundry.core.runs import Run
 from modelfoundry.predictor import Predictor
-from modelfoundry.runs import Run
 from modelfoundry.train import train
 
 from ..conftest import SAMPLE, regression_frame, tabular_frame, tiny_config
@@ -223,7 +223,7 @@ def test_refusals(table, tmp_path):
     moved = tmp_path / "copy"
     shutil.copytree(source.parent.parent, moved)
     copy = moved / source.parent.name / source.name
-    cfg = Run(copy).config()
+    cfg = run_config(copy)
     data = cfg.resolve_path(cfg.data.path)
     backup = data.read_bytes()
     try:

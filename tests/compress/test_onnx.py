@@ -5,8 +5,9 @@ path gives the packed path's states exactly; a file that is not ONNX is refused.
 import pytest
 import torch
 
-from modelfoundry.compress.onnx import OnnxModel, check_axes, export_onnx
+from modelfoundry.compress.onnx import export_onnx
 from modelfoundry.config import RNNConfig
+from modelfoundry.core.onnxrt import OnnxModel, check_axes
 from modelfoundry.models import REGISTRY, build_model
 from modelfoundry.models.rnn import RecurrentEncoder
 

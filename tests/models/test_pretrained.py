@@ -90,7 +90,7 @@ def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tm
     arch_path.write_text(json.dumps(arch))
     with pytest.raises(ValueError, match="architecture.json: sha256 .* differs"):  # the run's own file changed
         Predictor.load(lora.path)
-    from modelfoundry.runs import Run
+    from modelfoundry.core.runs import Run
 
     Run.open(lora.path).record_files()  # as if the run had recorded another base: the base check answers
     with pytest.raises(ValueError, match="trained on the base model .* but the base found is"):
@@ -179,9 +179,9 @@ def test_an_interrupted_export_leaves_no_output_folder(tmp_path):
 
 
 def test_predictor_merges_adapters_for_inference_and_predicts_the_same(tmp_path, tiny_bert):
+    from modelfoundry.core.infer import predict_tensors
     from modelfoundry.models.pretrained import PretrainedEncoder
     from modelfoundry.predictor import merge_adapters
-    from modelfoundry.train.loop import predict_tensors
 
     texts = ["my card has not arrived", "how do I link my card", "top up failed", "exchange rate"]
     for finetune, adapter in (("lora", {}), ("ia3", {"target_modules": ["key", "value", "dense"],
@@ -355,24 +355,3 @@ def test_evaluating_on_labels_the_model_never_saw_is_refused(tmp_path, tiny_bert
     assert main(["evaluate", str(run.path), str(tmp_path / "new.csv")]) == 2
     err = capsys.readouterr().err
     assert "label 'crypto_refund' (data row 4) was never seen in training" in err and "the model knows 4" in err
-
-
-def test_minilm_is_checked_against_its_pinned_sha256(tmp_path, monkeypatch):
-    import shutil
-
-    from modelfoundry.models import pretrained
-
-    folder = pretrained.resolve_model_path("minilm")
-    assert (folder / "model.safetensors").is_file()
-    copy = tmp_path / "minilm"
-    copy.mkdir()
-    for name in pretrained.MINILM_SHA256:
-        shutil.copy(folder / name, copy / name)
-    monkeypatch.setenv("FOUNDRY_MINILM_PATH", str(copy))
-    assert pretrained.resolve_model_path("minilm") == copy  # a verified local copy is used instead
-    data = bytearray((copy / "config.json").read_bytes())
-    data[10] ^= 1  # one flipped bit
-    (copy / "config.json").write_bytes(bytes(data))
-    pretrained._verified.clear()
-    with pytest.raises(ValueError, match=r"minilm/config\.json has sha256 .* not all-MiniLM-L6-v2's"):
-        pretrained.resolve_model_path("minilm")

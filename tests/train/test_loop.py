@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from modelfoundry.config import EarlyStopping, TrainConfig
+from modelfoundry.core.infer import TensorData
 from modelfoundry.models import REGISTRY, build_model
 from modelfoundry.train import make_accelerator
-from modelfoundry.train.loop import TensorData, class_weights, fit
+from modelfoundry.train.loop import class_weights, fit
 
 SPEC = {"task": "classification", "n_outputs": 2, "n_numeric": 4, "categorical": [], "text": {}, "max_length": 8,
         "image": None, "sequence": None}
@@ -113,17 +114,17 @@ def test_length_bucketing_cuts_padding_and_is_seeded():
 
 
 def test_outputs_are_torch_softmax_in_numpy_and_regression_takes_the_first_column():
-    from modelfoundry.train.loop import _outputs
+    from modelfoundry.core.infer import as_outputs
 
     logits = torch.randn(5, 7) * 30  # large enough that a softmax without the max shift overflows
-    probs = _outputs(logits, "classification")
+    probs = as_outputs(logits, "classification")
     assert isinstance(probs, np.ndarray) and probs.dtype == np.float32
     np.testing.assert_allclose(probs, logits.softmax(-1).numpy(), rtol=1e-5, atol=1e-7)
-    assert np.array_equal(_outputs(logits, "regression"), logits[:, 0].numpy())
+    assert np.array_equal(as_outputs(logits, "regression"), logits[:, 0].numpy())
 
 
 def test_predict_tensors_takes_the_models_token_budget_unless_told():
-    from modelfoundry.train.loop import INFERENCE_TOKENS, predict_tensors
+    from modelfoundry.core.infer import INFERENCE_TOKENS, predict_tensors
 
     class Widths(torch.nn.Module):  # a text model that records the shape of every batch it is given
         def __init__(self):
@@ -147,7 +148,7 @@ def test_predict_tensors_takes_the_models_token_budget_unless_told():
 
 
 def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
-    from modelfoundry.train.loop import _in_order, inference_batches
+    from modelfoundry.core.infer import in_row_order, inference_batches
 
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 40, (300,), generator=g)
@@ -165,7 +166,7 @@ def test_inference_batches_sort_by_length_stay_in_budget_and_restore_order():
     assert padded < 1.1 * int(lengths.sum())  # sequential batches of 64 pad to ~2x
     assert lengths[seen].tolist() == sorted(lengths.tolist())
     out = np.stack([lengths[seen].numpy(), np.array(seen)], 1)
-    assert np.array_equal(_in_order(out, seen)[:, 1], np.arange(300))
+    assert np.array_equal(in_row_order(out, seen)[:, 1], np.arange(300))
     # without text: plain sequential batches
     plain = [idx for idx, _ in inference_batches({"numeric": torch.zeros(10, 2)}, None, 4)]
     assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

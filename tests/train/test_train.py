@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelfoundry.config import load_config
+from modelfoundry.config import load_config, run_config
+from modelfoundry.core.runs import Run
 from modelfoundry.predictor import Predictor
-from modelfoundry.runs import Run
 from modelfoundry.train import train
 
 from ..conftest import SAMPLE, cli_env, regression_frame, tabular_frame, tiny_config, write_yaml
@@ -194,7 +194,7 @@ def test_bf16_training_is_evaluated_like_the_saved_model(tmp_path, table_csv):
 
     run = train(load_config(tiny_config(tmp_path, {"path": str(table_csv), "target": "label"}, train={"precision": "bf16"})))
     written = json.loads((run.path / "metrics.json").read_text())["test"]
-    again, _, _ = evaluate_data(Predictor.load(run.path).model, prepare(run.config()), M.canonical(None, "classification"),
+    again, _, _ = evaluate_data(Predictor.load(run.path).model, prepare(run_config(run)), M.canonical(None, "classification"),
                                 "test", False)
     assert written["log_loss"] == again["test"]["log_loss"]
 
@@ -225,7 +225,7 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, tab
     import sys
     import time
 
-    from modelfoundry.runs import Run
+    from modelfoundry.core.runs import Run
 
     from ..conftest import cli_env
 

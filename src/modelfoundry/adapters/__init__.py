@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..core.runs import atomic_write_text, save_safetensors
 from ..predictor import Predictor
-from ..runs import atomic_write_text, save_safetensors
 
 __all__ = ["export_adapter", "export_merged"]
 
@@ -66,7 +66,7 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """A plain Hugging Face directory: the encoder with its adapter merged in (config.json, model.safetensors,
     the tokenizer), plus head.safetensors and foundry_head.json (pooling, classes) for the task head.
     A causal-LM run exports the merged decoder alone."""
-    from ..progress import bar
+    from ..core.progress import bar
 
     pb = bar(2, "export", unit="step")
     pb.set_postfix_str("loading the run")
@@ -89,7 +89,7 @@ def _write_merged(pred: Predictor, enc, tmp: Path) -> None:
     model = enc.model.merge_and_unload() if hasattr(enc.model, "peft_config") else enc.model
     model.save_pretrained(str(tmp), safe_serialization=True)
     base = Path(json.loads((pred.run.model_dir / "architecture.json").read_text())["model"]["path"])
-    from ..models.pretrained import resolve_model_path
+    from ..core.paths import resolve_model_path
 
     base = resolve_model_path(str(base))
     for name in TOKENIZER_FILES:

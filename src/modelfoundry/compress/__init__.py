@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import CompressConfig, Config, config_to_dict, config_to_yaml, load_config
+from ..config import CompressConfig, Config, config_to_dict, config_to_yaml, load_config, run_config
+from ..core.runs import Run, Timer, atomic_copy, write_json
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
 from ..models import save_model, to_bf16
 from ..predictor import Predictor
-from ..runs import Run, Timer, atomic_copy, write_json
 from .measure import main_metric, measure, tensor_bytes, write_report
 
 BATCH_DEPENDENT = 1e-3
@@ -75,8 +75,9 @@ def materialize(pred: Predictor, cfg: Config):
 
 
 def _finetune(model, data: Prepared, cfg: Config, epochs: int, lr: float) -> dict:
+    from ..core.infer import TensorData
     from ..train import make_accelerator
-    from ..train.loop import TensorData, fit
+    from ..train.loop import fit
 
     tcfg = cfg.train.model_copy(update={"epochs": epochs, "lr": lr, "early_stopping": None, "warmup_ratio": 0.0})
     model.requires_grad_(True)
@@ -92,7 +93,7 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     """Compress a complete run (settings: `ccfg`, else the run's `compress` section). Returns the variant's Run."""
     timer = Timer()
     pred = Predictor.load(run_dir, backend="torch")
-    cfg = pred.run.config()
+    cfg = run_config(pred.run)
     if pred.task == "causal_lm":
         raise ValueError(f"{run_dir}: a causal-LM run; compress works on classification and regression runs")
     ccfg = ccfg or cfg.compress
@@ -130,7 +131,8 @@ def _log(msg: str) -> None:
 
 
 def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dict:
-    from .onnx import OnnxModel, export_onnx, parity
+    from ..core.onnxrt import OnnxModel
+    from .onnx import export_onnx, parity
 
     cache = pred.run.path / "cache"  # the source run's text encodings, reused (a pretrained student's too)
     data = prepare(cfg, cache_dir=cache)
@@ -142,7 +144,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
     def params(m) -> int:
         return sum(p.numel() for p in m.parameters())
 
-    from ..progress import bar
+    from ..core.progress import bar
 
     pb = bar(desc="compress", unit="stage")
     stages = [measure("source", pred.model, data, split, names, tensor_bytes(pred.model), calls, params(pred.model))]
@@ -251,7 +253,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
 def _example(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A small export batch of the longest rows: batch and text length both above 1, so that neither axis is
     specialised by the exporter."""
-    from ..train.loop import TensorData
+    from ..core.infer import TensorData
 
     lengths = [v for k, v in features.items() if k.startswith("len:")]
     n = len(next(iter(features.values())))

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..config import Config, DistillConfig, config_to_dict, load_config
+from ..core.infer import predict_tensors
 from ..data import Prepared, prepare
-from ..train.loop import predict_tensors
 
 
 def student_config(source: Config, dcfg: DistillConfig) -> Config:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ..runs import atomic_write_bytes
-from ..train.loop import TensorData
+from ..core.infer import TensorData
+from ..core.runs import atomic_write_bytes
 
 OPS = ["MatMul", "Gemm", "Conv"]
 DYNAMIC_OPS = [*OPS, "Gather"]  # Gather: embedding tables, most of a small encoder's bytes

@@ -1,6 +1,5 @@
-"""Shared by every stage and importing none of them (the bottom layer of ARCHITECTURE.md). It holds the one HTML page
-template (`html.page`) so far; run-directory I/O, the input spec and batching move here next (issue 20)."""
+"""The bottom layer (ARCHITECTURE.md): shared by every stage, importing none of them.
 
-from .html import page
-
-__all__ = ["page"]
+runs (the Run directory, atomic writes, JSON and safetensors I/O), hardware (what a run records, bf16 detection),
+paths (model-path resolution, without torch), infer (batching and inference over a model), onnxrt (an ONNX Runtime
+session called like a torch model), plots, html (the one page template), progress (bars)."""

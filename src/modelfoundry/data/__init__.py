@@ -94,7 +94,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
             capped[split] = int((y > d.target_cap).sum())
             frames[split] = frames[split].assign(**{d.target: y.clip(upper=d.target_cap)})
     if cfg.model.type == "pretrained":  # the text column is tokenized with the pretrained model's own tokenizer
-        from ..models.pretrained import resolve_model_path
+        from ..core.paths import resolve_model_path
 
         d = d.model_copy(update={"text": d.text.model_copy(update={"tokenizer": str(resolve_model_path(cfg.model.path))})})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])

@@ -145,8 +145,8 @@ def embed_texts(texts: list[str], cfg: Config, batch: int = 64) -> np.ndarray:
     import torch
     from transformers import AutoModel
 
-    from ..models.pretrained import resolve_model_path
-    from ..train.precision import cpu_has_bf16
+    from ..core.hardware import cpu_has_bf16
+    from ..core.paths import resolve_model_path
     from .features import load_tokenizer
 
     path = resolve_model_path(cfg.model.path if cfg.model.type == "pretrained" else "minilm")
@@ -223,7 +223,7 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     task = infer_task(df[d.target], d.task)
     features = [c for c, k in schema.items() if k != "ignore" and c != d.target]
     text_cols = [c for c in features if schema[c] == "text"]
-    from ..progress import bar
+    from ..core.progress import bar
 
     do_labels = (d.audit.label_issues if with_label_issues is None else with_label_issues) and task == "classification"
     pb = bar(4 + do_labels + (against is not None), "profile", unit="step")

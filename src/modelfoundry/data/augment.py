@@ -75,7 +75,7 @@ def neighbour_table(vocab: dict[str, int], source: str = "minilm", k: int = 5) -
     both vocabularies share take part, so a replacement is always a token this tokenizer has."""
     from transformers import AutoModel, AutoTokenizer
 
-    from ..models.pretrained import resolve_model_path
+    from ..core.paths import resolve_model_path
 
     path = resolve_model_path(source)
     src_vocab = AutoTokenizer.from_pretrained(path).get_vocab()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CleanConfig, DataConfig
-from ..runs import atomic_write_text, save_safetensors
+from ..core.runs import atomic_write_text, save_safetensors
 from .clean import outlier_bounds
 from .sources import DataError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..runs import atomic_write_text
+from ..core.runs import atomic_write_text
 from .features import Encoded, load_tokenizer
 from .sources import DataError
 
@@ -100,7 +100,7 @@ class LMPreprocessor:
 
 def prepare_lm(cfg, df: pd.DataFrame, test_frame: pd.DataFrame | None, cleaning: dict):
     """Split, tokenize and profile instruction/response pairs (a Prepared whose targets are unused)."""
-    from ..models.pretrained import resolve_model_path
+    from ..core.paths import resolve_model_path
     from . import Prepared
     from .split import split_frame
 

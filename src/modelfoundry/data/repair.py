@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
-from ..runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
+from ..core.runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
 from .clean import is_numeric, outlier_bounds
 from .sources import DataError, csv_lines
 

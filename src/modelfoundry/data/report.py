@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..core.html import page
-from ..runs import atomic_write_text
+from ..core.runs import atomic_write_text
 
 SHOWN = 50  # flagged rows listed per finding (all of them are in data_profile.json)
 
@@ -29,7 +29,7 @@ def _plots(profile: dict, out_dir: Path) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..evaluate.report import save_figure
+    from ..core.plots import save_figure
 
     made = []
 

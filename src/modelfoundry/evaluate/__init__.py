@@ -7,8 +7,8 @@ import sys
 import numpy as np
 
 from ..config import Config
+from ..core.runs import Run, Timer, write_json
 from ..data import Prepared
-from ..runs import Run, Timer, write_json
 from . import metrics as M
 from .predict_split import outputs
 

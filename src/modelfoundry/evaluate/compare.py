@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from ..config import flatten
-from ..runs import Run
+from ..core.runs import Run
 
 SETTINGS = ("model.type", "model.finetune", "train.lr", "train.batch_size", "train.epochs")
 
@@ -56,6 +56,6 @@ def _plot(runs: list[Run], path: Path) -> None:
     if key:
         axes[0][1].set(xlabel="epoch", ylabel=key, title=key)
     axes[0][-1].legend(fontsize=7)
-    from .report import save_figure
+    from ..core.plots import save_figure
 
     save_figure(fig, path)

@@ -15,7 +15,7 @@ from .predict_split import predict_split
 
 
 def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None) -> dict:
-    from ..progress import bar
+    from ..core.progress import bar
     from ..train import make_accelerator, train_model
 
     d = cfg.data

@@ -7,16 +7,16 @@ import html
 import json
 
 from ..core.html import page
+from ..core.runs import Run, atomic_write_text, write_json
 from ..data import Prepared
-from ..runs import Run, atomic_write_text, write_json
 
 SAMPLES = 5
 SAMPLE_TOKENS = 48
 
 
 def evaluate_lm(run: Run, cfg, data: Prepared, model) -> dict:
+    from ..core.infer import lm_scores
     from ..models.causal_lm import CausalLM
-    from ..train.loop import lm_scores
 
     split = "test" if "test" in data.encoded else "val"
     pre = data.preprocessor

@@ -10,7 +10,7 @@ from . import metrics as M
 
 def outputs(model, data: Prepared, split: str, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
     """(y_true, output) in user units: class codes + probabilities, or values + predictions."""
-    from ..train.loop import predict_tensors
+    from ..core.infer import predict_tensors
 
     device = accelerator.device if accelerator is not None else "cpu"
     autocast = accelerator is not None and accelerator.mixed_precision == "bf16"

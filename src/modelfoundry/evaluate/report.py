@@ -5,34 +5,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
 from ..core.html import page
+from ..core.plots import pyplot as _fig
+from ..core.plots import save_figure
+from ..core.runs import Run, atomic_write_text
 from ..data import Prepared
-from ..runs import Run, atomic_write_text
-
-
-def _fig():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: Path, dpi: int = 90) -> None:
-    """A matplotlib figure as PNG, written atomically (temporary name, then rename), then closed."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")  # two tune workers may plot at once
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def _save(plt, fig, run: Run, name: str) -> str:

@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ..runs import atomic_write_text, save_safetensors
+from ..core.runs import atomic_write_text, save_safetensors
 
 
 @dataclass(frozen=True)

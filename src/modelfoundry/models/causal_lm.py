@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from .pretrained import Adapted, adapt, keep_layers, resolve_model_path
+from ..core.paths import resolve_model_path
+from .pretrained import Adapted, adapt, keep_layers
 
 KEY = "lm"
 

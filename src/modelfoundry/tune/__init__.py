@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, metric_mode, validate_config
-from ..runs import Run, atomic_write_text, csv_text, write_json
+from ..core.runs import Run, atomic_write_text, csv_text, write_json
 
 __all__ = ["tune", "open_storage", "mask_url", "study_dir_for", "STORAGE_ENV"]
 
@@ -287,7 +287,7 @@ def work(cfg: Config, study: str, storage: str | None, trials: int, worker: int 
     start = time.monotonic()
     grid_size = math.prod(len(p.grid()) for p in cfg.tune.space.values()) if cfg.tune.sampler == "grid" else None
     budget = min(trials, grid_size) if grid_size else trials
-    from ..progress import bar
+    from ..core.progress import bar
 
     pb = bar(budget, f"study {study}" + (f" (worker {worker})" if worker else ""), unit="trial")
     pb.update(min(budget, _counted(s)))  # a resumed study starts where it stopped
@@ -444,7 +444,7 @@ def _plot_modules():
 def _plots(study, sdir: Path) -> list[str]:
     import optuna
 
-    from ..evaluate.report import save_figure
+    from ..core.plots import save_figure
 
     _, vis = _plot_modules()
     made = []

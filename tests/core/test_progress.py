@@ -3,9 +3,9 @@
 import pytest
 
 from modelfoundry.config import load_config
-from modelfoundry.progress import enabled
+from modelfoundry.core.progress import enabled
 
-from .conftest import tabular_frame, tiny_config
+from ..conftest import tabular_frame, tiny_config
 
 
 def test_enabled_follows_the_environment_and_the_terminal(monkeypatch):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .hardware import hardware
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -169,16 +169,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def hardware() -> dict[str, Any]:
-    import torch
-
-    from .train.precision import cpu_has_bf16
-
-    return {"machine": platform.machine(), "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "cpu_bf16": cpu_has_bf16(), "torch_threads": torch.get_num_threads()}
-
-
 @dataclass
 class Run:
     """A run directory. Create with `Run.create`, open an existing one with `Run.open`."""
@@ -282,12 +272,6 @@ class Run:
     @property
     def status(self) -> str:
         return self.manifest().get("status", "missing")
-
-    def config(self):
-        from .config import load_config
-
-        cfg = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-        return load_config(cfg)
 
     # -- records
     def append_history(self, record: dict) -> None:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from modelfoundry.runs import csv_text
+from modelfoundry.core.runs import csv_text
 
 
 def test_report_csvs_defuse_formulas_unless_raw():
@@ -20,7 +20,7 @@ def test_run_ids_never_collide_and_the_lock_names_its_holder(tmp_path):
 
     import pytest
 
-    from modelfoundry.runs import Run
+    from modelfoundry.core.runs import Run
 
     runs = {Run.create(tmp_path, "same").path for _ in range(300)}  # one second, 65,536 ids: collisions are drawn again
     assert len(runs) == 300
