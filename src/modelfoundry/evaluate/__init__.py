@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from ..config import Config
 from ..core.runs import Run, Timer, write_json
 from ..data import Prepared
 from . import metrics as M
+from .baselines import run_baselines
 from .predict_split import outputs
 
 __all__ = ["evaluate_run", "evaluate_data", "M"]
@@ -30,14 +29,13 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
     if data.task == "classification":
         result["per_class"] = per_class(y, out, data.preprocessor.classes_)
     if baselines:
-        from ..models.baselines import run_baselines
-
         result["baselines"] = run_baselines(data, split, names)
     return result, y, out
 
 
-def evaluate_run(run: Run, cfg: Config, data: Prepared, model, frame=None) -> dict:
-    """Write metrics.json (and cv.json, report.html with plots/) into the run."""
+def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None) -> dict:
+    """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
+    (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report."""
     timer = Timer()
     if data.task == "causal_lm":
         from .lm import evaluate_lm
@@ -53,14 +51,7 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, frame=None) -> di
     if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
         result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
     write_json(run.path / "metrics.json", result)
-    if cfg.evaluate.cv is not None:
-        from .cv import cross_validate
-
-        def show(i, scores):
-            print(f"cv fold {i + 1}/{cfg.evaluate.cv.folds}: " + "  ".join(
-                f"{k}={v:.4f}" for k, v in scores.items() if v is not None), file=sys.stderr, flush=True)
-
-        cv = cross_validate(cfg, frame, progress=show)
+    if cv is not None:
         write_json(run.path / "cv.json", cv)
         result["cv"] = cv["summary"]
     if cfg.evaluate.report:

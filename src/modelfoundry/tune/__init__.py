@@ -311,7 +311,7 @@ def tune(cfg: Config, *, trials: int | None = None, workers: int = 1, storage: s
     sdir = study_dir_for(cfg, study)
     sdir.mkdir(parents=True, exist_ok=True)
     s = open_study(cfg, study, storage)
-    from ..track import PARENT_ENV, study_parent
+    from ..train.track import PARENT_ENV, study_parent
 
     parent = study_parent(cfg, study)
     if parent:  # trials (in this process and in the workers) nest under the study's MLflow run
@@ -369,7 +369,7 @@ def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, tria
 
 def _track_study(cfg: Config, parent: str, summary: dict, sdir: Path) -> None:
     """The study's parent MLflow run gets the best value and the leaderboard; the best trial's run a tag."""
-    from ..track import _mlflow
+    from ..train.track import _mlflow
 
     mlflow = _mlflow(cfg)
     client = mlflow.MlflowClient()

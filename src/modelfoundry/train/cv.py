@@ -8,16 +8,16 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from ..config import Config
+from ..core.progress import bar
 from ..data import load_clean, prepare
 from ..data.split import split_frame
-from . import metrics as M
-from .predict_split import predict_split
+from ..evaluate import metrics as M
+from ..evaluate.predict_split import predict_split
+from .accel import make_accelerator
+from .fit import train_model
 
 
 def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None) -> dict:
-    from ..core.progress import bar
-    from ..train import make_accelerator, train_model
-
     d = cfg.data
     df, _, task, _ = load_clean(cfg, frame)
     has_test = d.test_path is not None

@@ -6,7 +6,7 @@ from modelfoundry.config import ConfigError, load_config
 from modelfoundry.train import train
 from modelfoundry.tune import tune
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 mlflow = pytest.importorskip("mlflow")  # the `mlflow` extra; installed with the dev extra, so CI runs these
 

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import OneHotEncoder
 
 from ..data import Prepared
-from ..evaluate.metrics import compute
+from .metrics import compute
 
 
 def _design(data: Prepared, split: str, fitted: dict, fit: bool):

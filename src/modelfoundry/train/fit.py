@@ -1,0 +1,69 @@
+"""Build the configured model for prepared data and fit it: shared by `train`, cross-validation and distillation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import Config
+from ..core.infer import TensorData
+from ..core.runs import Run
+from ..data import Prepared
+from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
+from ..models import build_model
+from ..models.pretrained import CachedEncoding, cache_frozen_encodings
+from .loop import FitResult, fit
+
+
+def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,
+                on_epoch=None, teacher: torch.Tensor | None = None, distill: tuple[float, float] | None = None,
+                init=None) -> tuple[torch.nn.Module, FitResult]:
+    """Build the configured model for `data` and fit it. Shared by `train`, cross-validation and distillation
+    (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha), `init`: called with the
+    built model before training, to set its starting weights)."""
+    torch.manual_seed(cfg.train.seed)
+    features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
+    augment, swapped = cfg.data.augment, {}
+    targets = data.targets["train"]
+    if augment.oversample:
+        if data.task != "classification":
+            raise ValueError(f"data.augment.oversample: needs a classification target; this task is {data.task}")
+        if teacher is not None:
+            raise ValueError("data.augment.oversample: cannot be combined with distillation (synthetic rows have no "
+                             "teacher outputs)")
+        features["train"], targets = oversample(features["train"], targets, augment, cfg.train.seed)
+    if teacher is not None:
+        features["train"] = {**features["train"], "teacher": teacher}
+    per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
+                          / cfg.train.grad_accum)
+    model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
+    if init is not None:
+        init(model)
+    if getattr(cfg.model, "finetune", None) == "linear_probe":
+        # the frozen encoder runs once per text, not once per epoch; only the head trains
+        features = {s: cache_frozen_encodings(model, f) for s, f in features.items()}
+        swapped = {k: model.encoders[k] for k in model.encoders if f"text:{k.removeprefix('text__')}" in features["train"]
+                   and features["train"][f"text:{k.removeprefix('text__')}"].is_floating_point()}
+        for k in swapped:
+            model.encoders[k] = CachedEncoding()
+        # tokens are gone once encoded
+        augment = augment.model_copy(update={k: 0.0 for k in ("text_token_dropout", "text_swap", "text_delete",
+                                                              "text_synonym", "text_insert", "text_char_noise")})
+    tokenizers = getattr(data.preprocessor, "tokenizers_", {})
+    texts = {}
+    if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:
+        frame, rows = data.frames["train"], data.encoded["train"].rows
+        texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
+        features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    # built after the `row` key is in: the dataset was made before it once, and character noise never ran in training
+    tr = TensorData(features["train"], targets)
+    val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
+    check_fits(augment, list(features["train"]), data.task)
+    augmenter = Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
+    result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
+                 on_epoch=on_epoch, distill=distill)
+    model = accelerator.unwrap_model(model)
+    for k, enc in swapped.items():
+        model.encoders[k] = enc
+    return model.eval(), result

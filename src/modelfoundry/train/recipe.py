@@ -1,0 +1,139 @@
+"""`train`: config -> data -> model -> loop -> evaluation -> a complete Run directory (the recipe the CLI runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import Config, config_to_yaml, run_config
+from ..core.runs import Run, Timer, write_json
+from ..data import data_files, prepare
+from ..data.audit import audit
+from ..data.report import write_data_report
+from ..evaluate import evaluate_run
+from ..models import save_model
+from .accel import make_accelerator
+from .cv import cross_validate
+from .fit import train_model
+from .track import Tracker
+
+
+def _distributed_run_dir(cfg: Config) -> Path:
+    """Under torchrun every process must agree on one run directory without talking: derive it from the launch."""
+    key = "-".join(os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
+    return Path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def _check_same_data(run: Run, files: dict[str, Path | None]) -> None:
+    """A resumed run continues on the data it started with: its checkpoint's weights, label map and tokenizer
+    came from it. A data file that changed since (by sha256) is refused, naming it."""
+    for c in run.data_changes(files)[:1]:
+        found = "missing" if c["now"] is None else f"sha256 {c['now'][:12]}..."
+        raise ValueError(f"{run.path}: cannot resume: the {c['split']} data {c['path']} changed since the run "
+                         f"started (sha256 {str(c['then'])[:12]}..., now {found}); start a new run with `foundry train`")
+
+
+def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
+          resume: str | Path | None = None, run_dir: str | Path | None = None, on_epoch=None,
+          cache_dir: str | Path | None = None) -> Run:
+    """Train and evaluate the model a config describes. Returns the complete Run.
+
+    `resume` continues a killed or interrupted run from its last checkpoint (same config, same data).
+    `cache_dir`: where text encodings are cached (default: the run's cache/ folder, which a resume reuses).
+    `on_epoch(record)` sees every epoch's metrics; an exception with `run_status` (a pruned trial) ends the
+    run with that status."""
+    timer = Timer()
+    lock = None
+    try:  # from here on, whatever fails releases the run's lock
+        if resume is not None:
+            run = Run.open(resume)
+            lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
+            cfg = run_config(run)
+            if run.status == "complete":
+                raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
+            if frame is None:
+                _check_same_data(run, data_files(cfg))  # before anything is written: the run stays resumable
+        accelerator = make_accelerator(cfg.train.precision, cfg.train.grad_accum)
+        if resume is None:
+            if run_dir is None and accelerator.num_processes > 1:
+                run_dir = _distributed_run_dir(cfg)
+            if run_dir is not None:
+                run = Run(Path(run_dir))
+                run.path.mkdir(parents=True, exist_ok=True)
+            else:
+                run = Run.create(Path(cfg.output_dir), cfg.name)
+            lock = run.lock().acquire() if accelerator.is_main_process else None
+        return _train(cfg, run, accelerator, timer, frame, test_frame, resume, on_epoch, cache_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _show_fold(k: int):
+    def show(i, scores):
+        print(f"cv fold {i + 1}/{k}: " + "  ".join(f"{n}={v:.4f}" for n, v in scores.items() if v is not None),
+              file=sys.stderr, flush=True)
+    return show
+
+
+def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, resume, on_epoch, cache_dir) -> Run:
+    main = accelerator.is_main_process
+
+    tracker = None
+    try:
+        if main:
+            tracker = Tracker(cfg, run.path)
+            user_on_epoch = on_epoch
+
+            def on_epoch(record, _user=user_on_epoch):
+                tracker.epoch(record)
+                if _user is not None:
+                    _user(record)
+        data = prepare(cfg, frame, test_frame, cache_dir=Path(cache_dir) if cache_dir else run.path / "cache")
+        if main:
+            run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
+            if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html
+                quality = audit(cfg, with_label_issues=False, frame=frame)
+                data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
+                                                             "all_missing_columns")})
+                write_data_report({**quality, "splits": data.profile["splits"]}, run.path, cfg.name)
+            write_json(run.path / "data_profile.json", data.profile)
+            data.preprocessor.save(run.model_dir)
+        accelerator.wait_for_everyone()
+        t_fit = Timer()
+        model, result = train_model(cfg, data, run, accelerator, resume=resume is not None, on_epoch=on_epoch)
+        if main:
+            saved = save_model(model, cfg.model, model.spec, run.model_dir)
+            timings = {"fit_s": t_fit(), "loop_s": result.seconds}
+            cv = cross_validate(cfg, frame, progress=_show_fold(cfg.evaluate.cv.folds)) if cfg.evaluate.cv else None
+            evaluate_run(run, cfg, data, model, cv)
+            timings["total_s"] = timer()
+            run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                       parameters=sum(p.numel() for p in model.parameters()),
+                       trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       saved_model=saved,
+                       stopped_early=result.stopped_early, processes=accelerator.num_processes)
+            tracker.finish(run, "complete")
+        accelerator.wait_for_everyone()
+    except KeyboardInterrupt:
+        if main:
+            run.finish("interrupted", error="interrupted (Ctrl-C)")
+            if tracker is not None:
+                tracker.finish(run, "interrupted")
+            print(f"interrupted; the last checkpoint is kept. Continue with: foundry train --resume {run.path}",
+                  file=sys.stderr)
+        raise
+    except BaseException as exc:
+        status = getattr(exc, "run_status", "failed")
+        if main and run.manifest_path.exists():
+            run.finish(status, error=f"{type(exc).__name__}: {exc}")
+        elif main:
+            run.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}")
+        if main and tracker is not None and tracker.active and tracker.mlflow.active_run() is not None:
+            tracker.finish(run, status)
+        raise
+    return run
