@@ -133,8 +133,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS / "compression.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from modelfoundry.compress import compress
-    from modelfoundry.config import CompressConfig
+    from modelfoundry.api import compress
+    from modelfoundry.compress.config import CompressConfig
     from modelfoundry.core.hardware import cpu_has_bf16
 
     chosen = args.only.split(",") if args.only else list(VARIANTS)

@@ -50,7 +50,7 @@ def test_wrong_type_and_missing_section():
 
 def test_unknown_model_type():
     ps = problems({**BASE, "model": {"type": "xgboost"}})
-    assert ps == ['model: must be one of mlp, cnn, rnn, transformer, pretrained, got "xgboost"']
+    assert ps == ['model: must be one of mlp, cnn, pretrained, rnn, transformer, got "xgboost"']
 
 
 def test_overrides_by_dotted_path():

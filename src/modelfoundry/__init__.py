@@ -1,8 +1,10 @@
 """ModelFoundry: from raw data to an evaluated, compressed, served model with one YAML config.
 
-The stages are plain functions in their packages (`modelfoundry.train.train`, `modelfoundry.predictor.Predictor`,
-...); importing this package loads none of them, so `foundry --help` stays fast."""
+The public API (`modelfoundry.train`, `.resume`, `.compress`, `.tune`, `.Predictor`, `.load_config`, `.Config`,
+`.CompressConfig`, `.Run`, `.run_config`) lives in `modelfoundry.api` and is loaded on first use, so that `foundry
+--help` and `import modelfoundry.core` stay fast."""
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -10,4 +12,12 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+_API = ("Config", "ConfigError", "CompressConfig", "Predictor", "Run", "compress", "load_config", "resume",
+        "run_config", "train", "tune")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(".api", __name__), name)
+    raise AttributeError(f"module 'modelfoundry' has no attribute {name!r}")

@@ -8,8 +8,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
+from pydantic import ValidationError
+
+from .compress.config import CompressConfig
 from .config import run_config
+from .core.schema import one_line
+from .serve.config import ServeConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -25,7 +32,9 @@ def cmd_train(args) -> int:
     from .train import train
 
     if args.resume:
-        run = train(None, resume=args.resume)  # type: ignore[arg-type]
+        from .api import resume
+
+        run = resume(args.resume)
         print(run.path)
         return 0
     if args.config is None:
@@ -128,6 +137,33 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def _section_flags(parser, section: type, path: str, names: dict[str, str] | None = None) -> None:
+    """One flag per field of a config section, with the field's docstring as help; a flag left out keeps the
+    config's value (defaults live in the section class only)."""
+    for name, field in section.model_fields.items():
+        flag = (names or {}).get(name, "--" + name.replace("_", "-"))
+        ann = field.annotation
+        args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (Union, UnionType) else [ann]
+        kind = args[0]
+        extra: dict = {"type": kind, "metavar": name.upper()} if kind in (int, float, str) else {}
+        if kind is bool:
+            extra = {"action": argparse.BooleanOptionalAction}
+        elif get_origin(kind) is Literal:
+            extra = {"choices": list(get_args(kind))}
+        parser.add_argument(flag, dest=f"{path}.{name}", default=None, help=f"{one_line(field.description)} "
+                            f"(default: {field.default}; config: {path}.{name})".lstrip(), **extra)
+
+
+def _with_flags(base, args, path: str):
+    """`base` (a config section) with the flags given on the command line set, validated again."""
+    given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(path + ".") and v is not None}
+    try:
+        return type(base).model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}, got {e['input']!r}"
+                                   for e in exc.errors())) from None
+
+
 def cmd_serve(args) -> int:
     from .serve import ServeSettings, gather_keys, serve
 
@@ -135,11 +171,11 @@ def cmd_serve(args) -> int:
         print("warning: --api-key puts the key on the command line, where `ps` shows it to every user of this "
               "machine; prefer --api-keys-file FILE or FOUNDRY_API_KEYS", file=sys.stderr)
     keys = gather_keys(args.api_key, args.api_keys_file)
-    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
-                             max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                             max_queue_rows=args.max_queue_rows, public_metrics=args.public_metrics)
-    serve(args.runs, host=args.host, port=args.port, api_keys=keys, allowed_root=args.allowed_root, settings=settings,
-          backend=args.backend, workers=args.workers)
+    first = Path(args.runs[0])
+    base = run_config(first).serve if (first / "config.yaml").is_file() else ServeConfig()
+    cfg = _with_flags(base, args, "serve")
+    serve(args.runs, host=cfg.host, port=cfg.port, api_keys=keys, allowed_root=cfg.allowed_root,
+          settings=ServeSettings(**cfg.model_dump()), backend=cfg.backend, workers=cfg.workers)
     return 0
 
 
@@ -290,7 +326,7 @@ def cmd_compress(args) -> int:
 
     source = Run.open(args.run)
     settings = compress_settings(run_config(source), args)
-    run = compress(args.run, settings, args.output_dir)
+    run = compress(args.run, settings, args.output_dir, source=run_config(source))
     summary = json.loads((run.path / "compression.json").read_text())
     key = summary["main_metric"]
     base = summary["stages"][0]
@@ -415,26 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="an HTTP service (FastAPI) predicting with one or more runs")
     p.add_argument("runs", nargs="+", help="complete run directories; the first is the default model")
-    p.add_argument("--host", default="127.0.0.1", help="a non-loopback host requires an API key")
-    p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-keys-file", help="keys clients send as X-API-Key, one per line (16+ characters each); "
                    "FOUNDRY_API_KEYS (comma-separated) is read too")
     p.add_argument("--api-key", action="append", help="a key on the command line (repeatable; visible in `ps`: "
                    "prefer the file or the environment)")
-    p.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key (a scraper on a "
-                   "private network); /healthz is always open, every other path needs the key when keys are set")
-    p.add_argument("--max-queue-rows", type=int, default=4096, help="rows that may wait per model; beyond, 503 "
-                   "with Retry-After")
-    p.add_argument("--allowed-root", help="refuse run directories outside this folder")
-    p.add_argument("--max-batch", type=int, default=64, help="rows per model call (dynamic batching; text is cut into length-sorted sub-batches inside)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="wait for a batch to fill; 0 = no batching")
-    p.add_argument("--max-rows", type=int, default=1000, help="rows per request")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="onnx = model/model.onnx in ONNX Runtime (foundry compress writes it); auto = torch where the "
-                        "run has torch weights, else onnx")
-    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (cores split between them)")
+    _section_flags(p, ServeConfig, "serve", {"timeout_s": "--timeout"})
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("generate", help="a causal-LM run's response to an instruction")
@@ -463,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compress", help="distill, prune, quantize and export a run to ONNX; prints the variant's run last")
     p.add_argument("run")
-    p.add_argument("--quantize", choices=["none", "int8", "int8-static", "bf16"],
+    p.add_argument("--quantize", choices=list(get_args(CompressConfig.model_fields["quantize"].annotation)),
                    help="int8 / int8-static (ONNX Runtime), bf16 (torch weights)")
     p.add_argument("--prune", metavar="METHOD:AMOUNT", help="structured:0.3 (remove units) or magnitude:0.5 (zero weights)")
     p.add_argument("--distill", metavar="STUDENT.yaml", help="a YAML file with the student's model section "

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from modelfoundry.api import compress
 from modelfoundry.cli import main
-from modelfoundry.compress import compress
+from modelfoundry.compress.config import CompressConfig
 from modelfoundry.compress.distill import init_from_teacher
-from modelfoundry.config import CompressConfig, load_config, run_config
+from modelfoundry.config import load_config, run_config
 from modelfoundry.core.runs import Run
 from modelfoundry.predictor import Predictor
 from modelfoundry.train import train

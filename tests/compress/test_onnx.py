@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from modelfoundry.compress.onnx import export_onnx
-from modelfoundry.config import RNNConfig
 from modelfoundry.core.onnxrt import OnnxModel, check_axes
 from modelfoundry.models import REGISTRY, build_model
-from modelfoundry.models.rnn import RecurrentEncoder
+from modelfoundry.models.rnn import RecurrentEncoder, RNNConfig
 
 from ..models.test_registry import CASES, INPUTS, NEEDS_TEXT, SMALL, spec
 

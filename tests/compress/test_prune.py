@@ -51,8 +51,8 @@ def test_bert_layers_lose_heads_and_ffn_units(tiny_bert):
 
 
 def test_pruning_keeps_the_strongest_units():
-    from modelfoundry.config import MLPConfig
     from modelfoundry.models import build_model
+    from modelfoundry.models.mlp import MLPConfig
 
     from ..models.test_registry import spec
 
@@ -91,8 +91,7 @@ def test_distillation_loss_mixes_soft_and_hard_terms():
 
 
 def test_model_layers_keeps_the_first_layers(tiny_bert):
-    from modelfoundry.config import PretrainedConfig
-    from modelfoundry.models.pretrained import PretrainedEncoder
+    from modelfoundry.models.pretrained import PretrainedConfig, PretrainedEncoder
 
     enc = PretrainedEncoder(PretrainedConfig(path=str(tiny_bert), finetune="full", layers=1))
     assert len(enc.model.encoder.layer) == 1 and enc.model.config.num_hidden_layers == 1

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from modelfoundry.config import AugmentConfig, load_config
+from modelfoundry.config import load_config
 from modelfoundry.data.augment import (
     augment_batch,
     color_jitter,
@@ -18,6 +18,7 @@ from modelfoundry.data.augment import (
     swap_tokens,
     warp_windows,
 )
+from modelfoundry.data.config import AugmentConfig
 from modelfoundry.train import train
 
 from ..conftest import SAMPLE, tiny_config

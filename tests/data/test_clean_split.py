@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelfoundry.config import CleanConfig, DataConfig, SplitConfig, load_config
+from modelfoundry.config import load_config
 from modelfoundry.data import prepare
 from modelfoundry.data.clean import drop_rows
+from modelfoundry.data.config import CleanConfig, DataConfig, SplitConfig
 from modelfoundry.data.features import Preprocessor
 from modelfoundry.data.split import split_frame
 

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from modelfoundry.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.augment import augment_batch
+from modelfoundry.data.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
 from modelfoundry.data.features import SPECIALS, Preprocessor, train_tokenizer
 from modelfoundry.data.sources import DataError
 

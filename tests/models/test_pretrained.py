@@ -230,8 +230,9 @@ def test_linear_probe_caches_exact_encodings_and_trains_the_head(tmp_path, tiny_
 
 
 def test_layer_wise_learning_rate_decay(tmp_path, tiny_bert):
-    from modelfoundry.config import PretrainedConfig, TrainConfig
     from modelfoundry.models import build_model
+    from modelfoundry.models.pretrained import PretrainedConfig
+    from modelfoundry.train.config import TrainConfig
     from modelfoundry.train.optim import build_optimizer
 
     spec = {"task": "classification", "n_outputs": 4, "n_numeric": 0, "categorical": [], "text": {"text": 400},

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modelfoundry.config import MLPConfig
 from modelfoundry.models import REGISTRY, build_model, load_model, register, save_model
+from modelfoundry.models.mlp import MLPConfig
 
 
 def spec(**kinds) -> dict:

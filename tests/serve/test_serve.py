@@ -243,8 +243,8 @@ def test_foundry_serve_process_and_graceful_shutdown(table_run):
 
 @pytest.fixture(scope="module")
 def onnx_run(table_run):
-    from modelfoundry.compress import compress
-    from modelfoundry.config import CompressConfig
+    from modelfoundry.api import compress
+    from modelfoundry.compress.config import CompressConfig
 
     return compress(table_run, CompressConfig(quantize="int8", latency_calls=3)).path
 
@@ -466,3 +466,25 @@ def test_generate_endpoint_for_a_causal_lm_run_plain_and_streamed(tmp_path, tiny
         assert c.post("/v1/generate", json={"prompt": "x " * 200}, headers=h).status_code == 422  # too long
         assert c.post("/v1/predict", json=["x"], headers=h).status_code == 404
         assert 'route="/v1/generate",status="200"' in c.get("/metrics", headers=h).text
+
+
+def test_serve_settings_come_from_the_runs_serve_section_and_flags_override_them(table_run, tmp_path, capsys):
+    """`serve:` in the run's config sets `foundry serve`'s defaults (one set of defaults: the CLI's flags are made from
+    the section); a flag given on the command line wins, and a bad value is refused naming the flag."""
+    import shutil
+
+    import yaml
+
+    from modelfoundry.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(table_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["serve"] = {**cfg["serve"], "host": "0.0.0.0"}  # reachable from other machines: needs a key
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["serve", str(run)]) == 2
+    assert "--host 0.0.0.0 is reachable from other machines" in capsys.readouterr().err
+    assert main(["serve", str(run), "--max-batch", "0"]) == 2  # validated by the section, before anything starts
+    assert "--max-batch: Input should be greater than 0, got 0" in capsys.readouterr().err
+    with pytest.raises(Exception, match="serve.max_batch: must be > 0"):
+        load_config({**cfg, "serve": {"max_batch": 0}})

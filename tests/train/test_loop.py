@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from modelfoundry.config import EarlyStopping, TrainConfig
 from modelfoundry.core.infer import TensorData
 from modelfoundry.models import REGISTRY, build_model
 from modelfoundry.train import make_accelerator
+from modelfoundry.train.config import EarlyStopping, TrainConfig
 from modelfoundry.train.loop import class_weights, fit
 
 SPEC = {"task": "classification", "n_outputs": 2, "n_numeric": 4, "categorical": [], "text": {}, "max_length": 8,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelfoundry.api import resume
 from modelfoundry.config import load_config, run_config
 from modelfoundry.core.runs import Run
 from modelfoundry.predictor import Predictor
@@ -152,7 +153,7 @@ def test_a_resumed_text_run_matches_an_uninterrupted_one_and_reuses_its_encoding
     cached = sorted((run_dir / "cache").glob("tokens-*.safetensors"))
     assert Run.open(run_dir).status == "interrupted" and len(cached) == 3  # train, val and test
     mtimes = [p.stat().st_mtime_ns for p in cached]
-    resumed = train(None, resume=run_dir)
+    resumed = resume(run_dir)
     assert json.loads((resumed.path / "metrics.json").read_text())["test"] == ref["test"]
     assert [p.stat().st_mtime_ns for p in sorted((run_dir / "cache").glob("tokens-*.safetensors"))] == mtimes
 
@@ -213,10 +214,10 @@ def test_resume_refuses_data_that_changed_and_the_run_stays_resumable(tmp_path):
     run_dir = next((tmp_path / "runs" / "t").iterdir())
     path.write_bytes(original + b"0.1,0.2,red,yes\n")
     with pytest.raises(ValueError, match=r"cannot resume: the train data .*t\.csv changed since the run started"):
-        train(None, resume=run_dir)
+        resume(run_dir)
     assert Run.open(run_dir).status == "interrupted"
     path.write_bytes(original)
-    assert train(None, resume=run_dir).status == "complete"
+    assert resume(run_dir).status == "complete"
 
 
 @pytest.mark.slow
@@ -241,11 +242,11 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, tab
         assert manifests, "the training process never started its run"
         run = Run.open(manifests[0].parent)
         with pytest.raises(ValueError, match=f"another process \\(PID {p.pid}\\) is writing this run"):
-            train(None, resume=run.path)
+            resume(run.path)
         assert p.poll() is None  # the first process is untouched and still training
     finally:
         p.kill()
         p.wait(timeout=60)
     assert Run.open(run.path).status == "running"  # killed mid-run: the OS dropped its lock
-    resumed = train(None, resume=run.path)
+    resumed = resume(run.path)
     assert resumed.status == "complete"

@@ -12,15 +12,16 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import CompressConfig, Config, config_to_dict, config_to_yaml, load_config, run_config
 from ..core.runs import Run, Timer, atomic_copy, write_json
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
 from ..models import save_model, to_bf16
 from ..predictor import Predictor
+from .config import CompressConfig
 from .measure import main_metric, measure, tensor_bytes, write_report
 
 BATCH_DEPENDENT = 1e-3
@@ -28,6 +29,9 @@ BATCH_DEPENDENT = 1e-3
 rounding (fp32, bf16) stays well below it, per-batch int8 activation scales do not."""
 
 __all__ = ["compress", "variant_name"]
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 def variant_name(ccfg: CompressConfig) -> str:
@@ -89,11 +93,13 @@ def _finetune(model, data: Prepared, cfg: Config, epochs: int, lr: float) -> dic
     return {"epochs": epochs, "lr": lr, "best_epoch": result.best_epoch, "history": result.history}
 
 
-def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir: str | Path | None = None) -> Run:
-    """Compress a complete run (settings: `ccfg`, else the run's `compress` section). Returns the variant's Run."""
+def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir: str | Path | None = None, *,
+             source: Config) -> Run:
+    """Compress a complete run (settings: `ccfg`, else the run's `compress` section). `source` is the run's own config
+    (`config.run_config(run_dir)`; `modelfoundry.compress` reads it for you). Returns the variant's Run."""
     timer = Timer()
     pred = Predictor.load(run_dir, backend="torch")
-    cfg = run_config(pred.run)
+    cfg = source
     if pred.task == "causal_lm":
         raise ValueError(f"{run_dir}: a causal-LM run; compress works on classification and regression runs")
     ccfg = ccfg or cfg.compress
@@ -105,8 +111,8 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     root = Path(output_dir) if output_dir else pred.run.path.parent.parent
     run = Run.create(root, name)
     lock = run.lock().acquire()
-    out_cfg = load_config({**config_to_dict(cfg), "compress": ccfg.model_dump(mode="json")})
-    run.start(config_to_yaml(out_cfg), cfg.train.seed, data_files(cfg))
+    out_cfg = cfg.override({"compress": ccfg.model_dump(mode="json")})
+    run.start(out_cfg.to_yaml(), cfg.train.seed, data_files(cfg))
     try:
         summary = _stages(pred, cfg, ccfg, run)
         summary["total_s"] = timer()

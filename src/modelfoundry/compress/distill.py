@@ -5,24 +5,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import nn
 
-from ..config import Config, DistillConfig, config_to_dict, load_config
 from ..core.infer import predict_tensors
 from ..data import Prepared, prepare
+from .config import DistillConfig
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 def student_config(source: Config, dcfg: DistillConfig) -> Config:
-    raw = config_to_dict(source)
-    raw["model"] = dcfg.student.model_dump(mode="json")
-    raw["train"]["epochs"] = dcfg.epochs or source.train.epochs
-    raw["train"]["lr"] = dcfg.lr or source.train.lr
-    for key in ("compress", "tune"):
-        raw.pop(key, None)
-    return load_config(raw)
+    return source.override({"model": dcfg.student.model_dump(mode="json"), "train.epochs": dcfg.epochs or source.train.epochs,
+                            "train.lr": dcfg.lr or source.train.lr, "compress": None, "tune": None})
 
 
 def teacher_outputs(teacher, teacher_pre, frame: pd.DataFrame, student: Prepared, split: str) -> torch.Tensor:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
-from ..config import Config
 from .clean import drop_rows
 from .features import Encoded, Preprocessor
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
 from .sources import DataError, from_arrays, read_source
 from .split import split_frame
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 __all__ = ["DataError", "Prepared", "prepare", "read_frame", "from_arrays", "Preprocessor", "Encoded"]
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..config import Config
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
+
 
 SPACES = re.compile(r"\s+")
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
+from .config import AugmentConfig
 
 BATCH_OPTIONS = ("text_char_noise", "image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
                  "tabular_noise", "text_swap", "text_delete", "text_synonym", "text_insert", "sequence_jitter",

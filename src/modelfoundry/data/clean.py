@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from ..config import CleanConfig
+from .config import CleanConfig
 
 
 def is_numeric(values: pd.Series, kind: str) -> bool:

@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import CleanConfig, DataConfig
 from ..core.runs import atomic_write_text, save_safetensors
 from .clean import outlier_bounds
+from .config import CleanConfig, DataConfig
 from .sources import DataError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

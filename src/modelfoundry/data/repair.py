@@ -9,14 +9,17 @@ its source record, byte for byte. The original file is never overwritten."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..config import Config
 from ..core.runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
 from .clean import is_numeric, outlier_bounds
 from .sources import DataError, csv_lines
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 def _source_records(text: str, delimiter: str) -> list[str] | None:

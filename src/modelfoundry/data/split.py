@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
-from ..config import SplitConfig
+from .config import SplitConfig
 from .sources import DataError
 
 SPLITS = ("train", "val", "test")

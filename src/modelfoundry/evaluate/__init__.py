@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..config import Config
 from ..core.runs import Run, Timer, write_json
 from ..data import Prepared
 from . import metrics as M
 from .baselines import run_baselines
 from .predict_split import outputs
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 __all__ = ["evaluate_run", "evaluate_data", "M"]
 

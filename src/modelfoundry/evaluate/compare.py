@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..config import flatten
 from ..core.runs import Run
+from ..core.schema import flatten
 
 SETTINGS = ("model.type", "model.finetune", "train.lr", "train.batch_size", "train.epochs")
 

@@ -3,6 +3,8 @@ predictions (scikit-learn)."""
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -108,3 +110,25 @@ def compute(task: str, y: np.ndarray, output: np.ndarray, names: list[str] | Non
     if task == "classification":
         return classification_metrics(y, output, names)
     return regression_metrics(y, output, names)
+
+
+# metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix)
+LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse", "perplexity")
+
+
+def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:
+    """A metric name as runs report it: `roc_auc` (no prefix) means `val_roc_auc`, aliases resolve (`val_f1` ->
+    `val_f1_macro`); a name no run reports is refused with the list, before any training starts."""
+    known = ["loss", *CLASSIFICATION, *REGRESSION, "perplexity"]
+    prefix = next((p for p in prefixes if name.startswith(p)), "")
+    base = ALIASES.get(name.removeprefix(prefix), name.removeprefix(prefix))
+    if base in known and not (prefix == "cv_" and base in ("loss", "perplexity")):
+        return (prefix or prefixes[0]) + base
+    close = difflib.get_close_matches(base, known, n=1, cutoff=0.6)
+    raise ValueError(f"'{name}' is not a metric runs report; use {' or '.join(p + '<metric>' for p in prefixes)} "
+                     f"with one of: {', '.join(known)}" + (f" (did you mean '{prefixes[0]}{close[0]}'?)" if close else ""))
+
+
+def metric_mode(metric: str) -> str:
+    """"min" or "max": which way `metric` improves (early stopping, the best epoch, a study's direction)."""
+    return "min" if metric.removeprefix("val_").removeprefix("train_") in LOWER_IS_BETTER else "max"

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import PretrainedConfig
 from ..core.paths import resolve_model_path
-from .pretrained import Adapted, adapt, keep_layers
+from .pretrained import Adapted, PretrainedConfig, adapt, keep_layers
 
 KEY = "lm"
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..config import CNNConfig
-from . import FoundryModel, register, text_mask
+from ..core.schema import Section
+from .base import FoundryModel, text_mask
+from .registry import register
+
+
+class CNNConfig(Section):
+    type: Literal["cnn"] = "cnn"
+    channels: list[int] = [32, 64]
+    """Output channels of each conv block (conv, batch norm, ReLU, 2x2 max-pool)."""
+    kernel_size: int = Field(3, gt=0)
+    hidden: list[int] = [128]
+    """Hidden layers of the head."""
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
 
 
 def conv_blocks(dims: int, in_ch: int, channels: list[int], k: int) -> nn.Sequential:

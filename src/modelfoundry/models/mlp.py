@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..config import MLPConfig
-from . import FoundryModel, register, text_mask
+from ..core.schema import Section
+from .base import FoundryModel, text_mask
+from .registry import register
+
+
+class MLPConfig(Section):
+    type: Literal["mlp"] = "mlp"
+    hidden: list[int] = [128, 64]
+    """Widths of the hidden layers after the per-feature encodings are concatenated."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    text_embedding_dim: int = Field(64, gt=0)
+    """Width of the bag-of-tokens text encoding."""
+
 
 
 class BagOfTokens(nn.Module):

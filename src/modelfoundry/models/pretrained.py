@@ -11,18 +11,62 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import PretrainedConfig
 from ..core.paths import resolve_model_path
 from ..core.runs import sha256_file
-from . import FoundryModel, register, text_mask
+from ..core.schema import Section
+from .base import FoundryModel, text_mask
+from .registry import register
 
 ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config",
             "prefix": "PrefixTuningConfig", "prompt": "PromptTuningConfig"}
 VIRTUAL = ("prefix", "prompt")  # prompt-learning methods: PEFT needs a task type, and nothing to merge
+
+
+class PretrainedConfig(Section):
+    type: Literal["pretrained"] = "pretrained"
+    path: str = "minilm"
+    """A local Hugging Face model directory (config.json, *.safetensors, tokenizer.json), relative to the config
+    file, or 'minilm' for the embedded all-MiniLM-L6-v2. Its tokenizer is used for the text column."""
+    finetune: Literal["full", "linear_probe", "lora", "adalora", "ia3", "prefix", "prompt"] = "lora"
+    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains (its encodings are
+    computed once); lora, adalora, ia3, prefix, prompt = PEFT methods (AdaLoRA's budget update runs every optimizer
+    step and its orthogonal regulariser joins the loss; prefix = learned keys/values in every layer, prompt =
+    learned virtual input tokens; both work for encoders, through PEFT's feature-extraction wrapper)."""
+    adapter: dict[str, Any] = {}
+    """Options passed to PEFT's LoraConfig / AdaLoraConfig / IA3Config / PrefixTuningConfig / PromptTuningConfig
+    (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora; init_r, target_r, tinit, tfinal,
+    orth_reg_weight; feedforward_modules; num_virtual_tokens, prefix_projection, encoder_hidden_size). Defaults:
+    LoRA r=8, lora_alpha=16, lora_dropout=0.1; AdaLoRA's total_step is set from the training length; prefix and
+    prompt 16 virtual tokens. PEFT validates them."""
+    layers: int | None = Field(None, gt=0)
+    """Keep only the first N Transformer layers of the pretrained model (the usual start of a distilled
+    student); null = all."""
+    freeze_layers: int = Field(0, ge=0)
+    """With finetune: full, freeze the embeddings and the first N layers."""
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)
+    """With finetune: full, layer i of N trains at lr x decay^(N + 1 - i): the embeddings slowest, the head at lr."""
+    pooling: Literal["cls", "mean"] = "mean"
+    """How token vectors become one vector: the first token's ([CLS]) or the mean over real (unpadded) tokens."""
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _adapter_only_for_lora(self) -> PretrainedConfig:
+        if self.adapter and self.finetune in ("full", "linear_probe"):
+            raise ValueError(f"`adapter` options apply to finetune: lora, adalora, ia3, prefix or prompt, not {self.finetune!r}")
+        if self.freeze_layers and self.finetune != "full":
+            raise ValueError("`freeze_layers` applies to finetune: full")
+        if self.layer_lr_decay != 1.0 and self.finetune != "full":
+            raise ValueError("`layer_lr_decay` applies to finetune: full")
+        return self
+
 
 
 def _linear_names(model: nn.Module) -> list[str]:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..config import RNNConfig
-from . import FoundryModel, register
+from ..core.schema import Section
+from .base import FoundryModel
+from .registry import register
+
+
+class RNNConfig(Section):
+    type: Literal["rnn"] = "rnn"
+    cell: Literal["lstm", "gru"] = "lstm"
+    """The recurrent cell."""
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = False
+    embedding_dim: int = Field(128, gt=0)
+    """Token embedding width (text inputs)."""
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
 
 
 class RecurrentEncoder(nn.Module):

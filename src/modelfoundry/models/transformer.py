@@ -3,11 +3,35 @@ Text goes in as token ids; time-series windows are projected to the hidden size 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import TransformerConfig
-from . import FoundryModel, register, text_mask
+from ..core.schema import Section
+from .base import FoundryModel, text_mask
+from .registry import register
+
+
+class TransformerConfig(Section):
+    type: Literal["transformer"] = "transformer"
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pooling: Literal["cls", "mean"] = "mean"
+    """How token vectors become one vector: the first token's ([CLS]) or the mean over real (unpadded) tokens."""
+    hidden: list[int] = []
+    """Hidden layers of the head."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
 
 
 class TransformerEncoder(nn.Module):

@@ -12,6 +12,7 @@ every request (`guard.py`). One output row per input row, always: a row that can
 The service loads safetensors weights and JSON through `Predictor` and never unpickles anything."""
 
 from .app import ServeSettings, create_app, load_models
+from .config import ServeConfig
 from .run import LOOPBACK, app_from_env, gather_keys, serve
 
-__all__ = ["create_app", "ServeSettings", "load_models", "serve", "gather_keys", "app_from_env", "LOOPBACK"]
+__all__ = ["create_app", "ServeConfig", "ServeSettings", "load_models", "serve", "gather_keys", "app_from_env", "LOOPBACK"]

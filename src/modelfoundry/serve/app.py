@@ -4,33 +4,19 @@ import asyncio
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..predictor import Predictor
 from .batcher import Batcher, QueueFull
+from .config import ServeConfig
 from .guard import Guard, Metrics
 
 
-@dataclass
-class ServeSettings:
-    api_keys: set[str] = field(default_factory=set)
-    max_batch: int = 64
-    """Rows per model call (dynamic batching); text is cut into length-sorted sub-batches inside the call."""
-    max_wait_ms: float = 5.0
-    """How long a request waits for others to fill its batch; 0 disables batching."""
-    max_rows: int = 1000
-    """Rows per request."""
-    max_body_bytes: int = 1_000_000
-    timeout_s: float = 30.0
-    max_queue_rows: int = 4096
-    """Rows that may wait for one model; past it new requests get 503 with Retry-After (backpressure)."""
-    public_metrics: bool = False
-    """Serve /metrics without a key (a Prometheus scraper on a private network); every other path but /healthz
-    needs the key when keys are set."""
-    max_new_tokens: int = 256
-    """The most tokens one generate request may ask for."""
+class ServeSettings(ServeConfig):
+    """The `serve:` section plus what never goes in a config file: the API keys."""
+
+    api_keys: set[str] = set()
 
 
 def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, backend: str = "auto"

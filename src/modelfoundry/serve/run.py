@@ -91,7 +91,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, api_keys: 
     try:
         os.environ[_ENV] = json.dumps({"runs": [str(r) for r in runs], "allowed_root": allowed_root,
                                        "backend": backend, "threads": threads, "keys_file": keys_path,
-                                       "settings": {**settings.__dict__, "api_keys": []}})
+                                       "settings": settings.model_dump(mode="json", exclude={"api_keys"})})
         uvicorn.run("modelfoundry.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="info", timeout_graceful_shutdown=30)
     finally:

@@ -3,11 +3,12 @@ train+val rows; the held-out test split is never touched. Reports mean ± std pe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
-from ..config import Config
 from ..core.progress import bar
 from ..data import load_clean, prepare
 from ..data.split import split_frame
@@ -15,6 +16,9 @@ from ..evaluate import metrics as M
 from ..evaluate.predict_split import predict_split
 from .accel import make_accelerator
 from .fit import train_model
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None) -> dict:

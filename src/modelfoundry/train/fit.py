@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import Config
 from ..core.infer import TensorData
 from ..core.runs import Run
 from ..data import Prepared
@@ -14,6 +14,9 @@ from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
 from ..models import build_model
 from ..models.pretrained import CachedEncoding, cache_frozen_encodings
 from .loop import FitResult, fit
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,

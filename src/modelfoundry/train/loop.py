@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig, metric_mode
 from ..core.infer import TensorData, as_outputs, collate_identity, in_row_order, inference_batches, lm_scores
 from ..core.runs import Run, atomic_write_text, save_safetensors
 from ..data.augment import mixup
-from ..evaluate.metrics import compute
+from ..evaluate.metrics import compute, metric_mode
 from ..models.dropout import use_fast_dropout
+from .config import TrainConfig
 from .optim import build_optimizer, build_schedule
 
 

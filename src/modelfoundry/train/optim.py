@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..config import TrainConfig, metric_mode
+from ..evaluate.metrics import metric_mode
+from .config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

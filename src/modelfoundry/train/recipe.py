@@ -6,11 +6,13 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+import yaml
 
-from ..config import Config, config_to_yaml, run_config
 from ..core.runs import Run, Timer, write_json
+from ..core.schema import flatten
 from ..data import data_files, prepare
 from ..data.audit import audit
 from ..data.report import write_data_report
@@ -21,11 +23,28 @@ from .cv import cross_validate
 from .fit import train_model
 from .track import Tracker
 
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
+
 
 def _distributed_run_dir(cfg: Config) -> Path:
     """Under torchrun every process must agree on one run directory without talking: derive it from the launch."""
     key = "-".join(os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
     return Path(cfg.output_dir) / cfg.name / f"dist-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def _check_same_config(run: Run, cfg: Config | None) -> None:
+    """A resumed run continues with the config it started with (`config.run_config(run)`, which `foundry train --resume`
+    and `modelfoundry.resume` pass); another config is refused, naming the keys that differ."""
+    if cfg is None:
+        raise ValueError(f"{run.path}: resume needs the run's own config: train(run_config(run), resume=run), "
+                         "or modelfoundry.resume(run)")
+    recorded = flatten(yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")))
+    given = flatten(cfg.to_dict())
+    differ = sorted(k for k in set(recorded) | set(given) if recorded.get(k) != given.get(k))
+    if differ:
+        raise ValueError(f"{run.path}: cannot resume with another config; these keys differ from the run's: "
+                         f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}")
 
 
 def _check_same_data(run: Run, files: dict[str, Path | None]) -> None:
@@ -52,7 +71,7 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
         if resume is not None:
             run = Run.open(resume)
             lock = run.lock().acquire() if int(os.environ.get("RANK", "0")) == 0 else None  # before any check or write
-            cfg = run_config(run)
+            _check_same_config(run, cfg)
             if run.status == "complete":
                 raise ValueError(f"{run.path}: this run is already complete; nothing to resume")
             if frame is None:
@@ -95,7 +114,7 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
                     _user(record)
         data = prepare(cfg, frame, test_frame, cache_dir=Path(cache_dir) if cache_dir else run.path / "cache")
         if main:
-            run.start(config_to_yaml(cfg), cfg.train.seed, data_files(cfg) if frame is None else {})
+            run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html
                 quality = audit(cfg, with_label_issues=False, frame=frame)
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..core.schema import flatten
+
 PARENT_ENV = "FOUNDRY_MLFLOW_PARENT_RUN"
 
 
@@ -42,8 +44,6 @@ class Tracker:
         self.mlflow = self.run = None
         if not self.active:
             return
-        from .config import config_to_dict, flatten
-
         self.mlflow = _mlflow(cfg)
         tags = {"foundry.run_dir": str(run_dir), **(tags or {})}
         if os.environ.get(PARENT_ENV):
@@ -51,7 +51,7 @@ class Tracker:
         self.run = self.mlflow.start_run(run_name=run_dir.name, tags=tags)
         # tracking and study settings (a server URL with its password) never become params: by prefix, since flatten's
         # keys are dotted (`track.uri`), which a plain `not in ("tune", "track")` never matched
-        params = {k: str(v)[:500] for k, v in flatten(config_to_dict(cfg)).items()
+        params = {k: str(v)[:500] for k, v in flatten(cfg.to_dict()).items()
                   if k.split(".")[0] not in ("tune", "track")}
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call

@@ -19,15 +19,19 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Config, SpaceParam, config_to_dict, config_to_yaml, metric_mode, validate_config
 from ..core.runs import Run, atomic_write_text, csv_text, write_json
+from ..evaluate.metrics import metric_mode
+from .config import SpaceParam
 
 __all__ = ["tune", "open_storage", "mask_url", "study_dir_for", "STORAGE_ENV"]
 
 STORAGE_ENV = "FOUNDRY_TUNE_STORAGE"
 """The study storage (a journal path or an RDB URL) when --storage is not given; how workers receive it."""
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
 
 
 class Pruned(Exception):
@@ -145,12 +149,8 @@ def _suggest(trial, name: str, p: SpaceParam, grid: bool) -> Any:
 
 def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
     """The base config with the trial's values at their dotted paths, validated like any config."""
-    from ..config import apply_overrides
-
-    raw = config_to_dict(cfg)
-    raw.pop("tune", None)
-    raw["track"] = {**raw["track"], "registry_name": None}  # trials are not registered; a refit model may be
-    return validate_config(apply_overrides(raw, params), cfg.base_dir, "trial config")
+    # trials are not registered; a refit model may be
+    return cfg.override({"tune": None, "track.registry_name": None, **params}, source="trial config")
 
 
 def metric_value(run: Run, metric: str) -> float:
@@ -328,7 +328,7 @@ def _run_study(cfg: Config, s, sdir: Path, study: str, storage: str | None, tria
     if revived:
         print(f"{revived} trial(s) whose process died are marked failed; their share runs again", file=sys.stderr)
     cfg_file = sdir / "config.yaml"
-    atomic_write_text(cfg_file, config_to_yaml(cfg))
+    atomic_write_text(cfg_file, (cfg).to_yaml())
     if workers <= 1:
         work(cfg, study, storage, trials)
     else:  # this process is worker 0; W-1 more processes join it on the same study
@@ -404,7 +404,7 @@ def summarize(cfg: Config, study, sdir: Path) -> dict:
     if complete:
         best = study.best_trial
         params = {k: _decoded(cfg, k, v) for k, v in best.params.items()}
-        atomic_write_text(sdir / "best.yaml", config_to_yaml(trial_config(cfg, params)))
+        atomic_write_text(sdir / "best.yaml", (trial_config(cfg, params)).to_yaml())
         summary.update(best_trial=best.number, best_value=best.value, best_params=params, best_run=best.user_attrs.get("run"),
                        best_epoch=best.user_attrs.get("best_epoch"))
         print(f"best trial {best.number}: {cfg.tune.metric}={best.value:.4f}  " +

@@ -1,0 +1,37 @@
+"""The Python API in one place, above every stage (`import modelfoundry` re-exports it):
+
+    cfg = modelfoundry.load_config("config.yaml", ["train.lr=3e-4"])
+    run = modelfoundry.train(cfg)                     # a complete Run directory
+    run = modelfoundry.resume("runs/x/20261206-...")  # an interrupted run, from its last checkpoint
+    small = modelfoundry.compress(run.path, modelfoundry.CompressConfig(quantize="int8"))
+    pred = modelfoundry.Predictor.load(run.path)
+    pred.predict(frame)
+
+These read a run's own config for you; the stage functions below them take it as an argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .compress import compress as _compress
+from .compress.config import CompressConfig
+from .config import Config, ConfigError, load_config, run_config
+from .core.runs import Run
+from .predictor import Predictor
+from .train import train
+from .tune import tune
+
+__all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "compress", "load_config", "resume",
+           "run_config", "train", "tune"]
+
+
+def resume(run_dir: str | Path, **kwargs) -> Run:
+    """Continue an interrupted or killed run from its last checkpoint, with its own config and data."""
+    run = Run.open(run_dir)
+    return train(run_config(run), resume=run.path, **kwargs)
+
+
+def compress(run_dir: str | Path, settings: CompressConfig | None = None, output_dir: str | Path | None = None) -> Run:
+    """Compress a complete run (`settings`, else its config's `compress:` section); returns the variant's Run."""
+    run = Run.open(run_dir)
+    return _compress(run.path, settings, output_dir, source=run_config(run))

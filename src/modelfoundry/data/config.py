@@ -1,0 +1,259 @@
+"""The `data:` section: where the data is, its columns and task, cleaning, splitting, text, images, sequences,
+augmentation, the quality audit and `foundry data clean`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..core.schema import Section
+
+ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "sequence", "ignore"]
+MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag", "unknown"]
+
+
+class MissingColumn(Section):
+    strategy: MissingStrategy
+    """What to do with a missing value in this column."""
+    value: Any = None
+    """The fill value for `strategy: constant`."""
+
+    @model_validator(mode="after")
+    def _constant_needs_value(self) -> MissingColumn:
+        if self.strategy == "constant" and self.value is None:
+            raise ValueError("strategy 'constant' needs a `value`; add e.g. `value: 0`")
+        return self
+
+
+class CleanConfig(Section):
+    numeric_missing: MissingStrategy = "median"
+    """Default strategy for missing numeric values (drop, mean, median, mode, constant needs a column entry, flag = median plus a 0/1 column)."""
+    categorical_missing: Literal["drop", "mode", "unknown"] = "unknown"
+    """Default for missing categorical values: 'unknown' keeps them as their own bucket, 'mode' fills the most
+    frequent training value, 'drop' drops the row. (Per column also: constant.) Missing text is empty text."""
+    columns: dict[str, MissingStrategy | MissingColumn] = {}
+    """Per-column missing-value strategy, overriding the defaults: `{age: mean, city: {strategy: constant, value: none}}`."""
+    outliers: Literal["none", "iqr", "zscore"] = "none"
+    """Clip numeric outliers (fitted on the training split only)."""
+    outlier_threshold: float | None = Field(None, gt=0)
+    """IQR multiplier (default 1.5) or z-score limit (default 3.0)."""
+    duplicates: bool = True
+    """Drop exact duplicate rows (counted in the profile)."""
+
+    def missing_strategy(self, column: str, numeric: bool) -> tuple[str, Any]:
+        """(strategy, constant value) for a column's missing values: its entry in `columns`, else the numeric or
+        categorical default. The one copy of this rule: training's row drops and imputation, and
+        `foundry data clean`, all ask here (the clean copy once ignored `columns` and imputed otherwise)."""
+        spec = self.columns.get(column)
+        if isinstance(spec, MissingColumn):
+            return spec.strategy, spec.value
+        if spec is not None:
+            return spec, None
+        return (self.numeric_missing if numeric else self.categorical_missing), None
+
+    @field_validator("numeric_missing")
+    @classmethod
+    def _no_bare_constant(cls, v: str) -> str:
+        if v == "constant":
+            raise ValueError("a default cannot be 'constant' (no value); set it per column in `columns`")
+        if v == "unknown":
+            raise ValueError("'unknown' is a bucket for categorical columns; numeric columns take drop, mean, median, mode or flag")
+        return v
+
+
+class SplitConfig(Section):
+    method: Literal["auto", "random", "stratified", "group", "time"] = "auto"
+    """auto = stratified for classification, random for regression."""
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    """Fraction held out for the test split (ignored with `data.test_path` or `column`)."""
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the remaining rows used for validation (early stopping, best checkpoint)."""
+    group_column: str | None = None
+    """For method 'group': rows sharing this column's value stay in one split."""
+    time_column: str | None = None
+    """For method 'time': the oldest rows train, the newest test."""
+    column: str | None = None
+    """An explicit split column whose values are train / val / test."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> SplitConfig:
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs `group_column`")
+        if self.method == "time" and not self.time_column:
+            raise ValueError("method 'time' needs `time_column`")
+        if self.test + self.val >= 1.0:
+            raise ValueError(f"test + val must be < 1, got {self.test} + {self.val}")
+        return self
+
+
+class TextConfig(Section):
+    tokenizer: str = "wordpiece"
+    """'wordpiece' or 'bpe' (trained on the training split; both split Chinese without spaces), or a tokenizer directory."""
+    vocab_size: int = Field(8000, gt=10)
+    """Vocabulary size for a trained tokenizer."""
+    min_frequency: int = Field(2, ge=1)
+    """A token must occur this often in the training split to enter the vocabulary."""
+    max_length: int = Field(128, gt=1)
+    """Longer texts are truncated (counted in the profile and the report)."""
+    lowercase: bool = True
+    """A trained tokenizer (wordpiece, bpe) lowercases text first; a pretrained model keeps its own tokenizer's rule."""
+    pair: tuple[str, str] | None = None
+    """Sentence-pair input: two text columns encoded together as one sequence ([CLS] a [SEP] b [SEP] with a
+    BERT tokenizer, segment ids set), as for paraphrase, entailment or question-answer matching."""
+
+
+class ImageConfig(Section):
+    size: tuple[int, int] = (32, 32)
+    """Images are resized to (height, width)."""
+    channels: Literal[1, 3] = 3
+    """1 = grayscale, 3 = RGB."""
+
+
+class SequenceConfig(Section):
+    group_column: str
+    """The column that identifies one series (an engine, a sensor)."""
+    order_column: str
+    """The column that orders rows within a series (time, cycle)."""
+    window: int = Field(30, gt=0)
+    """Rows per window; the target is the last row's."""
+    stride: int = Field(1, gt=0)
+    """Rows between the ends of consecutive windows of a series (1 = every window)."""
+    features: list[str] | None = None
+    """Numeric columns fed to the model; default: every numeric column but the group, order and target."""
+    test_windows: Literal["all", "last"] = "all"
+    """'last' scores only each test series' final window (as C-MAPSS is scored)."""
+
+
+class AugmentConfig(Section):
+    image_flip: bool = False
+    """Random horizontal flips of training images."""
+    image_crop_padding: int = Field(0, ge=0)
+    """Pad by this many pixels, then crop back at a random offset."""
+    text_token_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Drop each training token with this probability."""
+    text_swap: float = Field(0.0, ge=0.0, lt=1.0)
+    """Swap each training token with the next one with this probability (the first and last token of a text,
+    [CLS]/[SEP] for a pretrained tokenizer, stay; each character is a token for Chinese)."""
+    text_delete: float = Field(0.0, ge=0.0, lt=1.0)
+    """Delete each training token with this probability (the text gets shorter; first and last token stay)."""
+    tabular_noise: float = Field(0.0, ge=0.0)
+    """Gaussian noise (in standard deviations) added to scaled numeric training features."""
+    sequence_jitter: float = Field(0.0, ge=0.0)
+    """Time series: Gaussian noise (in standard deviations of the scaled features) added to every step of a window."""
+    sequence_scaling: float = Field(0.0, ge=0.0)
+    """Time series: each window's features are multiplied by a factor drawn from N(1, this)."""
+    sequence_slice: float = Field(0.0, ge=0.0, lt=1.0)
+    """Time series, window slicing: cut this fraction off each window (a random stretch of the rest is kept)
+    and stretch what is left back to the window's length."""
+    sequence_warp: float = Field(0.0, ge=0.0)
+    """Time series, time warping: the speed of time follows a smooth random curve with knots from N(1, this)."""
+    image_rotation: float = Field(0.0, ge=0.0, le=180.0)
+    """Rotate each training image by a random angle in [-this, this] degrees."""
+    image_color_jitter: float = Field(0.0, ge=0.0, lt=1.0)
+    """Brightness, contrast and saturation each scaled by a random factor in [1 - this, 1 + this]."""
+    text_char_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Typos: each character of a training text is, with this probability, deleted, replaced by another character
+    of the text, doubled or swapped with the next, and the text is tokenized again (single texts, not pairs)."""
+    text_synonym: float = Field(0.0, ge=0.0, lt=1.0)
+    """Replace each word (letters only, 3+ characters, or one Chinese character) with probability this by one of
+    its nearest neighbours in a pretrained model's input embedding table (synonym_model); no word lists."""
+    text_insert: float = Field(0.0, ge=0.0, lt=1.0)
+    """After each word, with probability this, insert one of its embedding neighbours (up to data.text.max_length
+    tokens)."""
+    synonym_model: str = "minilm"
+    """Whose input embeddings define neighbours: 'minilm' (the embedded all-MiniLM-L6-v2) or a local model
+    directory. Only words in both that model's and the text tokenizer's vocabularies take part."""
+    synonym_neighbours: int = Field(5, ge=1)
+    """Candidates per word for text_synonym and text_insert."""
+    mixup: float = Field(0.0, ge=0.0)
+    """mixup's Beta(this, this): blend each training example's continuous inputs (numeric, image, sequence) and
+    its loss with another example's. 0 = off; 0.2-0.4 is usual."""
+    oversample: Literal["smote", "borderline", "adasyn"] | None = None
+    """Tables, classification: synthesise minority-class training rows before training (imbalanced-learn):
+    SMOTE (SMOTE-NC with categorical columns), borderline SMOTE, or ADASYN. Validation and test rows are never
+    touched."""
+    oversample_ratio: float = Field(1.0, gt=0.0, le=1.0)
+    """Each class is oversampled up to this fraction of the largest class's count."""
+    oversample_neighbours: int = Field(5, ge=1)
+    """k nearest neighbours SMOTE interpolates between."""
+
+
+class AuditConfig(Section):
+    near_threshold: float = Field(0.9, gt=0, le=1)
+    """Two texts are near duplicates at this cosine similarity of their character 3-5-gram TF-IDF vectors (after
+    lowercasing and stripping punctuation); a held-out text that differs from a training text by one word (5+
+    words) counts too. Tables: rows equal after rounding numbers to 4 significant digits and normalising text."""
+    label_issues: bool = True
+    """Look for likely label errors (classification): confident learning (cleanlab) on out-of-fold probabilities
+    of a quick model: logistic regression on MiniLM embeddings plus character and word TF-IDF for text,
+    gradient boosting for tables."""
+    label_folds: int = Field(5, ge=2)
+    """Folds for those out-of-fold probabilities."""
+
+
+class FixesConfig(Section):
+    """What `foundry data clean` does to a copy of the data (the training pipeline's own cleaning is data.clean)."""
+
+    duplicates: Literal["keep", "drop"] = "drop"
+    """Exact duplicate rows: keep the first, drop the rest."""
+    near_duplicates: Literal["keep", "drop"] = "keep"
+    """Near-duplicate training rows (data.audit.near_threshold): keep the first of each group, drop the rest."""
+    leakage: Literal["keep", "drop"] = "drop"
+    """A training row that repeats (or nearly repeats) a held-out row: drop the training copy (the held-out row
+    stays, so scores remain comparable)."""
+    label_errors: Literal["keep", "drop", "relabel"] = "keep"
+    """Rows flagged as likely label errors with at least `label_error_confidence`: drop them, or give them the
+    suggested label."""
+    label_error_confidence: float = Field(0.9, ge=0, le=1)
+    """The out-of-fold probability of the suggested label a flagged row needs before it is dropped or relabelled."""
+    missing: Literal["keep", "impute"] = "keep"
+    """impute = fill missing values with data.clean's strategies (numeric_missing, categorical mode), fitted on
+    the training rows."""
+    outliers: Literal["keep", "clip"] = "keep"
+    """clip = clip numeric values to data.clean.outliers' bounds (iqr by default), fitted on the training rows."""
+
+
+class DataConfig(Section):
+    path: str | None = None
+    """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "text_folder", "image_folder"] = "auto"
+    """auto = from the file's extension, or a folder's contents."""
+    target: str = "label"
+    """The column to predict (for folders: 'label')."""
+    task: Literal["auto", "classification", "regression", "causal_lm"] = "auto"
+    """auto = classification for text/categorical/binary targets or few distinct integers. causal_lm = fine-tune a
+    decoder (GPT-2 style, model.type pretrained) on instruction/response pairs: `prompt` is the instruction column,
+    `target` the response column, and the loss is computed on the response tokens only."""
+    prompt: str | None = None
+    """causal_lm: the instruction (prompt) column."""
+    prompt_template: str = "{prompt}\n"
+    """causal_lm: how an instruction is shown to the model; the response follows it directly, then end-of-text."""
+    test_path: str | None = None
+    """A separate test file with the same columns."""
+    columns: list[str] | None = None
+    """Column names for a file without a header row."""
+    delimiter: str | None = None
+    """Field separator; detected when absent."""
+    encoding: str | None = None
+    """File encoding (e.g. gb18030); detected when absent (UTF-8, UTF-8 with BOM)."""
+    id_column: str | None = None
+    """A row identifier: kept in predictions, never a feature."""
+    target_cap: float | None = None
+    """Regression only: cap training and validation targets at this value (a piecewise-linear remaining-life
+    target, as usual for C-MAPSS); test targets keep their true values."""
+    types: dict[str, ColumnType] = {}
+    """Override inferred column types: `{zip: categorical, notes: text, old: ignore}`."""
+    bad_images: Literal["skip", "error"] = "skip"
+    """An unreadable image is skipped and reported, or stops the run."""
+    clean: CleanConfig = CleanConfig()
+    split: SplitConfig = SplitConfig()
+    text: TextConfig = TextConfig()
+    image: ImageConfig = ImageConfig()
+    sequence: SequenceConfig | None = None
+    """Turn time-ordered rows into windows (for RNN/Transformer models)."""
+    augment: AugmentConfig = AugmentConfig()
+    audit: AuditConfig = AuditConfig()
+    """What `foundry data profile` looks for (every `foundry train` writes the same report, without label issues)."""
+    fixes: FixesConfig = FixesConfig()
+    """What `foundry data clean` changes in its copy of the data."""

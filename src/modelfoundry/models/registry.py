@@ -1,0 +1,60 @@
+"""The model-family registry: a type name -> (config class, builder, the input kinds it takes). A family registers
+itself with `@register(name, ConfigClass, inputs)` on its builder; families.py imports every family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Registered:
+    config_cls: type[BaseModel]
+    builder: Callable[[Any, dict], nn.Module]
+    inputs: frozenset[str]
+
+
+REGISTRY: dict[str, Registered] = {}
+
+
+def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
+    """Decorator for a builder `(cfg, spec) -> nn.Module`; names are unique."""
+
+    def deco(builder):
+        if name in REGISTRY:
+            raise ValueError(f"model type {name!r} is already registered")
+        REGISTRY[name] = Registered(config_cls, builder, frozenset(inputs))
+        return builder
+
+    return deco
+
+
+def input_kinds(spec: dict) -> set[str]:
+    kinds = set()
+    if spec["n_numeric"]:
+        kinds.add("numeric")
+    if spec["categorical"]:
+        kinds.add("categorical")
+    if spec["text"]:
+        kinds.add("text")
+    if spec["image"]:
+        kinds.add("image")
+    if spec["sequence"]:
+        kinds.add("sequence")
+    return kinds
+
+
+def build_model(cfg: BaseModel, spec: dict) -> nn.Module:
+    entry = REGISTRY[cfg.type]
+    unsupported = input_kinds(spec) - entry.inputs
+    if unsupported:
+        fits = [n for n, r in REGISTRY.items() if input_kinds(spec) <= r.inputs]
+        raise ValueError(f"model.type: '{cfg.type}' cannot take {', '.join(sorted(unsupported))} inputs; "
+                         f"use one of: {', '.join(fits) or 'none'}")
+    model = entry.builder(cfg, spec)
+    model.spec = spec  # what it was built from, saved beside its weights
+    return model
