@@ -12,6 +12,7 @@ import pandas as pd
 from .core.infer import predict_tensors
 from .core.runs import Run
 from .data import DataError, Preprocessor
+from .finetune import merge_adapters
 from .models import load_model
 
 
@@ -166,19 +167,3 @@ class Predictor:
         if errors:
             result["error"] = [errors.get(i) for i in range(len(result))]
         return result
-
-
-def merge_adapters(model) -> int:
-    """Merge every mergeable PEFT adapter (LoRA, AdaLoRA, IA3) of a loaded model's pretrained encoders into
-    their base weights, in place, for inference; prefix and prompt tuning learn inputs and stay as they are.
-    Returns how many encoders were merged."""
-    from .models.pretrained import VIRTUAL, PretrainedEncoder
-
-    merged = 0
-    encoders = getattr(model, "encoders", None)
-    for enc in encoders.values() if encoders is not None else ():
-        if isinstance(enc, PretrainedEncoder) and hasattr(enc.model, "peft_config") and enc.finetune not in VIRTUAL:
-            enc.model = enc.model.merge_and_unload()
-            enc.finetune = "full"
-            merged += 1
-    return merged

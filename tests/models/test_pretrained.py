@@ -57,7 +57,7 @@ def test_bad_model_directory_and_bad_target_modules(tmp_path, tiny_bert):
         _train(tmp_path, {"type": "pretrained", "path": str(tmp_path / "empty")}, epochs=1)
     with pytest.raises(ValueError, match="Linear modules this model has: .*query.*value"):
         _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "adapter": {"target_modules": ["q_proj"]}}, epochs=1)
-    with pytest.raises(ValueError, match="adapter. options apply to finetune: lora"):
+    with pytest.raises(ValueError, match="adapter. options apply to the PEFT methods \\(lora"):
         load_config({"name": "x", "data": {}, "model": {"type": "pretrained", "finetune": "full", "adapter": {"r": 4}}})
 
 

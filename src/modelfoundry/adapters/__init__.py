@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.runs import atomic_write_text, save_safetensors
+from ..finetune import STRATEGIES, adapted_parts
 from ..predictor import Predictor
 
 __all__ = ["export_adapter", "export_merged"]
@@ -18,11 +19,7 @@ TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.tx
 
 
 def _encoder(pred: Predictor):
-    from ..models.pretrained import Adapted, PretrainedEncoder
-
-    if isinstance(pred.model, Adapted):  # a causal LM: the whole model is the pretrained one
-        return pred.model
-    found = [m for m in pred.model.encoders.values() if isinstance(m, PretrainedEncoder)]
+    found = adapted_parts(pred.model)  # a causal LM: the whole model is the pretrained one
     if not found:
         raise ValueError(f"{pred.run.path}: not a pretrained-model run; nothing to export")
     return found[0]
@@ -74,7 +71,7 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     enc = _encoder(pred)
     pb.update(1)
     pb.set_postfix_str("merging and writing")
-    if enc.finetune in ("prefix", "prompt"):
+    if STRATEGIES[enc.finetune].virtual:
         raise ValueError(f"{run_dir}: finetune is '{enc.finetune}': its virtual tokens are inputs, not weight changes, "
                          f"so there is nothing to merge; export it with --adapter OUT_DIR instead")
     out = Path(out)

@@ -19,6 +19,7 @@ import torch
 from ..core.runs import Run, Timer, atomic_copy, write_json
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
+from ..finetune import adapted_parts, merge_adapters, refuse_virtual
 from ..models import save_model, to_bf16
 from ..predictor import Predictor
 from .config import CompressConfig
@@ -60,20 +61,16 @@ def _check_data(source: Run, cfg: Config) -> None:
 def materialize(pred: Predictor, cfg: Config):
     """The source model as plain weights: a PEFT adapter merged into its base, a frozen base kept in full.
     Returns (model, its model config)."""
-    from ..models.pretrained import VIRTUAL, PretrainedEncoder
-    from ..predictor import merge_adapters
-
     model, mcfg = pred.model, cfg.model
     if mcfg.type != "pretrained":
         return model, mcfg
-    for enc in model.encoders.values():
-        if isinstance(enc, PretrainedEncoder) and enc.finetune in VIRTUAL:
-            raise ValueError(f"{pred.run.path}: finetune '{enc.finetune}' learns virtual tokens, which do not "
-                             "merge into the weights; compress runs on full, linear_probe, lora, adalora and ia3 runs")
+    try:
+        refuse_virtual(model, "compress")
+    except ValueError as exc:
+        raise ValueError(f"{pred.run.path}: {exc}") from None
     merge_adapters(model)  # already done where the Predictor was loaded with merge=True (the default)
-    for enc in model.encoders.values():
-        if isinstance(enc, PretrainedEncoder):
-            enc.finetune = "full"
+    for part in adapted_parts(model):  # a frozen (linear-probe) encoder is kept in full and trains from here on
+        part.finetune = "full"
     model.base = None
     return model, mcfg.model_copy(update={"finetune": "full", "adapter": {}})
 

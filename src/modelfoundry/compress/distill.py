@@ -13,6 +13,7 @@ from torch import nn
 
 from ..core.infer import predict_tensors
 from ..data import Prepared, prepare
+from ..finetune import encoder_layers
 from .config import DistillConfig
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -48,7 +49,7 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict:
     """Load the teacher's weights into a shallower student of the same architecture, in place: every tensor
     outside the Transformer layers (embeddings, final norms, head) by name, the layers by `spread`. The teacher
     must be plain weights (adapters merged). Returns {encoder key: teacher layers kept}."""
-    from ..models.pretrained import PretrainedEncoder, encoder_layers
+    from ..models.pretrained import PretrainedEncoder
 
     renames, kept = {}, {}
     t_names = {id(m): n for n, m in teacher.named_modules()}

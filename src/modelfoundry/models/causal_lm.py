@@ -6,11 +6,16 @@ prompt never contributes. Every `model.finetune` strategy but linear_probe appli
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from ..core.paths import resolve_model_path
-from .pretrained import Adapted, PretrainedConfig, adapt, keep_layers
+from ..finetune import STRATEGIES, Adapted, adapt, keep_layers
+
+if TYPE_CHECKING:  # pretrained.py builds this model for data.task causal_lm
+    from .pretrained import PretrainedConfig
 
 KEY = "lm"
 
@@ -18,9 +23,11 @@ KEY = "lm"
 class CausalLM(Adapted):
     def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
         super().__init__()
-        from transformers import AutoModelForCausalLM
+        from transformers import (
+            AutoModelForCausalLM,  # deferred: seconds to import; only causal-LM runs need it
+        )
 
-        if cfg.finetune == "linear_probe":
+        if STRATEGIES[cfg.finetune].frozen:
             raise ValueError("model.finetune: linear_probe trains a head on frozen encodings; a causal LM has no such "
                              "head. Use full, lora, adalora, ia3, prefix or prompt")
         path = resolve_model_path(cfg.path)
@@ -30,7 +37,7 @@ class CausalLM(Adapted):
             raise ValueError(f"model.path: {path} is not a causal (decoder) language model: {exc}") from None
         if cfg.layers is not None:
             keep_layers(model, cfg.layers)
-        self.model = adapt(model, cfg, total_steps, "CAUSAL_LM")
+        self.model = adapt(model, cfg.finetune, cfg.adapter, total_steps, "CAUSAL_LM", cfg.freeze_layers)
         self.finetune, self.layer_lr_decay = cfg.finetune, cfg.layer_lr_decay
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

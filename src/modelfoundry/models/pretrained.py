@@ -20,12 +20,10 @@ from torch import nn
 from ..core.paths import resolve_model_path
 from ..core.runs import sha256_file
 from ..core.schema import Section
+from ..finetune import STRATEGIES, Adapted, FinetuneName, adapt, keep_layers
 from .base import FoundryModel, text_mask
+from .causal_lm import CausalLM
 from .registry import register
-
-ADAPTERS = {"lora": "LoraConfig", "adalora": "AdaLoraConfig", "ia3": "IA3Config",
-            "prefix": "PrefixTuningConfig", "prompt": "PromptTuningConfig"}
-VIRTUAL = ("prefix", "prompt")  # prompt-learning methods: PEFT needs a task type, and nothing to merge
 
 
 class PretrainedConfig(Section):
@@ -33,11 +31,13 @@ class PretrainedConfig(Section):
     path: str = "minilm"
     """A local Hugging Face model directory (config.json, *.safetensors, tokenizer.json), relative to the config
     file, or 'minilm' for the embedded all-MiniLM-L6-v2. Its tokenizer is used for the text column."""
-    finetune: Literal["full", "linear_probe", "lora", "adalora", "ia3", "prefix", "prompt"] = "lora"
-    """full = every weight trains; linear_probe = the encoder is frozen, only the head trains (its encodings are
-    computed once); lora, adalora, ia3, prefix, prompt = PEFT methods (AdaLoRA's budget update runs every optimizer
-    step and its orthogonal regulariser joins the loss; prefix = learned keys/values in every layer, prompt =
-    learned virtual input tokens; both work for encoders, through PEFT's feature-extraction wrapper)."""
+    finetune: FinetuneName = "lora"
+    """A registered strategy (finetune/strategies.py). full = every weight trains; linear_probe = the encoder is frozen,
+    only the head trains (its encodings are computed once); lora, adalora, ia3, prefix, prompt, loha, vera = PEFT
+    methods (AdaLoRA's budget update runs every optimizer step and its orthogonal regulariser joins the loss; prefix =
+    learned keys/values in every layer, prompt = learned virtual input tokens; both work for encoders, through PEFT's
+    feature-extraction wrapper; loha = low-rank Hadamard product, vera = shared random projections with trained
+    scaling vectors)."""
     adapter: dict[str, Any] = {}
     """Options passed to PEFT's LoraConfig / AdaLoraConfig / IA3Config / PrefixTuningConfig / PromptTuningConfig
     (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora; init_r, target_r, tinit, tfinal,
@@ -59,8 +59,9 @@ class PretrainedConfig(Section):
 
     @model_validator(mode="after")
     def _adapter_only_for_lora(self) -> PretrainedConfig:
-        if self.adapter and self.finetune in ("full", "linear_probe"):
-            raise ValueError(f"`adapter` options apply to finetune: lora, adalora, ia3, prefix or prompt, not {self.finetune!r}")
+        if self.adapter and STRATEGIES[self.finetune].peft_config is None:
+            peft_methods = ", ".join(n for n, s in STRATEGIES.items() if s.peft_config)
+            raise ValueError(f"`adapter` options apply to the PEFT methods ({peft_methods}), not {self.finetune!r}")
         if self.freeze_layers and self.finetune != "full":
             raise ValueError("`freeze_layers` applies to finetune: full")
         if self.layer_lr_decay != 1.0 and self.finetune != "full":
@@ -69,83 +70,10 @@ class PretrainedConfig(Section):
 
 
 
-def _linear_names(model: nn.Module) -> list[str]:
-    return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
-
-
-def adapt(model: nn.Module, cfg: PretrainedConfig, total_steps: int | None, task_type: str) -> nn.Module:
-    """Apply `model.finetune` to a loaded HF model: freeze it (linear probe), freeze its first layers (full), or
-    wrap it in the PEFT method with the config's options. `task_type` is PEFT's (FEATURE_EXTRACTION, CAUSAL_LM)."""
-    if cfg.finetune == "linear_probe":
-        model.requires_grad_(False)
-    elif cfg.finetune == "full" and cfg.freeze_layers:
-        model.get_input_embeddings().requires_grad_(False)
-        layers = encoder_layers(model, "model.freeze_layers")
-        if cfg.freeze_layers > len(layers):
-            raise ValueError(f"model.freeze_layers: the model has {len(layers)} layers, got {cfg.freeze_layers}")
-        for layer in layers[: cfg.freeze_layers]:
-            layer.requires_grad_(False)
-    elif cfg.finetune in ADAPTERS:
-        import peft
-
-        defaults = {"lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
-                    "adalora": {"lora_alpha": 16, "lora_dropout": 0.1, "total_step": total_steps},
-                    "prefix": {"num_virtual_tokens": 16}, "prompt": {"num_virtual_tokens": 16}}.get(cfg.finetune, {})
-        options = {**defaults, **cfg.adapter}
-        if cfg.finetune in VIRTUAL or task_type == "CAUSAL_LM":
-            options["task_type"] = task_type
-        try:
-            model = peft.get_peft_model(model, getattr(peft, ADAPTERS[cfg.finetune])(**options))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
-                             f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
-    return model
-
-
-class Adapted(nn.Module):
-    """What every adapted pretrained model offers the training loop: AdaLoRA's regulariser and budget update,
-    and layer-wise learning rates. Subclasses set self.model, self.finetune, self.layer_lr_decay."""
-
-    model: nn.Module
-
-    def regularization(self) -> torch.Tensor | None:
-        """AdaLoRA's orthogonal regulariser on P and Q. PEFT adds it only when the wrapped model returns a loss,
-        which an encoder never does, so the frameworks that wrap PEFT silently train without it."""
-        if self.finetune != "adalora":
-            return None
-        weight = self.model.peft_config["default"].orth_reg_weight
-        terms = []
-        for name, p in self.model.named_parameters():
-            if ("lora_A" in name or "lora_B" in name) and "default" in name:
-                cov = p @ p.T if "lora_A" in name else p.T @ p
-                terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
-        return weight * torch.stack(terms).mean() if terms else None
-
-    def lr_scales(self) -> dict[str, float]:
-        """Layer-wise learning-rate decay: embeddings at decay^(N+1), layer i at decay^(N+1-i), the rest at 1."""
-        if self.layer_lr_decay == 1.0:
-            return {}
-        layers = encoder_layers(self.model, "model.layer_lr_decay")
-        n = len(layers)
-        depth = {id(p): 0 for p in self.model.get_input_embeddings().parameters()}
-        for i, layer in enumerate(layers):
-            depth.update({id(p): i + 1 for p in layer.parameters()})
-        emb = self.model.base_model.embeddings if hasattr(self.model.base_model, "embeddings") else None
-        if emb is not None:
-            depth.update({id(p): 0 for p in emb.parameters()})
-        return {f"model.{name}": self.layer_lr_decay ** (n + 1 - depth[id(p)])
-                for name, p in self.model.named_parameters() if id(p) in depth}
-
-    def after_optimizer_step(self, step: int) -> None:
-        """AdaLoRA's budget update: importance scores and rank allocation, once per optimizer step."""
-        if self.finetune == "adalora":
-            self.model.base_model.update_and_allocate(step)
-
-
 class PretrainedEncoder(Adapted):
     def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
         super().__init__()
-        from transformers import AutoModel
+        from transformers import AutoModel  # deferred: seconds to import; only pretrained runs need it
 
         path = resolve_model_path(cfg.path)
         try:  # our pooling reads the token states: BERT's pooler would be dead weight (and AdaLoRA
@@ -155,7 +83,7 @@ class PretrainedEncoder(Adapted):
             model = AutoModel.from_pretrained(path, use_safetensors=True)
         if cfg.layers is not None:
             keep_layers(model, cfg.layers)
-        self.model = adapt(model, cfg, total_steps, "FEATURE_EXTRACTION")
+        self.model = adapt(model, cfg.finetune, cfg.adapter, total_steps, "FEATURE_EXTRACTION", cfg.freeze_layers)
         self.layer_lr_decay = cfg.layer_lr_decay
         self.finetune = cfg.finetune
         self.pooling = cfg.pooling
@@ -176,31 +104,6 @@ class PretrainedEncoder(Adapted):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def encoder_layers(model: nn.Module, option: str) -> nn.ModuleList:
-    """The Transformer layer list of a loaded HF model (BERT's encoder.layer, GPT-2's h, ...); `option` names the
-    setting that needs it, for the error."""
-    for name in ("encoder.layer", "layers", "h", "transformer.h"):
-        obj = model
-        for part in name.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.ModuleList):
-            return obj
-    raise ValueError(f"{option}: cannot find this architecture's layer list ({type(model).__name__})")
-
-
-def keep_layers(model: nn.Module, n: int) -> None:
-    """Cut a loaded model to its first n Transformer layers (in place; its config says so too)."""
-    layers = encoder_layers(model, "model.layers")
-    if n > len(layers):
-        raise ValueError(f"model.layers: the model has {len(layers)} layers, got {n}")
-    del layers[n:]
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if hasattr(model.config, key):
-            setattr(model.config, key, n)
-
-
 class CachedEncoding(nn.Module):
     """Stands in for a frozen encoder while its outputs, computed once, are fed as the batch's text input."""
 
@@ -214,7 +117,7 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
     features where `text:<col>` holds the pooled encoding and `len:<col>` is gone."""
     out = dict(features)
     for key, enc in list(model.encoders.items()):
-        if not isinstance(enc, PretrainedEncoder) or enc.finetune != "linear_probe":
+        if not isinstance(enc, PretrainedEncoder) or not STRATEGIES[enc.finetune].frozen:
             continue
         col = key.removeprefix("text__")
         ids, lengths = features[f"text:{col}"], features[f"len:{col}"]
@@ -244,8 +147,6 @@ def frozen_base(model: nn.Module, cfg: PretrainedConfig, prefix: str) -> dict:
 @register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
 def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
     if spec["task"] == "causal_lm":
-        from .causal_lm import CausalLM
-
         model = CausalLM(cfg, spec.get("total_steps"))
         if cfg.finetune != "full":
             model.base = frozen_base(model, cfg, "model.")

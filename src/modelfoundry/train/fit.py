@@ -11,6 +11,7 @@ from ..core.infer import TensorData
 from ..core.runs import Run
 from ..data import Prepared
 from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
+from ..finetune import strategy
 from ..models import build_model
 from ..models.pretrained import CachedEncoding, cache_frozen_encodings
 from .loop import FitResult, fit
@@ -43,7 +44,8 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
     if init is not None:
         init(model)
-    if getattr(cfg.model, "finetune", None) == "linear_probe":
+    finetune = strategy(getattr(cfg.model, "finetune", None))
+    if finetune is not None and finetune.frozen:
         # the frozen encoder runs once per text, not once per epoch; only the head trains
         features = {s: cache_frozen_encodings(model, f) for s, f in features.items()}
         swapped = {k: model.encoders[k] for k in model.encoders if f"text:{k.removeprefix('text__')}" in features["train"]
