@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .core.infer import predict_tensors
+from .core.onnxrt import OnnxModel
 from .core.runs import Run
 from .data import DataError, Preprocessor
+from .data.lm import LMPreprocessor
 from .finetune import merge_adapters
 from .models import load_model
 
@@ -45,7 +47,6 @@ class Predictor:
         if backend == "onnx":
             if not onnx_file.exists():
                 raise ValueError(f"{run.path}: no model/model.onnx; export one with `foundry compress {run.path} --onnx`")
-            from .core.onnxrt import OnnxModel
 
             model = OnnxModel(onnx_file)
         elif not weights.exists() and onnx_file.exists():
@@ -57,8 +58,6 @@ class Predictor:
                 merge_adapters(model)
         state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
         if state.get("task") == "causal_lm":
-            from .data.lm import LMPreprocessor
-
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 

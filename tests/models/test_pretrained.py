@@ -169,7 +169,7 @@ def test_export_merged_and_adapter_match_the_run(tmp_path, tiny_bert, capsys, mo
 
 
 def test_an_interrupted_export_leaves_no_output_folder(tmp_path):
-    from modelfoundry.adapters import _staged
+    from modelfoundry.adapters.export import _staged
 
     out = tmp_path / "merged"
     with pytest.raises(KeyboardInterrupt), _staged(out) as tmp:

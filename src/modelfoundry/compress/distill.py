@@ -14,6 +14,8 @@ from torch import nn
 from ..core.infer import predict_tensors
 from ..data import Prepared, prepare
 from ..finetune import encoder_layers
+from ..models.pretrained import PretrainedEncoder
+from ..train import make_accelerator, train_model
 from .config import DistillConfig
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -49,8 +51,6 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict:
     """Load the teacher's weights into a shallower student of the same architecture, in place: every tensor
     outside the Transformer layers (embeddings, final norms, head) by name, the layers by `spread`. The teacher
     must be plain weights (adapters merged). Returns {encoder key: teacher layers kept}."""
-    from ..models.pretrained import PretrainedEncoder
-
     renames, kept = {}, {}
     t_names = {id(m): n for n, m in teacher.named_modules()}
     s_names = {id(m): n for n, m in student.named_modules()}
@@ -84,8 +84,6 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict:
 def distill(teacher, teacher_pre, source: Config, dcfg: DistillConfig, cache_dir: Path | None = None):
     """Train the student; returns (student model, its config, its prepared data, a record of the run).
     `cache_dir`: the text-encoding cache to use (the teacher run's)."""
-    from ..train import make_accelerator, train_model
-
     cfg = student_config(source, dcfg)
     if dcfg.init == "teacher":
         t_path = getattr(source.model, "path", None)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..core.html import page
-from ..core.infer import TensorData
+from ..core.infer import TensorData, predict_tensors
+from ..core.plots import save_figure
 from ..core.runs import Run, atomic_write_text
 from ..data import Prepared
 from ..evaluate import metrics as M
@@ -62,8 +63,6 @@ def batch_consistency(model, data: Prepared, split: str, batched: np.ndarray, ro
     activation scale per tensor, over the whole batch, so there it does (static int8's calibrated ranges do not).
     max_abs_diff: probabilities (classification) or values in the target's units; changed: predicted labels that
     differ (classification)."""
-    from ..core.infer import predict_tensors
-
     feats = data.encoded[split].features
     n = min(rows, len(batched))
     alone = predict_tensors(model, {k: v[:n] for k, v in feats.items()}, data.task, batch_size=1)
@@ -111,7 +110,6 @@ def write_report(run: Run, summary: dict) -> None:
         fmt = matplotlib.ticker.FormatStrFormatter("%g")
         ax.xaxis.set_major_formatter(fmt)
         ax.xaxis.set_minor_formatter(fmt)
-    from ..core.plots import save_figure
 
     save_figure(fig, run.path / "plots" / "accuracy_vs_latency.png")
 

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from ..models.cnn import ImageEncoder, SequenceConvEncoder, TextConvEncoder
+
 
 def magnitude_prune(model: nn.Module, amount: float) -> dict:
     import torch.nn.utils.prune as tprune
@@ -153,8 +155,6 @@ def _prune_bert_layer(layer: nn.Module, r: _Resizer, amount: float) -> tuple[int
 
 def structured_prune(model: nn.Module, amount: float) -> dict:
     """Remove `amount` of the units of every prunable layer; records `model.resized` for saving."""
-    from ..models.cnn import ImageEncoder, SequenceConvEncoder, TextConvEncoder
-
     if getattr(model, "base", None):
         raise ValueError("structured pruning needs every weight in the model: merge the adapter first")
     r = _Resizer(model)

@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..core.hardware import cpu_has_bf16
+from ..core.paths import resolve_model_path
+from ..core.progress import bar
+from .features import load_tokenizer
+from .prepare import read_frame
+from .profile import profile_frame
+from .schema import check_target, infer_schema, infer_task
+from .split import split_frame
+
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
 
@@ -147,10 +156,6 @@ def embed_texts(texts: list[str], cfg: Config, batch: int = 64) -> np.ndarray:
     import torch
     from transformers import AutoModel
 
-    from ..core.hardware import cpu_has_bf16
-    from ..core.paths import resolve_model_path
-    from .features import load_tokenizer
-
     path = resolve_model_path(cfg.model.path if cfg.model.type == "pretrained" else "minilm")
     tok = load_tokenizer(path)
     tok.enable_truncation(128)
@@ -211,11 +216,6 @@ def drift(ref: pd.DataFrame, other: pd.DataFrame, schema: dict[str, str], target
 def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: bool | None = None,
           frame: pd.DataFrame | None = None) -> dict:
     """The full profile of the config's data: statistics, duplicates, leakage, label issues, drift."""
-    from . import read_frame
-    from .profile import profile_frame
-    from .schema import check_target, infer_schema, infer_task
-    from .split import split_frame
-
     d = cfg.data
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
     check_target(df, d.target, str(cfg.resolve_path(d.path)))
@@ -225,7 +225,6 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     task = infer_task(df[d.target], d.task)
     features = [c for c, k in schema.items() if k != "ignore" and c != d.target]
     text_cols = [c for c in features if schema[c] == "text"]
-    from ..core.progress import bar
 
     do_labels = (d.audit.label_issues if with_label_issues is None else with_label_issues) and task == "classification"
     pb = bar(4 + do_labels + (against is not None), "profile", unit="step")

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.paths import resolve_model_path
 from .config import AugmentConfig
+from .features import pad_ids
 
 BATCH_OPTIONS = ("text_char_noise", "image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
                  "tabular_noise", "text_swap", "text_delete", "text_synonym", "text_insert", "sequence_jitter",
@@ -74,8 +76,6 @@ def neighbour_table(vocab: dict[str, int], source: str = "minilm", k: int = 5) -
     local model directory); -1 where a token has none (not a word, or unknown to the source model). Only words
     both vocabularies share take part, so a replacement is always a token this tokenizer has."""
     from transformers import AutoModel, AutoTokenizer
-
-    from ..core.paths import resolve_model_path
 
     path = resolve_model_path(source)
     src_vocab = AutoTokenizer.from_pretrained(path).get_vocab()
@@ -262,8 +262,6 @@ class Augmenter:
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         rows = batch.pop("row", None)
         if self.cfg.text_char_noise and rows is not None:
-            from .features import pad_ids
-
             batch = dict(batch)
             for col, texts in self.texts.items():
                 tok = self.tokenizers[col]

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from ..core.progress import bar
 from ..core.runs import write_json
 
 __all__ = ["CrawlOptions", "crawl", "normalize_url"]
@@ -349,7 +350,6 @@ def crawl(start_url: str, out: str | Path, opts: CrawlOptions | None = None, log
             log(f"{note}: nothing crawled")
             frontier.clear()
             skipped["robots_disallowed"] = skipped.get("robots_disallowed", 0) + 1
-    from ..core.progress import bar
 
     pb = bar(opts.max_pages, "crawl", unit="page")
     pb.update(state["written"])

@@ -13,9 +13,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ..core.paths import resolve_model_path
 from ..core.runs import atomic_write_text
 from .features import Encoded, load_tokenizer
+from .prepared import Prepared
 from .sources import DataError
+from .split import split_frame
 
 KEY = "lm"
 
@@ -100,10 +103,6 @@ class LMPreprocessor:
 
 def prepare_lm(cfg, df: pd.DataFrame, test_frame: pd.DataFrame | None, cleaning: dict):
     """Split, tokenize and profile instruction/response pairs (a Prepared whose targets are unused)."""
-    from ..core.paths import resolve_model_path
-    from . import Prepared
-    from .split import split_frame
-
     d = cfg.data
     if cfg.model.type != "pretrained":
         raise DataError(f"data.task 'causal_lm' needs model.type 'pretrained' (a local decoder such as GPT-2), "

@@ -15,8 +15,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
+from .audit import audit
 from .clean import is_numeric, outlier_bounds
-from .sources import DataError, csv_lines
+from .prepare import read_frame
+from .sources import DataError, csv_lines, decode, sniff_delimiter
+from .split import split_frame
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -42,8 +45,6 @@ def _write_delimited(df: pd.DataFrame, path: Path, changed: set[int], kept: list
                      cfg: Config, sep: str) -> bool:
     """Write the kept rows, each unchanged one as its source record; False where the source cannot be lined up
     (whitespace-separated, data.columns instead of a header, or records that pandas counts otherwise)."""
-    from .sources import decode, sniff_delimiter
-
     d = cfg.data
     text = decode(source, d.encoding)
     delimiter = d.delimiter or sniff_delimiter(text, sep)
@@ -85,10 +86,6 @@ def _write_frame(df: pd.DataFrame, path: Path) -> None:
 def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple[Path, pd.DataFrame, dict]:
     """Returns (cleaned file, the change log, the audit). changes.csv quotes cells that a spreadsheet would run as
     formulas (`csv_text`) unless raw_csv; the cleaned copy is data and is written as it is."""
-    from . import read_frame
-    from .audit import audit
-    from .split import split_frame
-
     d, fx = cfg.data, cfg.data.fixes
     src = cfg.resolve_path(d.path)
     if src is None or src.is_dir():

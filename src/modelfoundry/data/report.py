@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..core.html import page
+from ..core.plots import save_figure
 from ..core.runs import atomic_write_text
 
 SHOWN = 50  # flagged rows listed per finding (all of them are in data_profile.json)
@@ -28,8 +29,6 @@ def _plots(profile: dict, out_dir: Path) -> list[tuple[str, str]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..core.plots import save_figure
 
     made = []
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..core.plots import save_figure
 from ..core.runs import Run
 from ..core.schema import flatten
 
@@ -56,6 +57,5 @@ def _plot(runs: list[Run], path: Path) -> None:
     if key:
         axes[0][1].set(xlabel="epoch", ylabel=key, title=key)
     axes[0][-1].legend(fontsize=7)
-    from ..core.plots import save_figure
 
     save_figure(fig, path)

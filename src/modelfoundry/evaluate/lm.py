@@ -7,17 +7,17 @@ import html
 import json
 
 from ..core.html import page
+from ..core.infer import lm_scores
 from ..core.runs import Run, atomic_write_text, write_json
 from ..data import Prepared
+from ..models.causal_lm import CausalLM
+from .report import _fig, _save, _table
 
 SAMPLES = 5
 SAMPLE_TOKENS = 48
 
 
 def evaluate_lm(run: Run, cfg, data: Prepared, model) -> dict:
-    from ..core.infer import lm_scores
-    from ..models.causal_lm import CausalLM
-
     split = "test" if "test" in data.encoded else "val"
     pre = data.preprocessor
     result = {"split": split, "rows": len(data.frames[split]), split: lm_scores(model, data.encoded[split].features)}
@@ -41,8 +41,6 @@ def evaluate_lm(run: Run, cfg, data: Prepared, model) -> dict:
 
 
 def write_lm_report(run: Run, data: Prepared, result: dict) -> None:
-    from .report import _fig, _save, _table
-
     m = run.manifest()
     history = run.history()
     img = ""

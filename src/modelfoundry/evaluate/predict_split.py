@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.infer import predict_tensors
 from ..data import Prepared
 from . import metrics as M
 
 
 def outputs(model, data: Prepared, split: str, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
     """(y_true, output) in user units: class codes + probabilities, or values + predictions."""
-    from ..core.infer import predict_tensors
-
     device = accelerator.device if accelerator is not None else "cpu"
     autocast = accelerator is not None and accelerator.mixed_precision == "bf16"
     out = predict_tensors(model, data.encoded[split].features, data.task, device=device, autocast=autocast)

@@ -13,6 +13,7 @@ The service loads safetensors weights and JSON through `Predictor` and never unp
 
 from .app import ServeSettings, create_app, load_models
 from .config import ServeConfig
-from .run import LOOPBACK, app_from_env, gather_keys, serve
+from .keys import gather_keys
+from .run import LOOPBACK, app_from_env, serve
 
 __all__ = ["create_app", "ServeConfig", "ServeSettings", "load_models", "serve", "gather_keys", "app_from_env", "LOOPBACK"]

@@ -11,6 +11,7 @@ from ..predictor import Predictor
 from .batcher import Batcher, QueueFull
 from .config import ServeConfig
 from .guard import Guard, Metrics
+from .keys import check_keys
 
 
 class ServeSettings(ServeConfig):
@@ -123,8 +124,6 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from pydantic import BaseModel, Field
-
-    from .run import check_keys
 
     settings = settings or ServeSettings()
     settings.api_keys = check_keys(sorted(settings.api_keys), "api_keys")  # an empty key would match no header

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.infer import TensorData, as_outputs, collate_identity, in_row_order, inference_batches, lm_scores
+from ..core.progress import bar
 from ..core.runs import Run, atomic_write_text, save_safetensors
 from ..data.augment import mixup
 from ..evaluate.metrics import compute, metric_mode
@@ -354,8 +355,6 @@ def _tensorboard(run: Run):
 
 
 def _progress(total: int, desc: str, main: bool):
-    from ..core.progress import bar
-
     return bar(total, desc, unit="step", show=main)
 
 

@@ -1,0 +1,256 @@
+"""The compress stage: make a trained model cheaper to run, and say what that cost.
+
+Steps, in this order, each optional: distill (a student learns the teacher's soft labels) -> prune (structured
+or magnitude, then optional fine-tuning) -> bf16 weights (torch backend) | ONNX export with a parity check ->
+int8 (ONNX Runtime, dynamic or static). Every stage is measured (size, parameters, latency at batch 1 and 32,
+throughput, every test metric) on the source run's held-out split, and the result is a complete Run directory
+of its own, `<runs>/<source-name>-<variant>/<run-id>/`, with compression.json and compression_report.html."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..core.infer import TensorData
+from ..core.onnxrt import OnnxModel
+from ..core.progress import bar
+from ..core.runs import Run, Timer, atomic_copy, write_json
+from ..data import Prepared, data_files, prepare
+from ..evaluate import M, evaluate_data
+from ..finetune import adapted_parts, merge_adapters, refuse_virtual
+from ..models import save_model, to_bf16
+from ..predictor import Predictor
+from ..train import make_accelerator
+from ..train.loop import fit
+from .config import CompressConfig
+from .distill import distill
+from .measure import main_metric, measure, tensor_bytes, write_report
+from .onnx import export_onnx, parity
+from .prune import magnitude_prune, structured_prune
+from .quantize import int8_dynamic, int8_static
+
+BATCH_DEPENDENT = 1e-3
+"""An output that moves by more than this between a row predicted alone and in a batch gets a note: float
+rounding (fp32, bf16) stays well below it, per-batch int8 activation scales do not."""
+
+__all__ = ["compress", "variant_name"]
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
+
+
+def variant_name(ccfg: CompressConfig) -> str:
+    parts = []
+    if ccfg.distill:
+        parts.append("distilled")
+    if ccfg.prune:
+        parts.append(f"{'pruned' if ccfg.prune.method == 'structured' else 'sparse'}{round(ccfg.prune.amount * 100)}")
+    if ccfg.quantize == "bf16":
+        parts.append("bf16")
+    elif ccfg.quantize != "none":
+        parts.append(ccfg.quantize.replace("-", ""))
+    elif ccfg.onnx:
+        parts.append("onnx")
+    return "-".join(parts) or "copy"
+
+
+def _check_data(source: Run, cfg: Config) -> None:
+    """The variant is scored on the source's held-out split, rebuilt from its data files: they must not have changed."""
+    for c in source.data_changes(data_files(cfg))[:1]:
+        raise ValueError(f"{c['path']}: the data file changed since the source run was trained (sha256 "
+                         f"{str(c['then'])[:12]} then, {str(c['now'])[:12]} now); compressing needs the same held-out "
+                         "split to compare")
+
+
+def materialize(pred: Predictor, cfg: Config):
+    """The source model as plain weights: a PEFT adapter merged into its base, a frozen base kept in full.
+    Returns (model, its model config)."""
+    model, mcfg = pred.model, cfg.model
+    if mcfg.type != "pretrained":
+        return model, mcfg
+    try:
+        refuse_virtual(model, "compress")
+    except ValueError as exc:
+        raise ValueError(f"{pred.run.path}: {exc}") from None
+    merge_adapters(model)  # already done where the Predictor was loaded with merge=True (the default)
+    for part in adapted_parts(model):  # a frozen (linear-probe) encoder is kept in full and trains from here on
+        part.finetune = "full"
+    model.base = None
+    return model, mcfg.model_copy(update={"finetune": "full", "adapter": {}})
+
+
+def _finetune(model, data: Prepared, cfg: Config, epochs: int, lr: float) -> dict:
+    tcfg = cfg.train.model_copy(update={"epochs": epochs, "lr": lr, "early_stopping": None, "warmup_ratio": 0.0})
+    model.requires_grad_(True)
+    acc = make_accelerator(tcfg.precision, tcfg.grad_accum)
+    tr = TensorData(data.encoded["train"].features, data.targets["train"])
+    val = TensorData(data.encoded["val"].features, data.targets["val"]) if "val" in data.encoded else None
+    result = fit(model, tr, val, data.task, tcfg, None, acc)
+    model.eval()
+    return {"epochs": epochs, "lr": lr, "best_epoch": result.best_epoch, "history": result.history}
+
+
+def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir: str | Path | None = None, *,
+             source: Config) -> Run:
+    """Compress a complete run (settings: `ccfg`, else the run's `compress` section). `source` is the run's own config
+    (`config.run_config(run_dir)`; `modelfoundry.compress` reads it for you). Returns the variant's Run."""
+    timer = Timer()
+    pred = Predictor.load(run_dir, backend="torch")
+    cfg = source
+    if pred.task == "causal_lm":
+        raise ValueError(f"{run_dir}: a causal-LM run; compress works on classification and regression runs")
+    ccfg = ccfg or cfg.compress
+    if ccfg is None:
+        raise ValueError(f"{run_dir}: no compression asked; give --quantize/--prune/--distill/--onnx or a "
+                         "`compress` section in the run's config")
+    _check_data(pred.run, cfg)
+    name = f"{pred.run.manifest().get('name', cfg.name)}-{variant_name(ccfg)}"
+    root = Path(output_dir) if output_dir else pred.run.path.parent.parent
+    run = Run.create(root, name)
+    lock = run.lock().acquire()
+    out_cfg = cfg.override({"compress": ccfg.model_dump(mode="json")})
+    run.start(out_cfg.to_yaml(), cfg.train.seed, data_files(cfg))
+    try:
+        summary = _stages(pred, cfg, ccfg, run)
+        summary["total_s"] = timer()
+        write_json(run.path / "compression.json", summary)
+        write_report(run, summary)
+        shutil.copy(pred.run.path / "data_profile.json", run.path / "data_profile.json")
+        run.finish("complete", source=str(pred.run.path), variant=variant_name(ccfg),
+                   backend=summary["backend"], timings={"total_s": summary["total_s"]})
+    except KeyboardInterrupt:
+        run.finish("interrupted", error="interrupted (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        lock.release()
+    return run
+
+
+def _log(msg: str) -> None:
+    print(f"compress: {msg}", file=sys.stderr, flush=True)
+
+
+def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dict:
+    cache = pred.run.path / "cache"  # the source run's text encodings, reused (a pretrained student's too)
+    data = prepare(cfg, cache_dir=cache)
+    split = "test" if "test" in data.encoded else "val"
+    names = M.canonical(cfg.evaluate.metrics, data.task)
+    calls = ccfg.latency_calls
+    _log(f"measuring the source on {len(data.targets[split])} {split} rows")
+
+    def params(m) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    pb = bar(desc="compress", unit="stage")
+    stages = [measure("source", pred.model, data, split, names, tensor_bytes(pred.model), calls, params(pred.model))]
+    pb.update(1)
+
+    def record_stage(stage: dict) -> None:
+        stages.append(stage)
+        pb.set_postfix_str(stage["stage"], refresh=False)
+        pb.update(1)
+    model, mcfg = materialize(pred, cfg)
+    pre = data.preprocessor
+    record: dict = {"notes": []}
+    if ccfg.distill:
+        model, student_cfg, data, record["distill"] = distill(model, pre, cfg, ccfg.distill, cache)
+        mcfg, pre = student_cfg.model, data.preprocessor
+        record_stage(measure("distilled", model, data, split, names, tensor_bytes(model), calls, params(model)))
+        _log(f"student {stages[-1]['metrics']}")
+    if ccfg.prune:
+        p = ccfg.prune
+        record["prune"] = structured_prune(model, p.amount) if p.method == "structured" else magnitude_prune(model, p.amount)
+        record_stage(measure(f"{'pruned' if p.method == 'structured' else 'sparse'} {p.amount:g}", model, data, split,
+                              names, tensor_bytes(model), calls, params(model)))
+        if p.finetune_epochs:
+            lr = p.finetune_lr or cfg.train.lr / 10
+            _log(f"fine-tuning the pruned model for {p.finetune_epochs} epochs at lr {lr:g}")
+            record["prune"]["finetune"] = _finetune(model, data, cfg, p.finetune_epochs, lr)
+            if p.method == "magnitude":  # fine-tuning moves the zeros; prune again so the sparsity holds
+                record["prune"]["after_finetune"] = magnitude_prune(model, p.amount)
+            record_stage(measure(f"{stages[-1]['stage']} + fine-tuned", model, data, split, names,
+                                  tensor_bytes(model), calls, params(model)))
+    sparsity = record.get("prune", {}).get("sparsity")
+    if sparsity:
+        record["notes"].append(f"magnitude pruning zeroed {sparsity:.1%} of the linear/conv weights; dense kernels "
+                               "do not get faster and the file is not smaller from zeros")
+    spec = model.spec
+    pre.save(run.model_dir)
+    if ccfg.quantize == "bf16":
+        to_bf16(model)
+        record_stage(measure("bf16", model, data, split, names, tensor_bytes(model), calls, params(model)))
+    backend = "torch"
+    final = model
+    if ccfg.onnx:
+        backend = "onnx"
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            feats = data.encoded[split].features
+            _log("exporting to ONNX")
+            example = _example(feats)
+            record["onnx"] = export_onnx(model, example, fp32)
+            onnx_model = OnnxModel(fp32)
+            rows = {k: v[: ccfg.parity_rows] for k, v in feats.items()}
+            diff = parity(model, onnx_model, rows, data.task)
+            record["onnx"].update(parity_max_abs_diff=diff, parity_rows=len(next(iter(rows.values()))),
+                                  parity_tolerance=ccfg.parity_tolerance)
+            if diff > ccfg.parity_tolerance:
+                raise ValueError(f"ONNX parity check failed: outputs differ from torch's by up to {diff:.3g} on "
+                                 f"held-out rows (compress.parity_tolerance = {ccfg.parity_tolerance:g})")
+            _log(f"ONNX parity: max |diff| {diff:.2e} on {record['onnx']['parity_rows']} rows")
+            record_stage(measure("onnx fp32", onnx_model, data, split, names, fp32.stat().st_size, calls,
+                                  params(model)))
+            target = run.model_dir / "model.onnx"
+            if ccfg.quantize in ("int8", "int8-static"):
+                q = Path(tmp) / "model.int8.onnx"
+                if ccfg.quantize == "int8":
+                    record["quantize"] = int8_dynamic(fp32, q)
+                else:
+                    record["quantize"] = int8_static(fp32, q, data.encoded["train"].features, onnx_model.inputs,
+                                                     ccfg.calibration_rows)
+                final = OnnxModel(q)
+                record_stage(measure(ccfg.quantize, final, data, split, names, q.stat().st_size, calls,
+                                      params(model)))
+                atomic_copy(q, target)
+            else:
+                atomic_copy(fp32, target)
+                final = onnx_model
+        save_model(model, mcfg, spec, run.model_dir, weights=False)  # architecture.json: what the graph was made from
+        final = OnnxModel(run.model_dir / "model.onnx")
+    else:
+        save_model(model, mcfg, spec, run.model_dir)
+    for s in stages:
+        c = s["batch_consistency"]
+        if c.get("changed") or c["max_abs_diff"] > BATCH_DEPENDENT:
+            record["notes"].append(
+                f"{s['stage']}: a row's answer depends on the rows batched with it (of {c['rows']} held-out rows "
+                f"predicted alone, outputs moved by up to {c['max_abs_diff']:.3g}"
+                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + ")"
+                + (". Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
+                   "the same request can get other probabilities under other traffic. int8-static's calibrated "
+                   "ranges do not depend on the batch" if s["stage"] == "int8" else "") + ".")
+    pb.close()
+    result, _, _ = evaluate_data(final, data, names, split, baselines=False)
+    result.update(variant=variant_name(ccfg), source=str(pred.run.path), backend=backend)
+    write_json(run.path / "metrics.json", result)
+    return {"name": run.path.parent.name, "source": str(pred.run.path), "variant": variant_name(ccfg),
+            "backend": backend, "split": split, "rows": int(len(data.targets[split])), "threads": torch.get_num_threads(),
+            "main_metric": main_metric(data.task), "metrics": names if len(names) <= 8 else names[:8],
+            "settings": ccfg.model_dump(mode="json"), "stages": stages, **record}
+
+
+def _example(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A small export batch of the longest rows: batch and text length both above 1, so that neither axis is
+    specialised by the exporter."""
+    lengths = [v for k, v in features.items() if k.startswith("len:")]
+    n = len(next(iter(features.values())))
+    order = torch.argsort(torch.stack(lengths).amax(0), descending=True) if lengths else torch.arange(n)
+    return TensorData(features).__getitems__(order[: min(4, n)].tolist())

@@ -1,0 +1,106 @@
+"""Read the configured data once, clean it, split it, fit the preprocessor on the training split and encode every
+split: `prepare(cfg)` -> Prepared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..core.paths import resolve_model_path
+from .clean import drop_rows
+from .features import Preprocessor
+from .lm import prepare_lm
+from .prepared import Prepared
+from .profile import profile_frame
+from .schema import check_target, infer_schema, infer_task
+from .sources import DataError, read_source
+from .split import split_frame
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
+
+
+def read_frame(cfg: Config, path: str | None) -> pd.DataFrame:
+    d = cfg.data
+    if path is None:
+        raise DataError("data.path: no data given; set data.path in the config or pass a DataFrame")
+    return read_source(cfg.resolve_path(path), d.format, target=d.target, columns=d.columns,
+                       delimiter=d.delimiter, encoding=d.encoding)
+
+
+def load_clean(cfg: Config, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict, str, dict]:
+    """Read (or take) the main table, check the target, infer column types and the task, drop duplicate
+    rows and rows set to `drop` on missing values. Returns (frame, schema, task, cleaning report)."""
+    d = cfg.data
+    where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
+    df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
+    check_target(df, d.target, where)
+    exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
+    if d.sequence is not None:
+        exclude |= {d.sequence.group_column, d.sequence.order_column}
+    schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
+    task = infer_task(df[d.target], d.task)
+    df, cleaning = drop_rows(df, d.clean, schema)
+    return df.reset_index(drop=True), schema, task, cleaning
+
+
+def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
+            fold: tuple | None = None, cache_dir: Path | None = None) -> Prepared:
+    """Everything the model needs, from the config's data section (or in-memory frames).
+    `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation). `cache_dir`: text
+    encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
+    d = cfg.data
+    df, schema, task, cleaning = load_clean(cfg, frame)
+    if test_frame is None and d.test_path:
+        test_frame = read_frame(cfg, d.test_path)
+    if task == "causal_lm":
+        return prepare_lm(cfg, df, test_frame, cleaning)
+    if test_frame is not None:
+        check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
+    where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
+    group_default = d.sequence.group_column if d.sequence is not None else None
+    if fold is not None:
+        train_idx, held_idx = fold
+        base = df.iloc[train_idx].reset_index(drop=True)
+        inner = split_frame(base, d.split.model_copy(update={"test": 0.0, "column": None}), task, d.target,
+                            cfg.train.seed, True, group_default)
+        frames = {"train": base.iloc[inner["train"]], "val": base.iloc[inner["val"]], "test": df.iloc[held_idx]}
+    else:
+        idx = split_frame(df, d.split, task, d.target, cfg.train.seed, test_frame is not None, group_default)
+        frames = {s: df.iloc[i] for s, i in idx.items()}
+        if test_frame is not None:
+            frames["test"] = test_frame
+    frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+    capped = {}
+    if d.target_cap is not None:
+        if task != "regression":
+            raise DataError(f"data.target_cap applies to regression only; this task is {task}")
+        for split in ("train", "val"):
+            y = pd.to_numeric(frames[split][d.target], errors="coerce")
+            capped[split] = int((y > d.target_cap).sum())
+            frames[split] = frames[split].assign(**{d.target: y.clip(upper=d.target_cap)})
+    if cfg.model.type == "pretrained":  # the text column is tokenized with the pretrained model's own tokenizer
+        d = d.model_copy(update={"text": d.text.model_copy(update={"tokenizer": str(resolve_model_path(cfg.model.path))})})
+    pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
+    pre.cache_dir = cache_dir
+    encoded, targets, truncated, skipped = {}, {}, {}, {}
+    for split, f in frames.items():
+        if len(f) == 0:
+            continue
+        enc = pre.transform(f, last_window_only=(split == "test" and d.sequence is not None
+                                                 and d.sequence.test_windows == "last"))
+        encoded[split] = enc
+        targets[split] = pre.encode_target(f[d.target].iloc[enc.rows])
+        truncated[split] = getattr(pre, "truncated_", {})
+        if enc.skipped:
+            skipped[split] = enc.skipped
+    profile = profile_frame(df, schema, d.target, task)
+    profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
+                   splits={s: len(e) for s, e in encoded.items()}, source=where)
+    return Prepared(frames, encoded, targets, pre, profile)
+
+
+def data_files(cfg: Config) -> dict[str, Path | None]:
+    return {"train": cfg.resolve_path(cfg.data.path), "test": cfg.resolve_path(cfg.data.test_path)}

@@ -1,0 +1,65 @@
+"""The evaluate stage: test metrics, baselines beside the model, k-fold CV, and the HTML report."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.runs import Run, Timer, write_json
+from ..data import Prepared
+from . import metrics as M
+from .baselines import run_baselines
+from .lm import evaluate_lm
+from .predict_split import outputs
+from .report import write_report
+
+if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
+    from ..config import Config
+
+__all__ = ["evaluate_run", "evaluate_data", "M"]
+
+
+def per_class(y: np.ndarray, proba: np.ndarray, classes: list) -> list[dict]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y, proba.argmax(1), labels=np.arange(len(classes)), zero_division=0)
+    return [{"class": str(c), "precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+             "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(classes)]
+
+
+def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines: bool) -> dict:
+    y, out = outputs(model, data, split)
+    result = {"split": split, "rows": int(len(y)), split: M.compute(data.task, y, out, names)}
+    result["test"] = result[split]
+    if data.task == "classification":
+        result["per_class"] = per_class(y, out, data.preprocessor.classes_)
+    if baselines:
+        result["baselines"] = run_baselines(data, split, names)
+    return result, y, out
+
+
+def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None) -> dict:
+    """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
+    (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report."""
+    timer = Timer()
+    if data.task == "causal_lm":
+        result = evaluate_lm(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
+    names = M.canonical(cfg.evaluate.metrics, data.task)
+    split = "test" if "test" in data.encoded else "val"
+    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines)
+    truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
+    if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
+        result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
+    write_json(run.path / "metrics.json", result)
+    if cv is not None:
+        write_json(run.path / "cv.json", cv)
+        result["cv"] = cv["summary"]
+    if cfg.evaluate.report:
+        write_report(run, data, result, y, out)
+    result["evaluate_s"] = timer()
+    write_json(run.path / "metrics.json", result)
+    return result
