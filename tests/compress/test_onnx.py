@@ -2,6 +2,8 @@
 (and text-length) axes and matches torch on a batch of another size and width; recurrent encoders' export
 path gives the packed path's states exactly; a file that is not ONNX is refused."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,13 +15,13 @@ from modelfoundry.models.rnn import RecurrentEncoder, RNNConfig
 from ..models.test_registry import CASES, INPUTS, NEEDS_TEXT, SMALL, spec
 
 
-def _batch(s: dict, kind: str, n: int, width: int, vocab: int) -> dict:
+def _batch(s, kind: str, n: int, width: int, vocab: int) -> dict:
     _, make = INPUTS[kind]
     batch = make(n)
-    if s["n_numeric"] and "numeric" not in batch:
-        batch["numeric"] = torch.randn(n, s["n_numeric"])
-    if s["text"]:
-        col = next(iter(s["text"]))
+    if s.n_numeric and "numeric" not in batch:
+        batch["numeric"] = torch.randn(n, s.n_numeric)
+    if s.text:
+        col = next(iter(s.text))
         batch[f"text:{col}"] = torch.randint(5, vocab, (n, width))
         batch[f"len:{col}"] = torch.randint(1, width + 1, (n,))
         batch[f"len:{col}"][0] = width
@@ -37,7 +39,7 @@ def build_case(name: str, kind: str, tiny_bert):
     vocab = 30
     if name in NEEDS_TEXT:
         vocab = json.loads((tiny_bert / "config.json").read_text())["vocab_size"] if kind != "text" else 30
-        s["text"] = {"t": vocab}
+        s = replace(s, text={"t": vocab})
     return build_model(cfg, s).eval(), s, vocab
 
 

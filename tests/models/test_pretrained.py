@@ -230,13 +230,13 @@ def test_linear_probe_caches_exact_encodings_and_trains_the_head(tmp_path, tiny_
 
 
 def test_layer_wise_learning_rate_decay(tmp_path, tiny_bert):
+    from modelfoundry.core.spec import InputSpec
     from modelfoundry.models import build_model
     from modelfoundry.models.pretrained import PretrainedConfig
     from modelfoundry.train.config import TrainConfig
     from modelfoundry.train.optim import build_optimizer
 
-    spec = {"task": "classification", "n_outputs": 4, "n_numeric": 0, "categorical": [], "text": {"text": 400},
-            "max_length": 66, "image": None, "sequence": None}
+    spec = InputSpec(task="classification", n_outputs=4, text={"text": 400}, max_length=66)
     model = build_model(PretrainedConfig(path=str(tiny_bert), finetune="full", layer_lr_decay=0.5), spec)
     opt = build_optimizer(model, TrainConfig(lr=1.0))
     lrs = {g["lr"] for g in opt.param_groups}

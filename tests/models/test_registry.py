@@ -2,19 +2,21 @@
 falls on a tiny batch), round-trips through safetensors, and refuses inputs it cannot take."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from modelfoundry.core.spec import InputSpec
 from modelfoundry.models import REGISTRY, build_model, load_model, register, save_model
 from modelfoundry.models.mlp import MLPConfig
 
 
-def spec(**kinds) -> dict:
+def spec(**kinds) -> InputSpec:
     base = {"task": "classification", "n_outputs": 3, "n_numeric": 0, "categorical": [], "text": {},
             "max_length": 34, "image": None, "sequence": None}
-    return {**base, **kinds}
+    return InputSpec.from_json({**base, **kinds})
 
 
 INPUTS = {
@@ -38,13 +40,13 @@ def test_family_learns_each_input_kind(name, kind, tmp_path, tiny_bert):
     cfg = reg.config_cls(type=name, dropout=0.0, **SMALL[name], **extra)
     kinds, make = INPUTS[kind]
     s = spec(**kinds, **({} if kind == "numeric" else {"n_numeric": 1}))
-    batch = {**make(16), "numeric": torch.randn(16, s["n_numeric"])} if s["n_numeric"] else make(16)
+    batch = {**make(16), "numeric": torch.randn(16, s.n_numeric)} if s.n_numeric else make(16)
     if name in NEEDS_TEXT and kind != "text":
         vocab = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
-        s["text"] = {"t": vocab}
+        s = replace(s, text={"t": vocab})
         batch.update({"text:t": torch.randint(5, vocab, (16, 7)), "len:t": torch.randint(1, 8, (16,))})
     elif name in NEEDS_TEXT:
-        s["text"] = {"t": 30}
+        s = replace(s, text={"t": 30})
     model = build_model(cfg, s)
     y = torch.randint(0, 3, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

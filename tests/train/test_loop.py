@@ -5,13 +5,14 @@ import pytest
 import torch
 
 from modelfoundry.core.infer import TensorData
+from modelfoundry.core.spec import InputSpec
 from modelfoundry.models import REGISTRY, build_model
 from modelfoundry.train import make_accelerator
 from modelfoundry.train.config import EarlyStopping, TrainConfig
 from modelfoundry.train.loop import class_weights, fit
 
-SPEC = {"task": "classification", "n_outputs": 2, "n_numeric": 4, "categorical": [], "text": {}, "max_length": 8,
-        "image": None, "sequence": None}
+SPEC = InputSpec.from_json({"task": "classification", "n_outputs": 2, "n_numeric": 4, "categorical": [], "text": {},
+                            "max_length": 8, "image": None, "sequence": None})
 
 
 def data(n=96, seed=0):

@@ -30,7 +30,7 @@ def tensor_bytes(model: torch.nn.Module) -> int:
 
 
 def _call(model, batch: dict[str, torch.Tensor]) -> None:
-    bf16 = getattr(model, "inference_dtype", None) == "bfloat16"
+    bf16 = getattr(model, "inference_dtype", None) == "bfloat16"  # a torch model or an ONNX session
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model(batch)
 

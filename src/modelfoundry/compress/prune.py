@@ -51,7 +51,7 @@ class _Resizer:
     def __init__(self, model: nn.Module):
         self.model = model
         self.names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
-        self.resized: dict[str, list[int]] = dict(getattr(model, "resized", {}) or {})
+        self.resized: dict[str, list[int]] = dict(model.resized or {})
 
     def slice(self, module: nn.Module, attr: str, dim: int, index: torch.Tensor) -> None:
         old = getattr(module, attr)
@@ -155,7 +155,7 @@ def _prune_bert_layer(layer: nn.Module, r: _Resizer, amount: float) -> tuple[int
 
 def structured_prune(model: nn.Module, amount: float) -> dict:
     """Remove `amount` of the units of every prunable layer; records `model.resized` for saving."""
-    if getattr(model, "base", None):
+    if model.base:
         raise ValueError("structured pruning needs every weight in the model: merge the adapter first")
     r = _Resizer(model)
     report = {"method": "structured", "amount": amount, "parameters_before": sum(p.numel() for p in model.parameters())}

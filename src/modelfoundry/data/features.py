@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.runs import atomic_write_text, save_safetensors
+from ..core.spec import InputSpec
 from .clean import outlier_bounds
 from .config import CleanConfig, DataConfig
 from .sources import DataError
@@ -537,22 +538,23 @@ class Preprocessor:
         return z * self.y_std_ + self.y_mean_
 
     # ------------------------------------------------------------------ spec for model builders
-    def spec(self) -> dict[str, Any]:
-        n_num = sum(2 if st["flag"] else 1 for st in self.numeric_.values())
-        spec = {"task": self.task, "n_outputs": len(self.classes_) if self.task == "classification" else 1,
-                "n_numeric": 0 if self.data.sequence is not None else n_num,
-                "categorical": [len(self.vocab_[c]) + 1 for c in self.categorical_cols_],
-                "text": {c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
-                "max_length": self.data.text.max_length + 2,
-                "segments": [c for c in self.tokenizers_ if self.pair_segments_ and c == self.data.text.pair[0]],
-                "image": [self.data.image.channels, *self.data.image.size] if self.image_col_ else None,
-                "sequence": None}
-        if self.data.sequence is not None:
-            spec["categorical"] = []
-            spec["sequence"] = [self.data.sequence.window, len(self.window_features_)]
+    def spec(self) -> InputSpec:
+        """What a model for this data is built for."""
+        windows = self.data.sequence is not None
+        sequence = None
+        if windows:
+            sequence = (self.data.sequence.window, len(self.window_features_))
         elif self.sequence_cols_:
-            spec["sequence"] = [max(self.sequence_len_.values()), 1]
-        return spec
+            sequence = (max(self.sequence_len_.values()), 1)
+        return InputSpec(
+            task=self.task, n_outputs=len(self.classes_) if self.task == "classification" else 1,
+            n_numeric=0 if windows else sum(2 if st["flag"] else 1 for st in self.numeric_.values()),
+            categorical=() if windows else tuple(len(self.vocab_[c]) + 1 for c in self.categorical_cols_),
+            text={c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
+            max_length=self.data.text.max_length + 2,
+            segments=tuple(c for c in self.tokenizers_ if self.pair_segments_ and c == self.data.text.pair[0]),
+            image=(self.data.image.channels, *self.data.image.size) if self.image_col_ else None,
+            sequence=sequence)
 
     # ------------------------------------------------------------------ persistence (JSON, no pickle)
     def save(self, directory: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from ..core.paths import resolve_model_path
 from ..core.runs import atomic_write_text
+from ..core.spec import InputSpec
 from .features import Encoded, load_tokenizer
 from .prepared import Prepared
 from .sources import DataError
@@ -81,10 +82,9 @@ class LMPreprocessor:
         feats = {f"text:{KEY}": ids_t, f"len:{KEY}": torch.tensor(lengths), f"segment:{KEY}": seg_t}
         return Encoded(feats, list(range(len(df))), [])
 
-    def spec(self) -> dict:
-        return {"task": self.task, "text": {KEY: self.tokenizer.get_vocab_size(with_added_tokens=True)},
-                "n_numeric": 0, "categorical": [], "image": None, "sequence": None, "n_outputs": 0,
-                "eos_id": self.eos_id, "max_length": self.max_length}
+    def spec(self) -> InputSpec:
+        return InputSpec(task=self.task, n_outputs=0, text={KEY: self.tokenizer.get_vocab_size(with_added_tokens=True)},
+                         max_length=self.max_length, eos_id=self.eos_id)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

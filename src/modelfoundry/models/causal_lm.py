@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..core.paths import resolve_model_path
 from ..finetune import STRATEGIES, Adapted, adapt, keep_layers
+from .base import Built
 
 if TYPE_CHECKING:  # pretrained.py builds this model for data.task causal_lm
     from .pretrained import PretrainedConfig
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pretrained.py builds this model for data.task causal_lm
 KEY = "lm"
 
 
-class CausalLM(Adapted):
+class CausalLM(Adapted, Built):
     def __init__(self, cfg: PretrainedConfig, total_steps: int | None = None):
         super().__init__()
         from transformers import (

@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from ..core.schema import Section
+from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
 from .registry import register
 
@@ -65,15 +66,15 @@ class SequenceConvEncoder(nn.Module):
 
 
 @register("cnn", CNNConfig, {"numeric", "categorical", "text", "image", "sequence"})
-def build(cfg: CNNConfig, spec: dict) -> nn.Module:
+def build(cfg: CNNConfig, spec: InputSpec) -> nn.Module:
     encoders, widths = {}, {}
-    if spec["image"]:
-        encoders["image"] = ImageEncoder(spec["image"][0], cfg.channels, cfg.kernel_size)
+    if spec.image:
+        encoders["image"] = ImageEncoder(spec.image[0], cfg.channels, cfg.kernel_size)
         widths["image"] = cfg.channels[-1]
-    for col, vocab in spec["text"].items():
+    for col, vocab in spec.text.items():
         encoders[f"text:{col}"] = TextConvEncoder(vocab, cfg.channels, cfg.kernel_size)
         widths[f"text:{col}"] = cfg.channels[-1]
-    if spec["sequence"]:
-        encoders["sequence"] = SequenceConvEncoder(spec["sequence"][1], cfg.channels, cfg.kernel_size)
+    if spec.sequence:
+        encoders["sequence"] = SequenceConvEncoder(spec.sequence[1], cfg.channels, cfg.kernel_size)
         widths["sequence"] = cfg.channels[-1]
-    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    return FoundryModel(encoders, widths, spec.n_numeric, spec.categorical, cfg.hidden, spec.n_outputs, cfg.dropout)

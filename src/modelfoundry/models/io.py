@@ -12,25 +12,27 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..core.runs import atomic_write_text, save_safetensors
+from ..core.spec import InputSpec
+from .base import Built
 from .registry import REGISTRY, build_model
 
 
-def save_model(model: nn.Module, cfg: BaseModel, spec: dict, directory: Path, weights: bool = True) -> dict:
+def save_model(model: Built, cfg: BaseModel, spec: InputSpec, directory: Path, weights: bool = True) -> dict:
     """weights.safetensors + architecture.json (config + input spec): enough to rebuild, no pickle.
 
     Frozen weights that a family can reload from elsewhere (a pretrained base under an adapter or a linear
     probe: `model.base`) are left out, so a LoRA run stores its adapter and head only; architecture.json
     then names the base and its sha256, and loading onto another base is refused. Returns what was saved."""
     directory.mkdir(parents=True, exist_ok=True)
-    base = getattr(model, "base", None)
+    base = model.base
     skip = base["keys"] if base else set()
     state = {k: v for k, v in model.state_dict().items() if k not in skip}
     if weights:  # (an ONNX-only variant keeps architecture.json as the record of what its graph was made from)
         save_safetensors(directory / "weights.safetensors", state, metadata={"format": "pt"})
-    arch = {"model": cfg.model_dump(mode="json"), "spec": spec}
-    if getattr(model, "resized", None):  # structured pruning: the tensors that lost units, and their shapes
+    arch = {"model": cfg.model_dump(mode="json"), "spec": spec.to_json()}
+    if model.resized:  # structured pruning: the tensors that lost units, and their shapes
         arch["resized"] = model.resized
-    if getattr(model, "inference_dtype", None):
+    if model.inference_dtype:
         arch["inference_dtype"] = model.inference_dtype
     if base:
         arch["base"] = {"path": base["path"], "sha256": base["sha256"]}
@@ -40,14 +42,15 @@ def save_model(model: nn.Module, cfg: BaseModel, spec: dict, directory: Path, we
             "tensors_from_base": len(skip)}
 
 
-def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
+def load_model(directory: Path) -> tuple[Built, BaseModel, InputSpec]:
     arch = json.loads((directory / "architecture.json").read_text(encoding="utf-8"))
     entry = REGISTRY[arch["model"]["type"]]
     cfg = entry.config_cls.model_validate(arch["model"])
-    model = build_model(cfg, arch["spec"])
+    spec = InputSpec.from_json(arch["spec"])
+    model = build_model(cfg, spec)
     if arch.get("resized"):
         resize_tensors(model, arch["resized"])
-    base = getattr(model, "base", None)
+    base = model.base
     if "base" in arch:
         if base is None or base["sha256"] != arch["base"]["sha256"]:
             found = f"{base['path']} (sha256 {base['sha256'][:12]})" if base else "no base"
@@ -62,7 +65,7 @@ def load_model(directory: Path) -> tuple[nn.Module, BaseModel, dict]:
     if arch.get("inference_dtype") == "bfloat16":
         to_bf16(model)
     model.eval()
-    return model, cfg, arch["spec"]
+    return model, cfg, spec
 
 
 def resize_tensors(model: nn.Module, shapes: dict[str, list[int]]) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from ..core.schema import Section
+from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
 from .registry import register
 
@@ -42,14 +43,14 @@ class Flatten(nn.Module):
 
 
 @register("mlp", MLPConfig, {"numeric", "categorical", "text", "image", "sequence"})
-def build(cfg: MLPConfig, spec: dict) -> nn.Module:
+def build(cfg: MLPConfig, spec: InputSpec) -> nn.Module:
     encoders, widths = {}, {}
-    for col, vocab in spec["text"].items():
+    for col, vocab in spec.text.items():
         encoders[f"text:{col}"] = BagOfTokens(vocab, cfg.text_embedding_dim)
         widths[f"text:{col}"] = cfg.text_embedding_dim
     for key in ("image", "sequence"):
-        if spec[key]:
+        if getattr(spec, key):
             encoders[key] = Flatten()
-            widths[key] = int(torch.tensor(spec[key]).prod())
-    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"],
+            widths[key] = int(torch.tensor(getattr(spec, key)).prod())
+    return FoundryModel(encoders, widths, spec.n_numeric, spec.categorical, cfg.hidden, spec.n_outputs,
                         cfg.dropout, cfg.activation)

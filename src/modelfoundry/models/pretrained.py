@@ -20,6 +20,7 @@ from torch import nn
 from ..core.paths import resolve_model_path
 from ..core.runs import sha256_file
 from ..core.schema import Section
+from ..core.spec import BatchKey, InputSpec
 from ..finetune import STRATEGIES, Adapted, FinetuneName, adapt, keep_layers
 from .base import FoundryModel, text_mask
 from .causal_lm import CausalLM
@@ -116,12 +117,12 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
     """A linear probe's encoder never changes: encode each text once (length-sorted batches), and return
     features where `text:<col>` holds the pooled encoding and `len:<col>` is gone."""
     out = dict(features)
-    for key, enc in list(model.encoders.items()):
+    for col, name in model.text_encoders().items():
+        enc = model.encoders[name]
         if not isinstance(enc, PretrainedEncoder) or not STRATEGIES[enc.finetune].frozen:
             continue
-        col = key.removeprefix("text__")
-        ids, lengths = features[f"text:{col}"], features[f"len:{col}"]
-        segments = features.get(f"segment:{col}")
+        ids, lengths = features[BatchKey.text(col)], features[BatchKey.length(col)]
+        segments = features.get(BatchKey.segment(col))
         enc.eval()
         order = torch.argsort(lengths)
         pooled = torch.empty(len(ids), enc.width)
@@ -129,9 +130,9 @@ def cache_frozen_encodings(model: nn.Module, features: dict[str, torch.Tensor], 
             width = int(lengths[chunk].max())
             seg = None if segments is None else segments[chunk, :width]
             pooled[chunk] = enc(ids[chunk, :width], lengths[chunk], seg).float()
-        out[f"text:{col}"] = pooled
-        out.pop(f"len:{col}")
-        out.pop(f"segment:{col}", None)
+        out[BatchKey.text(col)] = pooled
+        out.pop(BatchKey.length(col))
+        out.pop(BatchKey.segment(col), None)
     return out
 
 
@@ -145,21 +146,21 @@ def frozen_base(model: nn.Module, cfg: PretrainedConfig, prefix: str) -> dict:
 
 
 @register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
-def build(cfg: PretrainedConfig, spec: dict) -> nn.Module:
-    if spec["task"] == "causal_lm":
-        model = CausalLM(cfg, spec.get("total_steps"))
+def build(cfg: PretrainedConfig, spec: InputSpec) -> nn.Module:
+    if spec.task == "causal_lm":
+        model = CausalLM(cfg, spec.total_steps)
         if cfg.finetune != "full":
             model.base = frozen_base(model, cfg, "model.")
         return model
-    if len(spec["text"]) != 1:
+    if len(spec.text) != 1:
         raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec['text'])}; "
                          "declare it with data.types: {COLUMN: text}")
-    col = next(iter(spec["text"]))
-    encoder = PretrainedEncoder(cfg, spec.get("total_steps"))
-    model = FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec["n_numeric"],
-                         spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    col = next(iter(spec.text))
+    encoder = PretrainedEncoder(cfg, spec.total_steps)
+    model = FoundryModel({f"text:{col}": encoder}, {f"text:{col}": encoder.width}, spec.n_numeric,
+                         spec.categorical, cfg.hidden, spec.n_outputs, cfg.dropout)
     if cfg.finetune != "full":  # the frozen base reloads from its directory: save adapter + head only
-        model.base = frozen_base(model, cfg, f"encoders.text__{col}.model.")
+        model.base = frozen_base(model, cfg, f"encoders.{BatchKey.module_name(BatchKey.text(col))}.model.")
     return model
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 from torch import nn
 
+from ..core.spec import InputSpec
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -33,22 +35,11 @@ def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
     return deco
 
 
-def input_kinds(spec: dict) -> set[str]:
-    kinds = set()
-    if spec["n_numeric"]:
-        kinds.add("numeric")
-    if spec["categorical"]:
-        kinds.add("categorical")
-    if spec["text"]:
-        kinds.add("text")
-    if spec["image"]:
-        kinds.add("image")
-    if spec["sequence"]:
-        kinds.add("sequence")
-    return kinds
+def input_kinds(spec: InputSpec) -> set[str]:
+    return spec.kinds()
 
 
-def build_model(cfg: BaseModel, spec: dict) -> nn.Module:
+def build_model(cfg: BaseModel, spec: InputSpec) -> nn.Module:
     entry = REGISTRY[cfg.type]
     unsupported = input_kinds(spec) - entry.inputs
     if unsupported:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..core.schema import Section
+from ..core.spec import InputSpec
 from .base import FoundryModel
 from .registry import register
 
@@ -93,13 +94,13 @@ class RecurrentEncoder(nn.Module):
 
 
 @register("rnn", RNNConfig, {"numeric", "categorical", "text", "sequence"})
-def build(cfg: RNNConfig, spec: dict) -> nn.Module:
+def build(cfg: RNNConfig, spec: InputSpec) -> nn.Module:
     width = cfg.hidden_size * (2 if cfg.bidirectional else 1)
     encoders, widths = {}, {}
-    for col, vocab in spec["text"].items():
+    for col, vocab in spec.text.items():
         encoders[f"text:{col}"] = RecurrentEncoder(cfg, 0, vocab)
         widths[f"text:{col}"] = width
-    if spec["sequence"]:
-        encoders["sequence"] = RecurrentEncoder(cfg, spec["sequence"][1], None)
+    if spec.sequence:
+        encoders["sequence"] = RecurrentEncoder(cfg, spec.sequence[1], None)
         widths["sequence"] = width
-    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    return FoundryModel(encoders, widths, spec.n_numeric, spec.categorical, cfg.hidden, spec.n_outputs, cfg.dropout)

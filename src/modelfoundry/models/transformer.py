@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..core.schema import Section
+from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
 from .registry import register
 
@@ -61,12 +62,12 @@ class TransformerEncoder(nn.Module):
 
 
 @register("transformer", TransformerConfig, {"numeric", "categorical", "text", "sequence"})
-def build(cfg: TransformerConfig, spec: dict) -> nn.Module:
+def build(cfg: TransformerConfig, spec: InputSpec) -> nn.Module:
     encoders, widths = {}, {}
-    for col, vocab in spec["text"].items():
-        encoders[f"text:{col}"] = TransformerEncoder(cfg, vocab, spec["max_length"])
+    for col, vocab in spec.text.items():
+        encoders[f"text:{col}"] = TransformerEncoder(cfg, vocab, spec.max_length)
         widths[f"text:{col}"] = cfg.hidden_size
-    if spec["sequence"]:
-        encoders["sequence"] = TransformerEncoder(cfg, None, spec["sequence"][0] + 2, spec["sequence"][1])
+    if spec.sequence:
+        encoders["sequence"] = TransformerEncoder(cfg, None, spec.sequence[0] + 2, spec.sequence[1])
         widths["sequence"] = cfg.hidden_size
-    return FoundryModel(encoders, widths, spec["n_numeric"], spec["categorical"], cfg.hidden, spec["n_outputs"], cfg.dropout)
+    return FoundryModel(encoders, widths, spec.n_numeric, spec.categorical, cfg.hidden, spec.n_outputs, cfg.dropout)

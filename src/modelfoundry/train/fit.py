@@ -9,6 +9,7 @@ import torch
 
 from ..core.infer import TensorData
 from ..core.runs import Run
+from ..core.spec import BatchKey
 from ..data import Prepared
 from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
 from ..finetune import strategy
@@ -41,15 +42,15 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         features["train"] = {**features["train"], "teacher": teacher}
     per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
-    model = build_model(cfg.model, {**data.preprocessor.spec(), "total_steps": per_epoch * cfg.train.epochs})
+    model = build_model(cfg.model, data.preprocessor.spec().with_steps(per_epoch * cfg.train.epochs))
     if init is not None:
         init(model)
     finetune = strategy(getattr(cfg.model, "finetune", None))
     if finetune is not None and finetune.frozen:
         # the frozen encoder runs once per text, not once per epoch; only the head trains
         features = {s: cache_frozen_encodings(model, f) for s, f in features.items()}
-        swapped = {k: model.encoders[k] for k in model.encoders if f"text:{k.removeprefix('text__')}" in features["train"]
-                   and features["train"][f"text:{k.removeprefix('text__')}"].is_floating_point()}
+        swapped = {name: model.encoders[name] for col, name in model.text_encoders().items()
+                   if features["train"][BatchKey.text(col)].is_floating_point()}
         for k in swapped:
             model.encoders[k] = CachedEncoding()
         # tokens are gone once encoded

@@ -133,7 +133,7 @@ class Checkpointer:
         # a new folder every time: re-saving an epoch (after a resume) used to delete the folder the pointer still
         # named before the new one existed
         folder = self.dir / f"{tag}-{epoch:04d}-{secrets.token_hex(3)}"
-        frozen = getattr(model, "base", {}).get("keys", set())  # reloadable from the base directory
+        frozen = (getattr(model, "base", None) or {}).get("keys", set())  # reloadable from the base directory
         save_safetensors(folder / "model.safetensors", {k: v for k, v in model.state_dict().items() if k not in frozen})
         if optimizer is not None:
             tensors, groups = _flatten_optimizer(optimizer.state_dict())
@@ -180,7 +180,7 @@ class Checkpointer:
 def _load_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
-    frozen = getattr(model, "base", {}).get("keys", set())
+    frozen = (getattr(model, "base", None) or {}).get("keys", set())
     missing, unexpected = model.load_state_dict(load_file(path), strict=not frozen)
     if unexpected or set(missing) - frozen:
         raise ValueError(f"{path}: checkpoint does not fit the model (missing {sorted(set(missing) - frozen)[:5]}, "
