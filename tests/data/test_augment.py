@@ -354,3 +354,19 @@ def test_training_a_table_with_an_image_augmentation_is_refused(tmp_path, table_
     cfg = load_config(table_config, ["data.augment.image_flip=true"])
     with pytest.raises(ValueError, match="image_flip: needs an image column"):
         train(cfg)
+
+
+def test_every_batch_augmentation_declares_its_input_and_is_refused_without_it():
+    """The batch augmentations are read from AugmentConfig (fields made with `augmentation(default, kind)`), not from
+    a list kept beside it: each names an input kind the fit check knows, and data without that input refuses it."""
+    from modelfoundry.data.augment import BATCH_OPTIONS, NEEDS, augmentation_kind, check_fits
+    from modelfoundry.data.config import AugmentConfig
+
+    assert {augmentation_kind(o) for o in BATCH_OPTIONS} <= set(NEEDS)
+    assert set(AugmentConfig.model_fields) - set(BATCH_OPTIONS) == {
+        "synonym_model", "synonym_neighbours", "oversample", "oversample_ratio", "oversample_neighbours"}
+    for opt in BATCH_OPTIONS:
+        kind = AugmentConfig.model_fields[opt].annotation
+        value = True if kind is bool else 1 if kind is int else 0.1
+        with pytest.raises(ValueError, match=f"data.augment.{opt}: needs"):
+            check_fits(AugmentConfig(**{opt: value}), ["categorical"], "classification")

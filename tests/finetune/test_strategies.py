@@ -49,6 +49,7 @@ def test_every_registered_strategy_trains_saves_and_reloads(tmp_path, tiny_bert,
     assert any(p.requires_grad for p in merged.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, s in STRATEGIES.items() if s.mergeable])
 def test_mergeable_adapters_fold_into_the_base(tmp_path, tiny_bert, name):
     run = _run(tmp_path, tiny_bert, name)

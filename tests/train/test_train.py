@@ -250,3 +250,30 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, tab
     assert Run.open(run.path).status == "running"  # killed mid-run: the OS dropped its lock
     resumed = resume(run.path)
     assert resumed.status == "complete"
+
+
+def test_a_run_reads_each_data_file_once(tmp_path):
+    """prepare reads the table and the test file; the data audit (evaluate.report) and k-fold (evaluate.cv) reuse what
+    it read instead of reading the files again. Counted with an audit hook on open(), not by mocking our reader."""
+    tabular_frame().iloc[:150].to_csv(tmp_path / "t.csv", index=False)
+    tabular_frame(seed=1).iloc[:60].to_csv(tmp_path / "test.csv", index=False)
+    opens: list[str] = []
+    watched = {str(tmp_path / "t.csv"), str(tmp_path / "test.csv")}
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], str) and str(Path(args[0]).resolve()) in watched:
+            opens.append(Path(args[0]).name)
+
+    from modelfoundry.data import read_frame
+
+    cfg = load_config(tiny_config(tmp_path, {"path": str(tmp_path / "t.csv"), "target": "label",
+                                             "test_path": str(tmp_path / "test.csv")},
+                                  train={"epochs": 1}, evaluate={"report": True, "cv": {"folds": 2}}))
+    sys.addaudithook(hook)  # (hooks cannot be removed: it only records opens of this test's two files)
+    read_frame(cfg, cfg.data.path)
+    per_read = opens.count("t.csv")
+    opens.clear()
+    run = train(cfg)
+    assert run.status == "complete" and (run.path / "cv.json").exists() and (run.path / "data_report.html").exists()
+    # one read by the reader, and one by the sha256 fingerprint the manifest records (resume and compress check it)
+    assert opens.count("t.csv") == per_read + 1 and opens.count("test.csv") == per_read + 1, opens

@@ -58,7 +58,8 @@ def test_grid_search_covers_the_grid_once_and_tpe_runs(tmp_path, table_csv):
     assert len(_trials(sdir)) == 3
 
 
-@pytest.mark.parametrize("sampler", ["cmaes", "gp", "qmc", "bruteforce"])
+@pytest.mark.parametrize("sampler", ["cmaes", pytest.param("gp", marks=pytest.mark.slow),
+                                     pytest.param("qmc", marks=pytest.mark.slow), pytest.param("bruteforce", marks=pytest.mark.slow)])
 def test_the_other_optuna_samplers_and_an_explicit_direction(tmp_path, table_csv, sampler):
     space = {"train.lr": {"uniform": [0.01, 0.05], "step": 0.02}, "train.batch_size": {"int": [16, 32], "step": 16}}
     cfg = load_config(_cfg(tmp_path, table_csv, space, sampler=sampler, trials=3, metric="val_loss", direction="minimize"))

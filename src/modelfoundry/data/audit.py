@@ -214,12 +214,13 @@ def drift(ref: pd.DataFrame, other: pd.DataFrame, schema: dict[str, str], target
 
 
 def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: bool | None = None,
-          frame: pd.DataFrame | None = None) -> dict:
-    """The full profile of the config's data: statistics, duplicates, leakage, label issues, drift."""
+          frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None) -> dict:
+    """The full profile of the config's data: statistics, duplicates, leakage, label issues, drift. `frame` and
+    `test_frame`: the tables already read (training passes what it read, so each file is read once)."""
     d = cfg.data
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
     check_target(df, d.target, str(cfg.resolve_path(d.path)))
-    test = read_frame(cfg, d.test_path) if d.test_path else None
+    test = test_frame if test_frame is not None else read_frame(cfg, d.test_path) if d.test_path else None
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
     schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
     task = infer_task(df[d.target], d.task)

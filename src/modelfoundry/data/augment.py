@@ -14,12 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from ..core.paths import resolve_model_path
-from .config import AugmentConfig
+from .config import AUGMENTS, AugmentConfig
 from .features import pad_ids
 
-BATCH_OPTIONS = ("text_char_noise", "image_flip", "image_crop_padding", "image_rotation", "image_color_jitter", "text_token_dropout",
-                 "tabular_noise", "text_swap", "text_delete", "text_synonym", "text_insert", "sequence_jitter",
-                 "sequence_scaling", "sequence_slice", "sequence_warp", "mixup")
+
+def augmentation_kind(name: str) -> str | None:
+    """The input kind a batch augmentation works on (from its field in AugmentConfig), or None for a setting."""
+    return (AugmentConfig.model_fields[name].json_schema_extra or {}).get(AUGMENTS)
+
+
+# every batch augmentation, read from the config class: a new field made with `augmentation(...)` is one, no list to
+# keep in step
+BATCH_OPTIONS = tuple(name for name in AugmentConfig.model_fields if augmentation_kind(name))
+TEXT_OPTIONS = tuple(name for name in BATCH_OPTIONS if augmentation_kind(name) == "text")
 
 
 def is_active(cfg: AugmentConfig) -> bool:
@@ -27,9 +34,10 @@ def is_active(cfg: AugmentConfig) -> bool:
 
 
 # the input an option works on: (feature key prefix, the input kind's name for a message)
-NEEDS = {"image_": ("image", "an image column"), "text_": ("text:", "a text column"),
-         "sequence_": ("sequence", "a sequence (data.sequence windows or a list column)"),
-         "tabular_noise": ("numeric", "a numeric column")}
+NEEDS = {"image": ("image", "an image column"), "text": ("text:", "a text column"),
+         "sequence": ("sequence", "a sequence (data.sequence windows or a list column)"),
+         "numeric": ("numeric", "a numeric column"),
+         "continuous": (("numeric", "image", "sequence"), "a numeric, image or sequence input")}
 
 
 def check_fits(cfg: AugmentConfig, feature_keys: list[str], task: str) -> None:
@@ -40,8 +48,8 @@ def check_fits(cfg: AugmentConfig, feature_keys: list[str], task: str) -> None:
     for opt in on:
         if task == "causal_lm":
             raise ValueError(f"data.augment.{opt}: does not apply to data.task causal_lm (the tokens are the targets)")
-        need = next((v for p, v in NEEDS.items() if opt.startswith(p)), None)
-        if need is not None and not any(k.startswith(need[0]) for k in feature_keys):
+        need = NEEDS[augmentation_kind(opt)]
+        if not any(k.startswith(need[0]) for k in feature_keys):
             raise ValueError(f"data.augment.{opt}: needs {need[1]}; this data's inputs are "
                              f"{', '.join(kinds) or 'none'}. Remove the option")
 

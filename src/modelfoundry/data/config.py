@@ -125,40 +125,53 @@ class SequenceConfig(Section):
     """'last' scores only each test series' final window (as C-MAPSS is scored)."""
 
 
+AUGMENTS = "augments"  # the json_schema_extra key naming a batch augmentation's input kind
+
+
+def augmentation(default: Any, kind: str, **constraints: Any) -> Any:
+    """A batch augmentation's field: a Field whose schema names the input kind it works on (image, text, numeric,
+    sequence, or continuous for mixup's blend of numeric, image and sequence inputs)."""
+    return Field(default, json_schema_extra={AUGMENTS: kind}, **constraints)
+
+
 class AugmentConfig(Section):
-    image_flip: bool = False
+    """Each batch augmentation is a field made with `augmentation(default, input kind)`: the kind says what input it
+    works on (data/augment.py refuses it without one, and the linear probe turns text ones off); the rest are
+    settings of those, or oversampling before training."""
+
+    image_flip: bool = augmentation(False, "image")
     """Random horizontal flips of training images."""
-    image_crop_padding: int = Field(0, ge=0)
+    image_crop_padding: int = augmentation(0, "image", ge=0)
     """Pad by this many pixels, then crop back at a random offset."""
-    text_token_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    text_token_dropout: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """Drop each training token with this probability."""
-    text_swap: float = Field(0.0, ge=0.0, lt=1.0)
+    text_swap: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """Swap each training token with the next one with this probability (the first and last token of a text,
     [CLS]/[SEP] for a pretrained tokenizer, stay; each character is a token for Chinese)."""
-    text_delete: float = Field(0.0, ge=0.0, lt=1.0)
+    text_delete: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """Delete each training token with this probability (the text gets shorter; first and last token stay)."""
-    tabular_noise: float = Field(0.0, ge=0.0)
+    tabular_noise: float = augmentation(0.0, "numeric", ge=0.0)
     """Gaussian noise (in standard deviations) added to scaled numeric training features."""
-    sequence_jitter: float = Field(0.0, ge=0.0)
+    sequence_jitter: float = augmentation(0.0, "sequence", ge=0.0)
     """Time series: Gaussian noise (in standard deviations of the scaled features) added to every step of a window."""
-    sequence_scaling: float = Field(0.0, ge=0.0)
+    sequence_scaling: float = augmentation(0.0, "sequence", ge=0.0)
     """Time series: each window's features are multiplied by a factor drawn from N(1, this)."""
-    sequence_slice: float = Field(0.0, ge=0.0, lt=1.0)
+    sequence_slice: float = augmentation(0.0, "sequence", ge=0.0, lt=1.0)
     """Time series, window slicing: cut this fraction off each window (a random stretch of the rest is kept)
     and stretch what is left back to the window's length."""
-    sequence_warp: float = Field(0.0, ge=0.0)
+    sequence_warp: float = augmentation(0.0, "sequence", ge=0.0)
     """Time series, time warping: the speed of time follows a smooth random curve with knots from N(1, this)."""
-    image_rotation: float = Field(0.0, ge=0.0, le=180.0)
+    image_rotation: float = augmentation(0.0, "image", ge=0.0, le=180.0)
     """Rotate each training image by a random angle in [-this, this] degrees."""
-    image_color_jitter: float = Field(0.0, ge=0.0, lt=1.0)
+    image_color_jitter: float = augmentation(0.0, "image", ge=0.0, lt=1.0)
     """Brightness, contrast and saturation each scaled by a random factor in [1 - this, 1 + this]."""
-    text_char_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    text_char_noise: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """Typos: each character of a training text is, with this probability, deleted, replaced by another character
     of the text, doubled or swapped with the next, and the text is tokenized again (single texts, not pairs)."""
-    text_synonym: float = Field(0.0, ge=0.0, lt=1.0)
+    text_synonym: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """Replace each word (letters only, 3+ characters, or one Chinese character) with probability this by one of
     its nearest neighbours in a pretrained model's input embedding table (synonym_model); no word lists."""
-    text_insert: float = Field(0.0, ge=0.0, lt=1.0)
+    text_insert: float = augmentation(0.0, "text", ge=0.0, lt=1.0)
     """After each word, with probability this, insert one of its embedding neighbours (up to data.text.max_length
     tokens)."""
     synonym_model: str = "minilm"
@@ -166,7 +179,7 @@ class AugmentConfig(Section):
     directory. Only words in both that model's and the text tokenizer's vocabularies take part."""
     synonym_neighbours: int = Field(5, ge=1)
     """Candidates per word for text_synonym and text_insert."""
-    mixup: float = Field(0.0, ge=0.0)
+    mixup: float = augmentation(0.0, "continuous", ge=0.0)
     """mixup's Beta(this, this): blend each training example's continuous inputs (numeric, image, sequence) and
     its loss with another example's. 0 = off; 0.2-0.4 is usual."""
     oversample: Literal["smote", "borderline", "adasyn"] | None = None

@@ -30,11 +30,12 @@ def read_frame(cfg: Config, path: str | None) -> pd.DataFrame:
                        delimiter=d.delimiter, encoding=d.encoding)
 
 
-def load_clean(cfg: Config, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict, str, dict]:
+def load_clean(cfg: Config, frame: pd.DataFrame | None = None, where: str | None = None
+               ) -> tuple[pd.DataFrame, dict, str, dict]:
     """Read (or take) the main table, check the target, infer column types and the task, drop duplicate
     rows and rows set to `drop` on missing values. Returns (frame, schema, task, cleaning report)."""
     d = cfg.data
-    where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
+    where = where or (str(cfg.resolve_path(d.path)) if frame is None else "DataFrame")
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
     check_target(df, d.target, where)
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
@@ -52,11 +53,15 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     `fold=(train_positions, held_positions)` replaces the split (k-fold cross-validation). `cache_dir`: text
     encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
     d = cfg.data
-    df, schema, task, cleaning = load_clean(cfg, frame)
-    if test_frame is None and d.test_path:
+    raw = read_frame(cfg, d.path) if frame is None else frame
+    df, schema, task, cleaning = load_clean(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else None)
+    if test_frame is None and d.test_path and fold is None:  # a fold's held-out part replaces the test file
         test_frame = read_frame(cfg, d.test_path)
+    raws = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
     if task == "causal_lm":
-        return prepare_lm(cfg, df, test_frame, cleaning)
+        data = prepare_lm(cfg, df, test_frame, cleaning)
+        data.raw = raws
+        return data
     if test_frame is not None:
         check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
     where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
@@ -99,7 +104,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     profile = profile_frame(df, schema, d.target, task)
     profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
                    splits={s: len(e) for s, e in encoded.items()}, source=where)
-    return Prepared(frames, encoded, targets, pre, profile)
+    return Prepared(frames, encoded, targets, pre, profile, raws)
 
 
 def data_files(cfg: Config) -> dict[str, Path | None]:

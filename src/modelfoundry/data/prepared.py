@@ -3,7 +3,7 @@ preprocessor and the data profile."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -18,6 +18,9 @@ class Prepared:
     targets: dict[str, torch.Tensor]
     preprocessor: Preprocessor
     profile: dict
+    raw: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """The tables as read, before cleaning ("data", and "test" with data.test_path): what the data audit and k-fold
+    reuse, so that a run reads each file once."""
 
     @property
     def task(self) -> str:

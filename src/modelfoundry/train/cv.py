@@ -21,9 +21,10 @@ if TYPE_CHECKING:  # the root config composes this stage's section: imported for
     from ..config import Config
 
 
-def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None) -> dict:
+def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None, where: str | None = None) -> dict:
+    """k folds over the train+val rows of `frame` (the table as read; read from data.path when None)."""
     d = cfg.data
-    df, _, task, _ = load_clean(cfg, frame)
+    df, _, task, _ = load_clean(cfg, frame, where)
     has_test = d.test_path is not None
     idx = split_frame(df, d.split, task, d.target, cfg.train.seed, has_test,
                       d.sequence.group_column if d.sequence else None)

@@ -11,7 +11,7 @@ from ..core.infer import TensorData
 from ..core.runs import Run
 from ..core.spec import BatchKey
 from ..data import Prepared
-from ..data.augment import Augmenter, check_fits, oversample, synonym_tables
+from ..data.augment import TEXT_OPTIONS, Augmenter, check_fits, oversample, synonym_tables
 from ..finetune import strategy
 from ..models import build_model
 from ..models.pretrained import CachedEncoding, cache_frozen_encodings
@@ -54,8 +54,7 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         for k in swapped:
             model.encoders[k] = CachedEncoding()
         # tokens are gone once encoded
-        augment = augment.model_copy(update={k: 0.0 for k in ("text_token_dropout", "text_swap", "text_delete",
-                                                              "text_synonym", "text_insert", "text_char_noise")})
+        augment = augment.model_copy(update={k: 0.0 for k in TEXT_OPTIONS})
     tokenizers = getattr(data.preprocessor, "tokenizers_", {})
     texts = {}
     if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:

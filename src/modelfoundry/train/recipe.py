@@ -116,7 +116,7 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html
-                quality = audit(cfg, with_label_issues=False, frame=frame)
+                quality = audit(cfg, with_label_issues=False, frame=data.raw["data"], test_frame=data.raw.get("test"))
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
                                                              "all_missing_columns")})
                 write_data_report({**quality, "splits": data.profile["splits"]}, run.path, cfg.name)
@@ -128,7 +128,9 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
         if main:
             saved = save_model(model, cfg.model, model.spec, run.model_dir)
             timings = {"fit_s": t_fit(), "loop_s": result.seconds}
-            cv = cross_validate(cfg, frame, progress=_show_fold(cfg.evaluate.cv.folds)) if cfg.evaluate.cv else None
+            cv = (cross_validate(cfg, data.raw["data"], _show_fold(cfg.evaluate.cv.folds),
+                                 str(cfg.resolve_path(cfg.data.path)) if frame is None else None)
+                  if cfg.evaluate.cv else None)  # the table this run read, not a second read
             evaluate_run(run, cfg, data, model, cv)
             timings["total_s"] = timer()
             run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
