@@ -31,7 +31,11 @@ def _proba(pred, texts):
     return proba
 
 
-@pytest.mark.parametrize("name", list(STRATEGIES))
+# the fast tier trains the methods no other test trains; tests/models/test_pretrained.py has the rest in it too
+COVERED = {"full", "linear_probe", "lora", "ia3", "adalora", "prefix", "prompt"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in COVERED else n for n in STRATEGIES])
 def test_every_registered_strategy_trains_saves_and_reloads(tmp_path, tiny_bert, name):
     s = STRATEGIES[name]
     run = _run(tmp_path, tiny_bert, name)

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    recipe = Path(__file__).parent / "quickstart" / "intents.yaml"
+    recipe = Path(__file__).parent.parent / "quickstart" / "intents.yaml"  # modelfoundry/quickstart/, package data
     cfg = load_config(recipe, [f"output_dir={Path(args.output_dir).resolve()}", *args.overrides])
     print("quickstart: LoRA fine-tuning of the embedded MiniLM on a BANKING77 sample (77 intents), "
           "then evaluation and the report; a few minutes on 2 CPU cores", file=sys.stderr)
