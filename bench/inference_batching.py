@@ -31,6 +31,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--out", help="where the JSON goes (default bench/results/inference_batching[-onnx].json)")
     args = ap.parse_args()
     import pandas as pd
 
@@ -61,9 +62,11 @@ def main() -> int:
         rows[str(n) if n < len(texts) else f"test set ({n})"] = {
             "rows_per_s": med, "speedup_at_default": round(med[str(default)] / med["sequential"], 2)}
         print(n, json.dumps(rows[list(rows)[-1]]), flush=True)
-    out = {"run": args.run, "backend": args.backend, "default_max_tokens": default, "cores": os.cpu_count(),
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    out = {"run": args.run, "backend": args.backend, "default_max_tokens": default, "cores": os.cpu_count(), "cpu": cpu,
            "results": rows}
-    path = HERE / "results" / f"inference_batching{'-onnx' if args.backend == 'onnx' else ''}.json"
+    path = Path(args.out) if args.out else HERE / "results" / f"inference_batching{'-onnx' if args.backend == 'onnx' else ''}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(path)
     return 0

@@ -81,7 +81,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with a WordPiece tokenizer, written as a local HF model directory."""
     from transformers import BertConfig, BertModel
 
-    from modelfoundry.data.features import train_tokenizer
+    from modelfoundry.data.text import train_tokenizer
 
     d = tmp_path_factory.mktemp("tiny-bert")
     tok = train_tokenizer(pd.read_csv(SAMPLE)["text"].tolist(), "wordpiece", 400, 1, True)
@@ -102,7 +102,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random GPT-2 with a byte-level BPE tokenizer and an end-of-text token."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from modelfoundry.data.features import train_tokenizer
+    from modelfoundry.data.text import train_tokenizer
 
     d = tmp_path_factory.mktemp("tiny-gpt2")
     corpus = [f"{p}\n{r}" for p, r in LM_PAIRS] * 5 + pd.read_csv(SAMPLE)["text"].tolist()

@@ -81,7 +81,7 @@ def test_datetime_and_list_sequence_columns(tmp_path):
 
 
 def test_tokenizer_directory(tmp_path):
-    from modelfoundry.data.features import train_tokenizer
+    from modelfoundry.data.text import train_tokenizer
 
     texts = pd.read_csv(FIXTURES / "banking77_sample.csv")["text"].tolist()
     (tmp_path / "tok").mkdir()

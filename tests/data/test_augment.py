@@ -287,7 +287,7 @@ def test_char_noise_makes_typos_but_keeps_spaces_and_script():
 
 def test_char_noise_retokenizes_the_batch_texts(tmp_path):
     from modelfoundry.data.augment import Augmenter
-    from modelfoundry.data.features import train_tokenizer
+    from modelfoundry.data.text import train_tokenizer
 
     texts = ["please transfer money to my card", "my card was declined yesterday"] * 20
     tok = train_tokenizer(texts, "wordpiece", 200, 1, True)
@@ -320,7 +320,7 @@ def test_training_with_char_noise_in_english_and_chinese(tmp_path):
 def test_token_dropout_uses_the_tokenizers_own_special_ids_on_minilm():
     from modelfoundry.core.paths import resolve_model_path
     from modelfoundry.data.augment import Augmenter
-    from modelfoundry.data.features import load_tokenizer, pad_ids
+    from modelfoundry.data.text import load_tokenizer, pad_ids
 
     tok = load_tokenizer(resolve_model_path("minilm"))  # [CLS] 101, [SEP] 102, [UNK] 100, [PAD] 0
     ids, lengths = pad_ids(tok.encode_batch(["my card has not arrived yet", "top up failed", "why was i charged"] * 20))

@@ -5,8 +5,9 @@ import torch
 
 from modelfoundry.data.augment import augment_batch
 from modelfoundry.data.config import AugmentConfig, CleanConfig, DataConfig, SequenceConfig, TextConfig
-from modelfoundry.data.features import SPECIALS, Preprocessor, train_tokenizer
+from modelfoundry.data.features import Preprocessor
 from modelfoundry.data.sources import DataError
+from modelfoundry.data.text import SPECIALS, train_tokenizer
 
 from ..conftest import SAMPLE
 
@@ -148,7 +149,7 @@ def test_text_encodings_are_cached_and_reused(tmp_path):
 
 
 def test_token_cache_key_changes_with_what_the_encoding_depends_on():
-    from modelfoundry.data.features import token_cache_key
+    from modelfoundry.data.text import token_cache_key
 
     texts = ["card lost", "top up"]
     a, b = train_tokenizer(texts * 3, "wordpiece", 40, 1, True), train_tokenizer(texts * 3, "bpe", 40, 1, True)

@@ -189,3 +189,17 @@ def test_a_record_with_more_fields_than_the_header_is_refused_naming_its_line(tm
         read_source(p)
     p.write_text("text,label\nmy card,a\nlost,\n")  # fewer fields: a missing value, as every reader reads it
     assert read_source(p)["label"].isna().tolist() == [False, True]
+
+
+def test_sources_are_a_registry_the_config_reads(tmp_path):
+    """`data.format` offers exactly the registered readers, `auto` picks one by suffix, and a name or suffix is
+    registered once."""
+    from modelfoundry.data.config import DataConfig
+    from modelfoundry.data.sources import SOURCES, detect_format, register_source
+
+    assert set(DataConfig.model_fields["format"].annotation.__args__) == {"auto", *SOURCES}
+    for name, src in SOURCES.items():
+        for suffix in src.suffixes:
+            assert detect_format(tmp_path / f"x{suffix}") == name
+    with pytest.raises(ValueError, match="already registered"):
+        register_source("csv2", (".csv",), lambda p, o: None)

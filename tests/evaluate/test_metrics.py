@@ -77,3 +77,17 @@ def test_every_classification_metric_equals_scikit_learn(k, seed):
             ref["pr_auc"] = skm.average_precision_score(onehot, proba[:, present], average="macro")
     for name, value in ref.items():
         assert ours[name] == pytest.approx(value, abs=2e-6), name
+
+
+def test_metrics_are_a_registry_that_config_validation_reads():
+    """Each metric is one register_metric line: its name is valid for evaluate.metrics and early stopping, and
+    which way it improves comes from its registration."""
+    from modelfoundry.evaluate.metrics import METRICS, metric_mode, register_metric, reported_metric
+
+    assert set(M.CLASSIFICATION) | set(M.REGRESSION) == set(METRICS)
+    for name, m in METRICS.items():
+        assert reported_metric(name, ("val_",)) == f"val_{name}"
+        assert metric_mode(f"val_{name}") == ("min" if m.lower_is_better else "max")
+    assert metric_mode("val_log_loss") == "min" and metric_mode("val_rmse") == "min" and metric_mode("val_r2") == "max"
+    with pytest.raises(ValueError, match="already registered"):
+        register_metric("accuracy", "classification", lambda c: 0.0)

@@ -16,11 +16,11 @@ import pandas as pd
 from ..core.hardware import cpu_has_bf16
 from ..core.paths import resolve_model_path
 from ..core.progress import bar
-from .features import load_tokenizer
 from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
 from .split import split_frame
+from .text import load_tokenizer
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config

@@ -3,7 +3,10 @@
 On the fly, per batch (`Augmenter`): text character noise, swap/delete/synonym replacement/insertion, image flips, crops,
 rotations and colour jitter, Gaussian noise on numeric features, time-series jitter, scaling, window slicing
 and warping, mixup. Once, before training (`oversample`): SMOTE and its variants (imbalanced-learn). The batch
-augmentations use torch's global RNG, which checkpoints save, so a resumed run draws the same augmentations."""
+augmentations use torch's global RNG, which checkpoints save, so a resumed run draws the same augmentations.
+
+Over ~400 lines on purpose: one function per augmentation, each short, and the order they apply in.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch.nn.functional as F
 
 from ..core.paths import resolve_model_path
 from .config import AUGMENTS, AugmentConfig
-from .features import pad_ids
+from .text import pad_ids
 
 
 def augmentation_kind(name: str) -> str | None:

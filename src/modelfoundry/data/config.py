@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..core.schema import Section
+from .sources import SOURCES
+
+SourceFormat = Literal[("auto", *SOURCES)]  # type: ignore[valid-type]  (built from the source registry)
 
 ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "sequence", "ignore"]
 MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag", "unknown"]
@@ -230,8 +233,8 @@ class FixesConfig(Section):
 class DataConfig(Section):
     path: str | None = None
     """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
-    format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "text_folder", "image_folder"] = "auto"
-    """auto = from the file's extension, or a folder's contents."""
+    format: SourceFormat = "auto"
+    """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
     task: Literal["auto", "classification", "regression", "causal_lm"] = "auto"

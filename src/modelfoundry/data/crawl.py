@@ -18,6 +18,9 @@
 - Output is JSONL with url, title, text, fetched_at, depth, language. The crawl state (frontier, seen URLs,
   text hashes, the output's committed size) is saved atomically beside the output after every page, so an
   interrupted crawl resumes where it stopped with the same command, and never leaves half a line.
+
+Over ~400 lines on purpose: the fetch guard (SSRF checks, pinned addresses, deadlines), robots.txt and the
+resumable frontier are one safety argument, read together.
 """
 
 from __future__ import annotations

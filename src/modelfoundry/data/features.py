@@ -1,5 +1,9 @@
 """The fitted preprocessor: raw rows in, tensors out, with exactly the transforms used in training.
 
+One class over ~400 lines, on purpose: fit, transform, save and load of every input kind sit side by side, so that
+what `save` writes to JSON and what `transform` reads back can be checked against each other in one read.
+Tokenizers are in text.py, image decoding in images.py.
+
 Fitted on the training split only; saved beside the model as JSON (+ tokenizer.json files), never pickle.
 Tensor keys: `numeric` [N, F] float, `categorical` [N, C] long (0 = unknown), `text:<col>` [N, L] long
 with `len:<col>` [N], `image` [N, C, H, W] float, `sequence` [N, T, F] float.
@@ -7,7 +11,6 @@ with `len:<col>` [N], `image` [N, C, H, W] float, `sequence` [N, T, F] float.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -17,159 +20,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from ..core.runs import atomic_write_text, save_safetensors
 from ..core.spec import InputSpec
 from .clean import outlier_bounds
 from .config import CleanConfig, DataConfig
+from .images import load_image
 from .sources import DataError
+from .text import (
+    load_cached_tokens,
+    load_tokenizer,
+    pad_ids,
+    token_cache_key,
+    train_tokenizer,
+)
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DATETIME_PARTS = ("year", "month", "day", "day_of_week", "hour")
 
 
 def _to_py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
-
-
-def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool):
-    """A WordPiece or byte-level BPE tokenizer trained on `texts`. Both handle Chinese (no spaces needed):
-    WordPiece splits every CJK character; byte-level BPE learns merges inside runs of characters."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    if kind == "wordpiece":
-        return _train_wordpiece(texts, vocab_size, min_frequency, lowercase)
-    if kind != "bpe":
-        raise ValueError(f"data.text.tokenizer: unknown kind {kind!r}")
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    tok.normalizer = normalizers.Sequence(norms)
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def _wordpiece(vocab: dict[str, int] | None, lowercase: bool):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
-                                     max_input_chars_per_word=100) if vocab else models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    return tok
-
-
-def _train_wordpiece(texts: list[str], vocab_size: int, min_frequency: int, lowercase: bool):
-    """WordPiece, the same vocabulary and ids for the same texts. The trainer creates each `##c` continuation
-    token while walking a hash map, so their ids, and through merge tie-breaking even the learned pieces,
-    differed from call to call (huggingface/tokenizers#1794): the same config trained another model each time,
-    and a resumed run re-tokenized with other ids than its checkpoint's embeddings. Declaring every `##c` up
-    front, in sorted order, fixes their ids before training; the tokenizer is then rebuilt from the learned
-    vocabulary with only the real special tokens."""
-    from tokenizers import trainers
-
-    tok = _wordpiece(None, lowercase)
-    chars: set[str] = set()
-    for t in texts:
-        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(t)):
-            chars.update(word[1:])
-    continuations = ["##" + c for c in sorted(chars)]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=SPECIALS + continuations)
-    tok.train_from_iterator(texts, trainer=trainer)
-    out = _wordpiece(tok.get_vocab(), lowercase)
-    out.add_special_tokens(SPECIALS)
-    return out
-
-
-def load_tokenizer(path: Path):
-    from tokenizers import Tokenizer
-
-    file = path / "tokenizer.json" if path.is_dir() else path
-    if not file.is_file():
-        raise DataError(f"data.text.tokenizer: {path} has no tokenizer.json (expected a tokenizer directory, "
-                        "or 'wordpiece' / 'bpe' to train one)")
-    tok = Tokenizer.from_file(str(file))
-    tok.no_padding()  # many saved tokenizers pad to a fixed length; we pad per batch
-    return tok
-
-
-MAX_IMAGE_PIXELS = 40_000_000
-"""Larger images are refused before they are decoded (a small PNG can declare a huge canvas: a decompression bomb)."""
-
-
-def load_image(value: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """A path, the bytes of an image file, or an array -> float tensor [C, H, W] in [0, 1], resized in torch."""
-    if isinstance(value, (str, Path, bytes)):
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(value) if isinstance(value, bytes) else value) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{im.width}x{im.height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    else:
-        arr = np.asarray(value, dtype=np.float32)
-        arr = arr / arr.max() if arr.max() > 1.0 else arr
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim == 2:
-        t = t.unsqueeze(0)
-    elif t.ndim == 3 and t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3):
-        t = t.permute(2, 0, 1)
-    if t.shape[0] != channels:
-        t = t[:3].mean(0, keepdim=True) if channels == 1 else t[:1].expand(3, -1, -1) if t.shape[0] == 1 else t[:3]
-    if tuple(t.shape[1:]) != tuple(size):
-        t = F.interpolate(t.unsqueeze(0), size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return t
-
-
-def pad_ids(encodings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of a list of `tokenizers` encodings, right-padded with 0, and their lengths (at least 1)."""
-    lengths = [max(1, len(e.ids)) for e in encodings]
-    ids = torch.zeros(len(encodings), max(lengths), dtype=torch.long)
-    for i, e in enumerate(encodings):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
-    return ids, torch.tensor(lengths)
-
-
-TOKEN_CACHE_VERSION = 1
-
-
-def token_cache_key(tokenizer, texts: list, max_length: int, segments: bool) -> str:
-    """What a text column's encoding depends on: the tokenizer (its full serialisation, so a retrained or another
-    tokenizer misses), the truncation length, whether segment ids are kept, and every text, in order."""
-    h = hashlib.sha256(f"foundry-tokens/{TOKEN_CACHE_VERSION}/{max_length}/{segments}/".encode())
-    h.update(tokenizer.to_str().encode())
-    for t in texts:
-        parts = (t,) if isinstance(t, str) else tuple(t)  # a sentence pair is two texts
-        h.update(len(parts).to_bytes(1, "little"))
-        for part in parts:
-            b = part.encode("utf-8", "surrogatepass")
-            h.update(len(b).to_bytes(8, "little") + b)
-    return h.hexdigest()[:40]
-
-
-def _load_tokens(path: Path) -> tuple[dict[str, torch.Tensor], int] | None:
-    """A cached encoding, or None when the file is missing or unreadable (it is then rebuilt and rewritten)."""
-    from safetensors import SafetensorError, safe_open
-
-    if not path.exists():
-        return None
-    try:
-        with safe_open(str(path), "pt") as fh:
-            tensors = {k: fh.get_tensor(k).long() for k in fh.keys()}
-            truncated = int(fh.metadata()["truncated"])
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError):
-        return None
-    return (tensors, truncated) if "ids" in tensors and "lengths" in tensors else None
 
 
 def category_key(value: Any, kind: str) -> str:
@@ -374,7 +244,7 @@ class Preprocessor:
         if self.cache_dir is not None:
             key = token_cache_key(tok, texts, self.data.text.max_length, with_segments)
             path = Path(self.cache_dir) / f"tokens-{key}.safetensors"
-            hit = _load_tokens(path)
+            hit = load_cached_tokens(path)
             if hit is not None and len(hit[0]["ids"]) == len(texts):
                 return {**hit[0], "truncated": hit[1]}
         encs = tok.encode_batch(texts)

@@ -16,10 +16,11 @@ import torch
 from ..core.paths import resolve_model_path
 from ..core.runs import atomic_write_text
 from ..core.spec import InputSpec
-from .features import Encoded, load_tokenizer
+from .features import Encoded
 from .prepared import Prepared
 from .sources import DataError
 from .split import split_frame
+from .text import load_tokenizer
 
 KEY = "lm"
 

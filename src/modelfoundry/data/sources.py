@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,35 @@ class DataError(ValueError):
     """Bad input data: the message names the file, row or column, what was expected and what was found."""
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader may need from the config's data section."""
+
+    target: str = "label"
+    columns: list[str] | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    suffixes: tuple[str, ...]
+    """File suffixes that pick this reader under `format: auto` (none for folder readers, picked by content)."""
+    read: Callable[[Path, ReadOptions], pd.DataFrame]
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, suffixes: tuple[str, ...], read: Callable[[Path, ReadOptions], pd.DataFrame]) -> None:
+    """A data source: `data.format: <name>`, and `auto` for files with these suffixes. Names and suffixes are unique."""
+    taken = {s for src in SOURCES.values() for s in src.suffixes} & set(suffixes)
+    if name in SOURCES or taken:
+        raise ValueError(f"data source {name!r}: name or suffixes {sorted(taken)} already registered")
+    SOURCES[name] = Source(name, suffixes, read)
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
@@ -28,8 +59,7 @@ def detect_format(path: Path) -> str:
         images = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
         return "image_folder" if images >= len(files) / 2 else "text_folder"
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
-    return {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
-            ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "csv", ".data": "csv"}.get(suffix, "csv")
+    return next((s.name for s in SOURCES.values() if suffix in s.suffixes), "csv")
 
 
 def read_source(path: str | Path, fmt: str = "auto", *, target: str = "label", columns: list[str] | None = None,
@@ -38,17 +68,9 @@ def read_source(path: str | Path, fmt: str = "auto", *, target: str = "label", c
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt in ("csv", "tsv"):
-        return read_delimited(path, delimiter or ("\t" if fmt == "tsv" else None), encoding, columns)
-    if fmt == "parquet":
-        return _read_parquet(path)
-    if fmt == "jsonl":
-        return _read_jsonl(path, encoding)
-    if fmt == "text_folder":
-        return _read_folder(path, target, "text")
-    if fmt == "image_folder":
-        return _read_folder(path, target, "image")
-    raise DataError(f"{path}: unknown format {fmt!r}")
+    if fmt not in SOURCES:
+        raise DataError(f"{path}: unknown format {fmt!r}; registered: {', '.join(SOURCES)}")
+    return SOURCES[fmt].read(path, ReadOptions(target, columns, delimiter, encoding))
 
 
 def decode(path: Path, encoding: str | None) -> str:
@@ -249,3 +271,12 @@ def from_arrays(x: Any, y: Any = None, target: str = "label") -> pd.DataFrame:
             raise DataError(f"arrays: x has {len(df)} rows but y has {len(y)}")
         df[target] = y
     return df
+
+
+# the readers, one line each (a new one: a function (path, ReadOptions) -> DataFrame and a line here)
+register_source("csv", (".csv", ".txt", ".data"), lambda p, o: read_delimited(p, o.delimiter, o.encoding, o.columns))
+register_source("tsv", (".tsv", ".tab"), lambda p, o: read_delimited(p, o.delimiter or "\t", o.encoding, o.columns))
+register_source("parquet", (".parquet", ".pq"), lambda p, o: _read_parquet(p))
+register_source("jsonl", (".jsonl", ".ndjson"), lambda p, o: _read_jsonl(p, o.encoding))
+register_source("text_folder", (), lambda p, o: _read_folder(p, o.target, "text"))
+register_source("image_folder", (), lambda p, o: _read_folder(p, o.target, "image"))

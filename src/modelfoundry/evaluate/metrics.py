@@ -1,70 +1,75 @@
-"""Metrics: classification from probabilities (scikit-learn's definitions, computed directly), regression from
-predictions (scikit-learn)."""
+"""Metrics, a registry: each is one `register_metric` line (its name, task and score). Classification metrics read
+one shared confusion matrix computed from the probabilities (scikit-learn's definitions); regression uses
+scikit-learn."""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
-CLASSIFICATION = ["accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
-                  "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "pr_auc", "log_loss"]
-REGRESSION = ["mae", "rmse", "r2"]
 ALIASES = {"f1": "f1_macro", "precision": "precision_macro", "recall": "recall_macro", "auc": "roc_auc"}
 
 
-def available(task: str) -> list[str]:
-    return CLASSIFICATION if task == "classification" else REGRESSION
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    task: str
+    """classification (scored from class probabilities) or regression (from predictions)."""
+    score: Callable[[Any], float | None]
+    """From the task's shared scores (Confusion or Residuals); None where it is undefined (AUC with one class)."""
+    lower_is_better: bool = False
 
 
-def canonical(names: list[str] | None, task: str) -> list[str]:
-    """Resolve aliases and check names against the task; unknown names raise with the allowed list."""
-    if names is None:
-        return available(task)
-    out = []
-    for n in names:
-        n = ALIASES.get(n, n)
-        if n not in available(task):
-            raise ValueError(f"evaluate.metrics: '{n}' is not a {task} metric; choose from {', '.join(available(task))}")
-        out.append(n)
-    return out
+METRICS: dict[str, Metric] = {}
 
 
-def classification_metrics(y: np.ndarray, proba: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
-    """The same numbers as scikit-learn's accuracy_score, balanced_accuracy_score, precision/recall/f1_score
-    (labels = every class, zero_division=0), roc_auc_score, average_precision_score and log_loss (a test checks
-    them against it), from one confusion matrix and one sort per class. The validation split is scored after
-    every epoch, and scikit-learn's per-call input checks cost ~40 ms per epoch there: half the wall time of a
-    small model's training."""
-    names = names or CLASSIFICATION
-    y = np.asarray(y).astype(np.int64)
-    k = proba.shape[1]
-    pred = proba.argmax(1)
-    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
-    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    per_class = {"precision": precision, "recall": recall, "f1": f1}
-    weights = support / max(1.0, support.sum())
-    out: dict[str, float | None] = {}
-    for n in names:
-        if n == "accuracy":
-            out[n] = tp.sum() / max(1, len(y))
-        elif n == "balanced_accuracy":
-            out[n] = recall[support > 0].mean() if (support > 0).any() else 0.0
-        elif n.startswith(("precision", "recall", "f1")):
-            fn, avg = n.split("_")
-            out[n] = per_class[fn].mean() if avg == "macro" else (per_class[fn] * weights).sum()
-        elif n in ("roc_auc", "pr_auc"):
-            out[n] = _auc(n, y, proba)
-        elif n == "log_loss":
-            p = np.clip(proba, 1e-7, 1.0)
-            p = p / p.sum(1, keepdims=True)
-            out[n] = -np.log(p[np.arange(len(y)), y]).mean() if len(y) else None
-    return {k_: (round(float(v), 6) if v is not None and np.isfinite(v) else None) for k_, v in out.items()}
+def register_metric(name: str, task: str, score: Callable[[Any], float | None], lower_is_better: bool = False) -> None:
+    """A metric: one registration line. Its name becomes valid in evaluate.metrics, early stopping and tune.metric."""
+    if name in METRICS or name in ALIASES:
+        raise ValueError(f"metric {name!r} is already registered")
+    METRICS[name] = Metric(name, task, score, lower_is_better)
+
+
+def names_for(task: str) -> list[str]:
+    return [n for n, m in METRICS.items() if m.task == task]
+
+
+class Confusion:
+    """What every classification metric reads, computed once: the confusion matrix and per-class precision, recall
+    and F1 (scikit-learn's definitions, labels = every class, zero_division=0). scikit-learn's own functions check
+    their inputs on every call, which cost ~40 ms per validation epoch: half a small model's training time."""
+
+    def __init__(self, y: np.ndarray, proba: np.ndarray):
+        self.y, self.proba = np.asarray(y).astype(np.int64), proba
+        k = proba.shape[1]
+        cm = np.bincount(self.y * k + proba.argmax(1), minlength=k * k).reshape(k, k).astype(np.float64)
+        self.tp, self.support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(predicted > 0, self.tp / predicted, 0.0)
+            recall = np.where(self.support > 0, self.tp / self.support, 0.0)
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        self.per_class = {"precision": precision, "recall": recall, "f1": f1}
+        self.weights = self.support / max(1.0, self.support.sum())
+
+    def averaged(self, name: str) -> float:
+        fn, avg = name.split("_")
+        return self.per_class[fn].mean() if avg == "macro" else (self.per_class[fn] * self.weights).sum()
+
+
+class Residuals:
+    def __init__(self, y: np.ndarray, pred: np.ndarray):
+        self.y, self.pred = y, pred
+
+
+def _log_loss(c: Confusion) -> float | None:
+    p = np.clip(c.proba, 1e-7, 1.0)
+    p = p / p.sum(1, keepdims=True)
+    return -np.log(p[np.arange(len(c.y)), c.y]).mean() if len(c.y) else None
 
 
 def _binary_auc(name: str, positive: np.ndarray, score: np.ndarray) -> float:
@@ -93,16 +98,16 @@ def _auc(name: str, y: np.ndarray, proba: np.ndarray) -> float | None:
     return float(np.mean([_binary_auc(name, y == c, proba[:, c]) for c in present]))
 
 
+def classification_metrics(y: np.ndarray, proba: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
+    """The registered classification metrics (or `names`), equal to scikit-learn's (a test checks them)."""
+    c = Confusion(y, proba)
+    out = {n: METRICS[n].score(c) for n in names or CLASSIFICATION}
+    return {k: (round(float(v), 6) if v is not None and np.isfinite(v) else None) for k, v in out.items()}
+
+
 def regression_metrics(y: np.ndarray, pred: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
-    names = names or REGRESSION
-    out = {}
-    for n in names:
-        if n == "mae":
-            out[n] = skm.mean_absolute_error(y, pred)
-        elif n == "rmse":
-            out[n] = float(np.sqrt(skm.mean_squared_error(y, pred)))
-        elif n == "r2":
-            out[n] = skm.r2_score(y, pred) if len(y) > 1 else None
+    r = Residuals(y, pred)
+    out = {n: METRICS[n].score(r) for n in names or REGRESSION}
     return {k: (round(float(v), 6) if v is not None else None) for k, v in out.items()}
 
 
@@ -112,8 +117,43 @@ def compute(task: str, y: np.ndarray, output: np.ndarray, names: list[str] | Non
     return regression_metrics(y, output, names)
 
 
-# metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix)
-LOWER_IS_BETTER = ("loss", "log_loss", "mae", "rmse", "mse", "perplexity")
+# the metrics, one line each
+register_metric("accuracy", "classification", lambda c: c.tp.sum() / max(1, len(c.y)))
+register_metric("balanced_accuracy", "classification",
+                lambda c: c.per_class["recall"][c.support > 0].mean() if (c.support > 0).any() else 0.0)
+for _name in ("precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted"):
+    register_metric(_name, "classification", lambda c, n=_name: c.averaged(n))
+register_metric("roc_auc", "classification", lambda c: _auc("roc_auc", c.y, c.proba))
+register_metric("pr_auc", "classification", lambda c: _auc("pr_auc", c.y, c.proba))
+register_metric("log_loss", "classification", _log_loss, lower_is_better=True)
+register_metric("mae", "regression", lambda r: skm.mean_absolute_error(r.y, r.pred), lower_is_better=True)
+register_metric("rmse", "regression", lambda r: float(np.sqrt(skm.mean_squared_error(r.y, r.pred))), lower_is_better=True)
+register_metric("r2", "regression", lambda r: skm.r2_score(r.y, r.pred) if len(r.y) > 1 else None)
+
+CLASSIFICATION = names_for("classification")
+REGRESSION = names_for("regression")
+
+
+def available(task: str) -> list[str]:
+    return CLASSIFICATION if task == "classification" else REGRESSION
+
+
+def canonical(names: list[str] | None, task: str) -> list[str]:
+    """Resolve aliases and check names against the task; unknown names raise with the allowed list."""
+    if names is None:
+        return available(task)
+    out = []
+    for n in names:
+        n = ALIASES.get(n, n)
+        if n not in available(task):
+            raise ValueError(f"evaluate.metrics: '{n}' is not a {task} metric; choose from {', '.join(available(task))}")
+        out.append(n)
+    return out
+
+
+# metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix): the
+# registered ones that say so, and the losses every run reports
+LOWER_IS_BETTER = ("loss", "perplexity", *(n for n, m in METRICS.items() if m.lower_is_better))
 
 
 def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:

@@ -6,7 +6,11 @@ the study through Optuna's journal file (the default storage; Optuna advises aga
 work); machines share it through an RDB URL such as postgresql://. The study resumes where it stopped:
 trials whose process died are marked failed and run again. Results: leaderboard.csv, best.yaml (a
 config ready for `foundry train`), summary.json and plots/, and with `refit` the best config trained on
-train+val and evaluated on the test split."""
+train+val and evaluated on the test split.
+
+One study's life in the order it happens (storage, samplers and pruners, the objective, workers, the
+summary, plots and the refit), over ~400 lines on purpose: the pieces share the study directory's layout.
+"""
 
 from __future__ import annotations
 
