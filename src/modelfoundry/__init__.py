@@ -19,5 +19,9 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(import_module(".api", __name__), name)
+        api = import_module(".api", __name__)
+        # importing the stages bound the subpackages train, tune and compress here, shadowing the public functions
+        # of the same names: bind every public name to its function (train and tune are callable packages too)
+        globals().update({n: getattr(api, n) for n in _API})
+        return globals()[name]
     raise AttributeError(f"module 'modelfoundry' has no attribute {name!r}")
