@@ -116,19 +116,14 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     out_cfg = cfg.override({"compress": ccfg.model_dump(mode="json")})
     run.start(out_cfg.to_yaml(), cfg.train.seed, data_files(cfg))
     try:
-        summary = _stages(pred, cfg, ccfg, run)
-        summary["total_s"] = timer()
-        write_json(run.path / "compression.json", summary)
-        write_report(run, summary)
-        shutil.copy(pred.run.path / "data_profile.json", run.path / "data_profile.json")
-        run.finish("complete", source=str(pred.run.path), variant=variant_name(ccfg),
-                   backend=summary["backend"], timings={"total_s": summary["total_s"]})
-    except KeyboardInterrupt:
-        run.finish("interrupted", error="interrupted (Ctrl-C)")
-        raise
-    except BaseException as exc:
-        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+        with run.recording():
+            summary = _stages(pred, cfg, ccfg, run)
+            summary["total_s"] = timer()
+            write_json(run.path / "compression.json", summary)
+            write_report(run, summary)
+            shutil.copy(pred.run.path / "data_profile.json", run.path / "data_profile.json")
+            run.finish("complete", source=str(pred.run.path), variant=variant_name(ccfg),
+                       backend=summary["backend"], timings={"total_s": summary["total_s"]})
     finally:
         lock.release()
     return run

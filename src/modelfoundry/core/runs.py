@@ -14,6 +14,8 @@ import platform
 import secrets
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,6 +270,25 @@ class Run:
         if status == "complete" and self.model_dir.is_dir():
             self.record_files()
         self.update_manifest(status=status, finished=_now(), **fields)
+
+    @contextmanager
+    def recording(self, active: bool = True, on_end: Callable[[str], None] | None = None) -> Iterator[Run]:
+        """The run lifecycle, the one copy (train and compress): whatever raises inside marks the run `interrupted`
+        (Ctrl-C) or `failed` (or the exception's `run_status`, e.g. a pruned trial) with the error, calls
+        `on_end(status)`, and re-raises. `active` is False on the processes of a distributed run that do not write."""
+        try:
+            yield self
+        except BaseException as exc:
+            if active:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else getattr(exc, "run_status", "failed")
+                error = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+                if self.manifest_path.exists():
+                    self.finish(status, error=error)
+                else:
+                    self.update_manifest(status=status, error=error)
+                if on_end is not None:
+                    on_end(status)
+            raise
 
     @property
     def status(self) -> str:

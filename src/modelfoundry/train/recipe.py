@@ -103,7 +103,15 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
     main = accelerator.is_main_process
 
     tracker = None
-    try:
+
+    def ended(status: str) -> None:  # after the lifecycle recorded a run that did not complete
+        if tracker is not None and tracker.active and tracker.mlflow.active_run() is not None:
+            tracker.finish(run, status)
+        if status == "interrupted":
+            print(f"interrupted; the last checkpoint is kept. Continue with: foundry train --resume {run.path}",
+                  file=sys.stderr)
+
+    with run.recording(active=main, on_end=ended):
         if main:
             tracker = Tracker(cfg, run.path)
             user_on_epoch = on_epoch
@@ -140,21 +148,4 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
                        stopped_early=result.stopped_early, processes=accelerator.num_processes)
             tracker.finish(run, "complete")
         accelerator.wait_for_everyone()
-    except KeyboardInterrupt:
-        if main:
-            run.finish("interrupted", error="interrupted (Ctrl-C)")
-            if tracker is not None:
-                tracker.finish(run, "interrupted")
-            print(f"interrupted; the last checkpoint is kept. Continue with: foundry train --resume {run.path}",
-                  file=sys.stderr)
-        raise
-    except BaseException as exc:
-        status = getattr(exc, "run_status", "failed")
-        if main and run.manifest_path.exists():
-            run.finish(status, error=f"{type(exc).__name__}: {exc}")
-        elif main:
-            run.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}")
-        if main and tracker is not None and tracker.active and tracker.mlflow.active_run() is not None:
-            tracker.finish(run, status)
-        raise
     return run
