@@ -133,113 +133,127 @@ def _log(msg: str) -> None:
     print(f"compress: {msg}", file=sys.stderr, flush=True)
 
 
+class _Stages:
+    """Each step's model measured on the held-out split, in order (the source first), with a progress bar."""
+
+    def __init__(self, data, split: str, names: list[str], calls: int):
+        self.data, self.split, self.names, self.calls = data, split, names, calls
+        self.stages: list[dict] = []
+        self.bar = bar(desc="compress", unit="stage")
+
+    def measure(self, label: str, model, size: int | None = None, params_of=None) -> dict:
+        counted = params_of if params_of is not None else model
+        stage = measure(label, model, self.data, self.split, self.names, tensor_bytes(model) if size is None else size,
+                        self.calls, sum(p.numel() for p in counted.parameters()))
+        self.stages.append(stage)
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(1)
+        return stage
+
+
 def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dict:
     cache = pred.run.path / "cache"  # the source run's text encodings, reused (a pretrained student's too)
     data = prepare(cfg, cache_dir=cache)
     split = "test" if "test" in data.encoded else "val"
     names = M.canonical(cfg.evaluate.metrics, data.task)
-    calls = ccfg.latency_calls
     _log(f"measuring the source on {len(data.targets[split])} {split} rows")
-
-    def params(m) -> int:
-        return sum(p.numel() for p in m.parameters())
-
-    pb = bar(desc="compress", unit="stage")
-    stages = [measure("source", pred.model, data, split, names, tensor_bytes(pred.model), calls, params(pred.model))]
-    pb.update(1)
-
-    def record_stage(stage: dict) -> None:
-        stages.append(stage)
-        pb.set_postfix_str(stage["stage"], refresh=False)
-        pb.update(1)
+    st = _Stages(data, split, names, ccfg.latency_calls)
+    st.measure("source", pred.model)
     model, mcfg = materialize(pred, cfg)
     pre = data.preprocessor
     record: dict = {"notes": []}
     if ccfg.distill:
         model, student_cfg, data, record["distill"] = distill(model, pre, cfg, ccfg.distill, cache)
-        mcfg, pre = student_cfg.model, data.preprocessor
-        record_stage(measure("distilled", model, data, split, names, tensor_bytes(model), calls, params(model)))
-        _log(f"student {stages[-1]['metrics']}")
+        mcfg, pre, st.data = student_cfg.model, data.preprocessor, data
+        _log(f"student {st.measure('distilled', model)['metrics']}")
     if ccfg.prune:
-        p = ccfg.prune
-        record["prune"] = structured_prune(model, p.amount) if p.method == "structured" else magnitude_prune(model, p.amount)
-        record_stage(measure(f"{'pruned' if p.method == 'structured' else 'sparse'} {p.amount:g}", model, data, split,
-                              names, tensor_bytes(model), calls, params(model)))
-        if p.finetune_epochs:
-            lr = p.finetune_lr or cfg.train.lr / 10
-            _log(f"fine-tuning the pruned model for {p.finetune_epochs} epochs at lr {lr:g}")
-            record["prune"]["finetune"] = _finetune(model, data, cfg, p.finetune_epochs, lr)
-            if p.method == "magnitude":  # fine-tuning moves the zeros; prune again so the sparsity holds
-                record["prune"]["after_finetune"] = magnitude_prune(model, p.amount)
-            record_stage(measure(f"{stages[-1]['stage']} + fine-tuned", model, data, split, names,
-                                  tensor_bytes(model), calls, params(model)))
-    sparsity = record.get("prune", {}).get("sparsity")
-    if sparsity:
-        record["notes"].append(f"magnitude pruning zeroed {sparsity:.1%} of the linear/conv weights; dense kernels "
-                               "do not get faster and the file is not smaller from zeros")
+        record["prune"] = _prune(model, data, cfg, ccfg.prune, st)
+        if record["prune"].get("sparsity"):
+            record["notes"].append(f"magnitude pruning zeroed {record['prune']['sparsity']:.1%} of the linear/conv "
+                                   "weights; dense kernels do not get faster and the file is not smaller from zeros")
     spec = model.spec
     pre.save(run.model_dir)
     if ccfg.quantize == "bf16":
         to_bf16(model)
-        record_stage(measure("bf16", model, data, split, names, tensor_bytes(model), calls, params(model)))
-    backend = "torch"
-    final = model
+        st.measure("bf16", model)
+    backend, final = "torch", model
     if ccfg.onnx:
         backend = "onnx"
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = Path(tmp) / "model.onnx"
-            feats = data.encoded[split].features
-            _log("exporting to ONNX")
-            example = _example(feats)
-            record["onnx"] = export_onnx(model, example, fp32)
-            onnx_model = OnnxModel(fp32)
-            rows = {k: v[: ccfg.parity_rows] for k, v in feats.items()}
-            diff = parity(model, onnx_model, rows, data.task)
-            record["onnx"].update(parity_max_abs_diff=diff, parity_rows=len(next(iter(rows.values()))),
-                                  parity_tolerance=ccfg.parity_tolerance)
-            if diff > ccfg.parity_tolerance:
-                raise ValueError(f"ONNX parity check failed: outputs differ from torch's by up to {diff:.3g} on "
-                                 f"held-out rows (compress.parity_tolerance = {ccfg.parity_tolerance:g})")
-            _log(f"ONNX parity: max |diff| {diff:.2e} on {record['onnx']['parity_rows']} rows")
-            record_stage(measure("onnx fp32", onnx_model, data, split, names, fp32.stat().st_size, calls,
-                                  params(model)))
-            target = run.model_dir / "model.onnx"
-            if ccfg.quantize in ("int8", "int8-static"):
-                q = Path(tmp) / "model.int8.onnx"
-                if ccfg.quantize == "int8":
-                    record["quantize"] = int8_dynamic(fp32, q)
-                else:
-                    record["quantize"] = int8_static(fp32, q, data.encoded["train"].features, onnx_model.inputs,
-                                                     ccfg.calibration_rows)
-                final = OnnxModel(q)
-                record_stage(measure(ccfg.quantize, final, data, split, names, q.stat().st_size, calls,
-                                      params(model)))
-                atomic_copy(q, target)
-            else:
-                atomic_copy(fp32, target)
-                final = onnx_model
+        record.update(_export(model, data, ccfg, run, st))
         save_model(model, mcfg, spec, run.model_dir, weights=False)  # architecture.json: what the graph was made from
         final = OnnxModel(run.model_dir / "model.onnx")
     else:
         save_model(model, mcfg, spec, run.model_dir)
-    for s in stages:
-        c = s["batch_consistency"]
-        if c.get("changed") or c["max_abs_diff"] > BATCH_DEPENDENT:
-            record["notes"].append(
-                f"{s['stage']}: a row's answer depends on the rows batched with it (of {c['rows']} held-out rows "
-                f"predicted alone, outputs moved by up to {c['max_abs_diff']:.3g}"
-                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + ")"
-                + (". Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
-                   "the same request can get other probabilities under other traffic. int8-static's calibrated "
-                   "ranges do not depend on the batch" if s["stage"] == "int8" else "") + ".")
-    pb.close()
+    record["notes"] += _batch_notes(st.stages)
+    st.bar.close()
     result, _, _ = evaluate_data(final, data, names, split, baselines=False)
     result.update(variant=variant_name(ccfg), source=str(pred.run.path), backend=backend)
     write_json(run.path / "metrics.json", result)
     return {"name": run.path.parent.name, "source": str(pred.run.path), "variant": variant_name(ccfg),
             "backend": backend, "split": split, "rows": int(len(data.targets[split])), "threads": torch.get_num_threads(),
             "main_metric": main_metric(data.task), "metrics": names if len(names) <= 8 else names[:8],
-            "settings": ccfg.model_dump(mode="json"), "stages": stages, **record}
+            "settings": ccfg.model_dump(mode="json"), "stages": st.stages, **record}
+
+
+def _prune(model, data: Prepared, cfg: Config, p, st: _Stages) -> dict:
+    """Prune (structured or magnitude), measure, then optionally fine-tune and measure again."""
+    record = structured_prune(model, p.amount) if p.method == "structured" else magnitude_prune(model, p.amount)
+    st.measure(f"{'pruned' if p.method == 'structured' else 'sparse'} {p.amount:g}", model)
+    if p.finetune_epochs:
+        lr = p.finetune_lr or cfg.train.lr / 10
+        _log(f"fine-tuning the pruned model for {p.finetune_epochs} epochs at lr {lr:g}")
+        record["finetune"] = _finetune(model, data, cfg, p.finetune_epochs, lr)
+        if p.method == "magnitude":  # fine-tuning moves the zeros; prune again so the sparsity holds
+            record["after_finetune"] = magnitude_prune(model, p.amount)
+        st.measure(f"{st.stages[-1]['stage']} + fine-tuned", model)
+    return record
+
+
+def _export(model, data: Prepared, ccfg: CompressConfig, run: Run, st: _Stages) -> dict:
+    """ONNX export with its parity check, then int8 (dynamic or static) if asked; model/model.onnx is the last."""
+    record: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        feats = data.encoded[st.split].features
+        _log("exporting to ONNX")
+        record["onnx"] = export_onnx(model, _example(feats), fp32)
+        onnx_model = OnnxModel(fp32)
+        rows = {k: v[: ccfg.parity_rows] for k, v in feats.items()}
+        diff = parity(model, onnx_model, rows, data.task)
+        record["onnx"].update(parity_max_abs_diff=diff, parity_rows=len(next(iter(rows.values()))),
+                              parity_tolerance=ccfg.parity_tolerance)
+        if diff > ccfg.parity_tolerance:
+            raise ValueError(f"ONNX parity check failed: outputs differ from torch's by up to {diff:.3g} on "
+                             f"held-out rows (compress.parity_tolerance = {ccfg.parity_tolerance:g})")
+        _log(f"ONNX parity: max |diff| {diff:.2e} on {record['onnx']['parity_rows']} rows")
+        st.measure("onnx fp32", onnx_model, fp32.stat().st_size, params_of=model)
+        last = fp32
+        if ccfg.quantize in ("int8", "int8-static"):
+            last = Path(tmp) / "model.int8.onnx"
+            if ccfg.quantize == "int8":
+                record["quantize"] = int8_dynamic(fp32, last)
+            else:
+                record["quantize"] = int8_static(fp32, last, data.encoded["train"].features, onnx_model.inputs,
+                                                 ccfg.calibration_rows)
+            st.measure(ccfg.quantize, OnnxModel(last), last.stat().st_size, params_of=model)
+        atomic_copy(last, run.model_dir / "model.onnx")
+    return record
+
+
+def _batch_notes(stages: list[dict]) -> list[str]:
+    """A note for each stage whose answers depend on the rows batched with them."""
+    notes = []
+    for s in stages:
+        c = s["batch_consistency"]
+        if c.get("changed") or c["max_abs_diff"] > BATCH_DEPENDENT:
+            notes.append(
+                f"{s['stage']}: a row's answer depends on the rows batched with it (of {c['rows']} held-out rows "
+                f"predicted alone, outputs moved by up to {c['max_abs_diff']:.3g}"
+                + (f" and {c['changed']} label(s) changed" if "changed" in c else "") + ")"
+                + (". Dynamic int8 takes each activation scale over the whole batch; with a server's dynamic batching "
+                   "the same request can get other probabilities under other traffic. int8-static's calibrated "
+                   "ranges do not depend on the batch" if s["stage"] == "int8" else "") + ".")
+    return notes
 
 
 def _example(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
