@@ -114,6 +114,19 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame) -> Preprocessor:
+        """Fit every input kind's transform on the training split, in order (sequence windows read the numeric
+        columns' statistics; image statistics come last)."""
+        self._fit_numeric(df)
+        self._fit_categorical(df)
+        self._fit_text(df)
+        self._fit_sequences(df)
+        self._fit_target(df)
+        self._fit_images(df)
+        return self
+
+    def _fit_numeric(self, df: pd.DataFrame) -> None:
+        """Numeric and date columns: missing-value fill, outlier bounds, standardisation, and the texts that
+        training read as missing ('?', 'n/a')."""
         clean = self.data.clean
         binary_numeric = [c for c in self._cols("binary") if pd.api.types.is_numeric_dtype(df[c])]
         self.numeric_cols_ = self._cols("numeric") + binary_numeric
@@ -148,6 +161,9 @@ class Preprocessor:
                                   "std": std, "flag": strategy == "flag"}
             if s.isna().any():
                 self.report_["imputed"][col] = int(s.isna().sum())
+
+    def _fit_categorical(self, df: pd.DataFrame) -> None:
+        """Categorical columns: vocabularies, missing-value fills, and how training read each column's values."""
         self.vocab_: dict[str, list[str]] = {}
         self.cat_fill_: dict[str, str | None] = {}
         # how training read each categorical column's values: a value is looked up as it would have been written
@@ -159,7 +175,7 @@ class Preprocessor:
         for col in self.categorical_cols_:
             values = df[col].dropna().astype(str)
             self.vocab_[col] = sorted(values.unique().tolist())
-            strategy, value = self._missing(col, clean)
+            strategy, value = self._missing(col, self.data.clean)
             if strategy not in ("drop", "unknown", "mode", "constant"):
                 raise DataError(f"data.clean: column '{col}' is categorical; its missing-value strategy must be drop, "
                                 f"unknown, mode or constant, got '{strategy}'")
@@ -167,6 +183,9 @@ class Preprocessor:
                                    else str(value) if strategy == "constant" else None)
             if self.cat_fill_[col] is not None and df[col].isna().any():
                 self.report_["imputed"][col] = int(df[col].isna().sum())
+
+    def _fit_text(self, df: pd.DataFrame) -> None:
+        """Text columns: a tokenizer trained on the training texts, or the model's own."""
         self.tokenizers_: dict[str, Any] = {}
         text_cfg = self.data.text
         # text columns that held missing values in training: there a missing text at predict time is expected
@@ -186,8 +205,9 @@ class Preprocessor:
         self.pair_segments_ = False
         if text_cfg.pair is not None:  # does this tokenizer mark the second text's tokens (BERT's token_type_ids)?
             self.pair_segments_ = any(self.tokenizers_[text_cfg.pair[0]].encode("a", "b").type_ids)
-        self.image_col_ = next(iter(self._cols("image")), None)
-        self.image_stats_ = None
+
+    def _fit_sequences(self, df: pd.DataFrame) -> None:
+        """List columns (their longest length), and data.sequence windows (their numeric features)."""
         self.sequence_cols_ = self._cols("sequence")
         self.sequence_len_ = {c: int(df[c].dropna().map(len).max()) for c in self.sequence_cols_}
         if self.data.sequence is not None:
@@ -197,6 +217,9 @@ class Preprocessor:
             if missing:
                 raise DataError(f"data.sequence.features: {missing} are not numeric columns of the data")
             self.window_features_ = feats
+
+    def _fit_target(self, df: pd.DataFrame) -> None:
+        """Classes (classification) or the target's mean and scale (regression)."""
         if self.task == "classification":
             labels = df[self.target].dropna().unique().tolist()
             self.classes_ = sorted((_to_py(v) for v in labels), key=lambda v: (str(type(v)), v))
@@ -210,10 +233,14 @@ class Preprocessor:
                 raise DataError(f"target '{self.target}' must be numeric for regression; row {row} holds "
                                 f"{df[self.target].iloc[row]!r}")
             self.y_mean_, self.y_std_ = float(y.mean()), float(y.std(ddof=0)) or 1.0
+
+    def _fit_images(self, df: pd.DataFrame) -> None:
+        """Per-channel mean and scale of the training images."""
+        self.image_col_ = next(iter(self._cols("image")), None)
+        self.image_stats_ = None
         if self.image_col_ is not None:
             enc = self._images(df[self.image_col_], bad_ok=True)[0]
             self.image_stats_ = {"mean": enc.mean(dim=(0, 2, 3)).tolist(), "std": enc.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
-        return self
 
     # ------------------------------------------------------------------ transform
     def _images(self, values: pd.Series, bad_ok: bool, none_ok: bool = False) -> tuple[torch.Tensor, list[int], list[dict]]:
