@@ -237,42 +237,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        total, count = 0.0, 0
         progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
-        for batch in loader:
-            teacher = batch.pop("teacher", None)
-            if use_aug:
-                batch = augment(batch)
-            y = batch.pop("y")
-            perm = None
-            if mix:
-                batch, perm, lam = mixup(batch, mix)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    logits = model(batch)
-                loss = _objective(task, logits, y, teacher, distill, weights)
-                if perm is not None:  # mixup: the loss blends the two targets as the inputs were blended
-                    loss = lam * loss + (1 - lam) * _objective(task, logits, y[perm], None if teacher is None
-                                                               else teacher[perm], distill, weights)
-                reg = raw.regularization() if hasattr(raw, "regularization") else None
-                accelerator.backward(loss if reg is None else loss + reg)
-                if accelerator.sync_gradients and cfg.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    global_step += 1
-                    if hasattr(raw, "after_optimizer_step"):
-                        raw.after_optimizer_step(global_step)
-                optimizer.zero_grad()
-                if accelerator.sync_gradients and not per_epoch_schedule:
-                    schedule.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-            if progress:
-                progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-                progress.update(1)
-        if progress:
-            progress.close()
+        total, count, global_step = _train_epoch(
+            model, raw, loader, optimizer, None if per_epoch_schedule else schedule, accelerator, cfg, task,
+            augment if use_aug else None, mix, weights, distill, global_step, progress)
         if accelerator.num_processes > 1:  # the epoch's loss over every process's batches
             total, count = accelerator.reduce(torch.tensor([total, count], device=accelerator.device), "sum").tolist()
         record = {"epoch": epoch, "train_loss": round(total / max(count, 1), 6), "lr": optimizer.param_groups[0]["lr"]}
@@ -296,16 +264,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         if main:
             _log_epoch(record, stop_metric, improved)
             if run is not None:
-                run.append_history(record)
-                if writer:
-                    for k, v in record.items():
-                        if k != "epoch" and v is not None:
-                            writer.add_scalar(k, v, epoch)
-                    writer.flush()
-                if improved:
-                    ckpt.save("best", epoch, raw)
-                ckpt.save("last", epoch, raw, optimizer, schedule,
-                          {"best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped": stopped})
+                _record_epoch(run, writer, ckpt, record, improved, raw, optimizer, schedule,
+                              {"best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped": stopped})
         if run is None and improved:
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
         if on_epoch is not None:
@@ -321,6 +281,64 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     # prepare() wrapped forward in bf16 autocast; the trained model is evaluated, exported and saved as itself
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return FitResult(best_epoch, best, len(history), stopped, history, round(time.perf_counter() - started, 3))
+
+
+def _train_epoch(model, raw, loader, optimizer, schedule, accelerator, cfg: TrainConfig, task: str, augment, mix: float,
+                 weights, distill, global_step: int, progress) -> tuple[float, int, int]:
+    """One pass over the training batches: augmentation, mixup, the objective (plus the model's regulariser),
+    accumulation, clipping, the optimizer and per-step schedule (None when it steps per epoch), and the model's
+    after-step hook. Returns (loss sum, rows, global step)."""
+    total, count = 0.0, 0
+    for batch in loader:
+        teacher = batch.pop("teacher", None)
+        if augment is not None:
+            batch = augment(batch)
+        y = batch.pop("y")
+        perm = None
+        if mix:
+            batch, perm, lam = mixup(batch, mix)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                logits = model(batch)
+            loss = _objective(task, logits, y, teacher, distill, weights)
+            if perm is not None:  # mixup: the loss blends the two targets as the inputs were blended
+                loss = lam * loss + (1 - lam) * _objective(task, logits, y[perm], None if teacher is None
+                                                           else teacher[perm], distill, weights)
+            reg = raw.regularization() if hasattr(raw, "regularization") else None
+            accelerator.backward(loss if reg is None else loss + reg)
+            if accelerator.sync_gradients and cfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            if accelerator.sync_gradients:
+                global_step += 1
+                if hasattr(raw, "after_optimizer_step"):
+                    raw.after_optimizer_step(global_step)
+            optimizer.zero_grad()
+            if accelerator.sync_gradients and schedule is not None:
+                schedule.step()
+        total += float(loss.detach()) * len(y)
+        count += len(y)
+        if progress:
+            progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+            progress.update(1)
+    if progress:
+        progress.close()
+    return total, count, global_step
+
+
+def _record_epoch(run: Run, writer, ckpt: Checkpointer, record: dict, improved: bool, raw, optimizer, schedule,
+                  state: dict) -> None:
+    """history.jsonl, TensorBoard, and the checkpoints (best when it improved; last always, with the early-stopping
+    state a resume needs)."""
+    run.append_history(record)
+    if writer:
+        for k, v in record.items():
+            if k != "epoch" and v is not None:
+                writer.add_scalar(k, v, record["epoch"])
+        writer.flush()
+    if improved:
+        ckpt.save("best", record["epoch"], raw)
+    ckpt.save("last", record["epoch"], raw, optimizer, schedule, state)
 
 
 @torch.no_grad()
