@@ -116,6 +116,9 @@ def _model_info(name: str, pred: Predictor) -> dict:
 
 
 def create_app(models: dict[str, Predictor], settings: ServeSettings | None = None):
+    """The service for `models` (name -> Predictor; the first is the default). Over ~80 lines on purpose: FastAPI
+    routes are closures over the batchers, the settings and the metrics, and read best in the order they serve."""
+    # deferred: FastAPI and prometheus_client are the `serve` extra; the root config imports this package's section
     from contextlib import asynccontextmanager
     from typing import Annotated
 
