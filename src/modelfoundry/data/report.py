@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..core.html import page
-from ..core.plots import save_figure
+from ..core.plots import pyplot, save_figure, tick_labels
 from ..core.runs import atomic_write_text
 
 SHOWN = 50  # flagged rows listed per finding (all of them are in data_profile.json)
@@ -25,10 +25,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def _plots(profile: dict, out_dir: Path) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     made = []
 
@@ -41,10 +38,11 @@ def _plots(profile: dict, out_dir: Path) -> list[tuple[str, str]]:
         items = sorted(balance.items(), key=lambda kv: -kv[1])
         fig, ax = plt.subplots(figsize=(min(14, 2 + 0.18 * len(items)), 3))
         ax.bar(range(len(items)), [v for _, v in items])
+        names, key = tick_labels([k[:14] for k, _ in items])
         if len(items) <= 25:
-            ax.set_xticks(range(len(items)), [k[:14] for k, _ in items], rotation=90)
+            ax.set_xticks(range(len(items)), names, rotation=90)
         ax.set(ylabel="rows", title=f"Class balance ({len(items)} classes)")
-        save(fig, "data_class_balance.png", "Class balance")
+        save(fig, "data_class_balance.png", "Class balance" + (f" (classes: {key})" if key and len(items) <= 25 else ""))
     numeric = [(c, e) for c, e in profile["columns"].items() if e.get("histogram", {}).get("counts")]
     if numeric:
         n = min(len(numeric), 12)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.html import page
 from ..core.plots import pyplot as _fig
-from ..core.plots import save_figure
+from ..core.plots import save_figure, tick_labels
 from ..core.runs import Run, atomic_write_text
 from ..data import Prepared
 
@@ -45,14 +45,16 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
         cm = confusion_matrix(y, out.argmax(1), labels=np.arange(k))
         fig, ax = plt.subplots(figsize=(min(12, 2 + 0.35 * k), min(12, 2 + 0.35 * k)))
         ax.imshow(cm, cmap="Blues")
+        names, key = tick_labels([str(c)[:12] for c in classes])
         if k <= 20:
-            ax.set_xticks(range(k), [str(c)[:12] for c in classes], rotation=90)
-            ax.set_yticks(range(k), [str(c)[:12] for c in classes])
+            ax.set_xticks(range(k), names, rotation=90)
+            ax.set_yticks(range(k), names)
             for i in range(k):
                 for j in range(k):
                     ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=8)
         ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
-        made.append(("Confusion matrix", _save(plt, fig, run, "confusion_matrix.png")))
+        made.append(("Confusion matrix" + (f" (classes: {key})" if key and k <= 20 else ""),
+                     _save(plt, fig, run, "confusion_matrix.png")))
         if len(np.unique(y)) > 1:
             onehot = np.eye(k)[y]
             score = out[:, 1] if k == 2 else out.ravel()
