@@ -235,3 +235,23 @@ def test_training_and_data_clean_clip_to_the_same_bounds(tmp_path, method):
     _, log, _ = clean_data(cfg, tmp_path / "c")
     clipped = log[(log.column == "x2") & (log.action == "clip")]
     assert clipped.new.iloc[0] == pytest.approx(st["hi"], abs=1e-6)  # 50 clipped to training's own upper bound
+
+
+def test_training_and_data_clean_impute_the_same_value_for_a_column(tmp_path):
+    """One missing-value rule: the fill `foundry data clean` writes is the one training's preprocessor learned, for a
+    numeric column (median) and for a categorical one with a per-column rule (mode)."""
+    from modelfoundry.data import prepare
+
+    df = tabular_frame(100)
+    df.loc[3, "x1"] = np.nan
+    df.loc[4, "colour"] = np.nan
+    df.to_csv(tmp_path / "t.csv", index=False)
+    cfg = load_config({"name": "t", "data": {"path": str(tmp_path / "t.csv"), "target": "label",
+                                             "split": {"test": 0.0, "val": 0.0}, "clean": {"columns": {"colour": "mode"}},
+                                             "fixes": {"missing": "impute", "outliers": "keep", "duplicates": "keep",
+                                                       "leakage": "keep"}}})
+    pre = prepare(cfg).preprocessor
+    out, _, _ = clean_data(cfg, tmp_path / "c")
+    cleaned = pd.read_csv(out)
+    assert cleaned.loc[3, "x1"] == pytest.approx(pre.numeric_["x1"]["fill"])
+    assert cleaned.loc[4, "colour"] == pre.cat_fill_["colour"]
