@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,19 +25,27 @@ from typing import Any
 from .hardware import hardware
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write, renamed over `path` (durably: file and folder synced) when the block
+    succeeds and removed when it fails, so `path` is its old self or the whole new file, never a part. The one copy
+    behind every atomic write here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
+        _fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -95,24 +104,16 @@ def read_json(path: Path) -> Any:
 
 def save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """safetensors, written atomically (temp file, then rename)."""
+    # deferred: safetensors.torch loads torch, which core.paths' callers must not need
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         out, seen = {}, set()
         for k, v in tensors.items():  # tied weights (a decoder's embedding and output layer) share storage
             v = v.detach().contiguous().cpu()
             out[k] = v.clone() if v.numel() and v.data_ptr() in seen else v
             seen.add(v.data_ptr())
-        save_file(out, tmp, metadata=metadata)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_file(out, str(tmp), metadata=metadata)
 
 
 def _fsync_file(path: str | Path) -> None:
@@ -122,19 +123,8 @@ def _fsync_file(path: str | Path) -> None:
 
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy a file so that `dst` is either absent (or its old self) or the whole copy, never a part."""
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(dst) as tmp:
         shutil.copyfile(src, tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, dst)
-        fsync_dir(dst.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256_file(path: Path) -> str:
