@@ -36,7 +36,7 @@ from .train.config import TrackConfig, TrainConfig
 from .tune.config import TuneConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "validate_config", "run_config", "parse_override",
-           "config_to_dict", "config_to_yaml", "json_schema", "reference_markdown"]
+           "json_schema", "reference_markdown"]
 
 FREE_FORM = ("model.adapter", "data.types", "data.clean.columns")  # mappings whose keys are the user's
 
@@ -163,14 +163,6 @@ def run_config(run: Any) -> Config:
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent}: not a run directory (no config.yaml)")
     return load_config(yaml.safe_load(path.read_text(encoding="utf-8")))
-
-
-def config_to_dict(cfg: Config) -> dict:
-    return cfg.to_dict()
-
-
-def config_to_yaml(cfg: Config) -> str:
-    return cfg.to_yaml()
 
 
 def json_schema() -> dict:

@@ -12,7 +12,7 @@ from typing import Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
-from ..config import config_to_dict, load_config, run_config
+from ..config import load_config, run_config
 from ..core.schema import one_line
 from ..data import read_frame
 
@@ -45,7 +45,7 @@ def input_frame(run, path: str, overrides: list[str]):
     """Read an input file with the run's data settings (encoding, delimiter, columns), overridable by --set."""
     cfg = run_config(run)
     if overrides:
-        cfg = load_config(config_to_dict(cfg), overrides)
+        cfg = load_config(cfg.to_dict(), overrides)
     return read_frame(cfg, str(Path(path).resolve()))
 
 

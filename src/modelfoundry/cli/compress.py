@@ -10,7 +10,7 @@ from typing import get_args
 
 from ..compress import compress
 from ..compress.config import CompressConfig
-from ..config import ConfigError, config_to_dict, load_config, parse_override, run_config
+from ..config import ConfigError, load_config, parse_override, run_config
 from ..core.runs import Run
 from .common import add_set
 
@@ -59,13 +59,14 @@ def compress_settings(run_cfg, args) -> object:
     if not raw and not overrides:
         return None
 
-    return load_config({**config_to_dict(run_cfg), "compress": raw}, overrides).compress
+    return load_config({**run_cfg.to_dict(), "compress": raw}, overrides).compress
 
 
 def run(args) -> int:
     source = Run.open(args.run)
-    settings = compress_settings(run_config(source), args)
-    run = compress(args.run, settings, args.output_dir, source=run_config(source))
+    source_cfg = run_config(source)  # read once: the settings start from it and the stage measures against it
+    settings = compress_settings(source_cfg, args)
+    run = compress(args.run, settings, args.output_dir, source=source_cfg)
     summary = json.loads((run.path / "compression.json").read_text())
     key = summary["main_metric"]
     base = summary["stages"][0]

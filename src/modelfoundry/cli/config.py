@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import config_to_yaml, json_schema, load_config, reference_markdown
+from ..config import json_schema, load_config, reference_markdown
 from .common import add_set
 
 
@@ -28,5 +28,5 @@ def run(args) -> int:
     if args.action == "validate":
         print(f"{args.file}: valid")
     else:
-        print(config_to_yaml(cfg), end="")
+        print(cfg.to_yaml(), end="")
     return 0

@@ -4,7 +4,7 @@
 from .base import FoundryModel, embedding_width, mlp_layers, text_mask
 from .config import MODEL_TYPES, ModelConfig
 from .io import load_model, resize_tensors, save_model, to_bf16
-from .registry import REGISTRY, build_model, input_kinds, register
+from .registry import REGISTRY, build_model, register
 
 __all__ = ["FoundryModel", "embedding_width", "mlp_layers", "text_mask", "MODEL_TYPES", "ModelConfig", "load_model",
-           "resize_tensors", "save_model", "to_bf16", "REGISTRY", "build_model", "input_kinds", "register"]
+           "resize_tensors", "save_model", "to_bf16", "REGISTRY", "build_model", "register"]

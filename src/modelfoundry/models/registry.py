@@ -35,15 +35,11 @@ def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
     return deco
 
 
-def input_kinds(spec: InputSpec) -> set[str]:
-    return spec.kinds()
-
-
 def build_model(cfg: BaseModel, spec: InputSpec) -> nn.Module:
     entry = REGISTRY[cfg.type]
-    unsupported = input_kinds(spec) - entry.inputs
+    unsupported = spec.kinds() - entry.inputs
     if unsupported:
-        fits = [n for n, r in REGISTRY.items() if input_kinds(spec) <= r.inputs]
+        fits = [n for n, r in REGISTRY.items() if spec.kinds() <= r.inputs]
         raise ValueError(f"model.type: '{cfg.type}' cannot take {', '.join(sorted(unsupported))} inputs; "
                          f"use one of: {', '.join(fits) or 'none'}")
     model = entry.builder(cfg, spec)
