@@ -90,6 +90,30 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _corpus_task_fits(self) -> Config:
+        task, kind = self.data.task, self.model.type
+        if task not in ("clm", "mlm"):
+            if kind in ("gpt", "bert"):
+                raise ValueError(f"model.type {kind} pretrains a language model on a raw corpus: set data.task clm "
+                                 "(gpt) or mlm (bert); to fine-tune its result, give its run's model directory as "
+                                 "model.path with model.type pretrained")
+            return self
+        if kind not in ("gpt", "bert", "pretrained"):
+            raise ValueError(f"data.task {task} pretrains a language model: model.type gpt (next-token), bert "
+                             f"(masked), or pretrained (continued pretraining of model.path), not {kind!r}")
+        if kind == "gpt" and task == "mlm" or kind == "bert" and task == "clm":
+            arch = "a decoder (GPT-2)" if kind == "gpt" else "an encoder (BERT)"
+            fits = "clm" if kind == "gpt" else "mlm"
+            raise ValueError(f"data.task {task} cannot train model.type {kind}, {arch}; use data.task {fits}, or "
+                             f"model.type {'bert' if task == 'mlm' else 'gpt'}")
+        if self.evaluate.cv is not None or self.evaluate.metrics is not None:
+            raise ValueError(f"data.task {task} reports loss, perplexity and bits per byte; evaluate.cv and "
+                             "evaluate.metrics do not apply")
+        if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
+            raise ValueError(f"data.augment does not apply to data.task {task} (the text is the target)")
+        return self
+
+    @model_validator(mode="after")
     def _causal_lm_fits(self) -> Config:
         d = self.data
         if d.task != "causal_lm":

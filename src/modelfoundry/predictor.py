@@ -12,10 +12,12 @@ import pandas as pd
 from .core.infer import predict_tensors
 from .core.onnxrt import OnnxModel
 from .core.runs import Run
+from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
 from .data.lm import LMPreprocessor
 from .finetune import merge_adapters
 from .models import load_model
+from .pretrain import CorpusPreprocessor
 
 
 class Predictor:
@@ -59,31 +61,42 @@ class Predictor:
         state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
         if state.get("task") == "causal_lm":
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
+        if state.get("task") in CORPUS_TASKS:
+            return cls(model, CorpusPreprocessor.load(run.model_dir, state), run)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
         """Token ids of formatted prompts; a prompt that leaves no room for a response is refused."""
-        if self.task != "causal_lm":
+        if self.task == "mlm":
+            raise ValueError(f"{self.run.path}: a masked-LM (mlm) run fills in masked tokens and does not generate "
+                             "text; fine-tune it (model.path: <run>/model) or pretrain a gpt with data.task clm")
+        if self.task not in ("causal_lm", "clm"):
             raise ValueError(f"{self.run.path}: a {self.task} model does not generate text; use predict")
         pre = self.preprocessor
         ids = [pre.prompt_ids(p) for p in prompts]
+        if self.task == "clm":  # raw continuation: an empty prompt starts after end-of-text, a long one slides
+            return [x or [pre.eos_id] for x in ids]
         too_long = [i for i, x in enumerate(ids) if len(x) >= pre.max_length]
         if too_long:
+            where = "data.corpus.block_size" if self.task == "clm" else "data.text.max_length"
             raise DataError(f"prompt {too_long[0]} is {len(ids[too_long[0]])} tokens; this model was trained on "
-                            f"at most {pre.max_length} tokens (data.text.max_length) for prompt and response together")
+                            f"at most {pre.max_length} tokens ({where}) for prompt and continuation together")
         return ids
 
     def generate(self, prompts: str | list[str], max_new_tokens: int = 64, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0) -> list[str]:
-        """A causal-LM run's responses to instructions (formatted with the run's prompt template)."""
+                 top_p: float = 1.0, seed: int = 0, top_k: int = 0, repetition_penalty: float = 1.0) -> list[str]:
+        """Continuations: a causal-LM fine-tune's responses to instructions (formatted with the run's prompt
+        template), or a pretrained (clm) model's continuation of raw text. Greedy when temperature is 0; else sampled
+        with top-k (0 = off) and top-p; repetition_penalty > 1 discourages repeated tokens (CTRL)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         ids = self.prompt_ids(prompts)
         out = self.model.generate(ids, self.preprocessor.eos_id, max_new_tokens=max_new_tokens,
-                                  temperature=temperature, top_p=top_p, seed=seed)
+                                  temperature=temperature, top_p=top_p, seed=seed, top_k=top_k,
+                                  repetition_penalty=repetition_penalty)
         return [self.preprocessor.tokenizer.decode(o) for o in out]
 
     def generate_stream(self, prompt: str, on_text, max_new_tokens: int = 64, temperature: float = 0.0,
-                        top_p: float = 1.0, seed: int = 0) -> str:
+                        top_p: float = 1.0, seed: int = 0, top_k: int = 0, repetition_penalty: float = 1.0) -> str:
         """generate() for one prompt, calling on_text(piece) as the response grows (pieces joined = the response;
         a piece is sent once it decodes to whole characters). Returns the whole response."""
         ids = self.prompt_ids([prompt])
@@ -99,7 +112,7 @@ class Predictor:
                 sent[0] = text
 
         self.model.generate(ids, pre.eos_id, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            seed=seed, on_token=on_token)
+                            seed=seed, on_token=on_token, top_k=top_k, repetition_penalty=repetition_penalty)
         text = pre.tokenizer.decode(new)
         if len(text) > len(sent[0]):
             on_text(text[len(sent[0]):])
@@ -130,8 +143,10 @@ class Predictor:
         [N], NaN where a row could not be predicted (an unreadable image under data.bad_images: skip), with its
         reason in errors {row position: message}. Sequence-window runs answer per window instead: the rows are
         each window's last row."""
-        if self.task == "causal_lm":
-            raise ValueError(f"{self.run.path}: a causal-LM run generates text; use generate (foundry generate)")
+        if self.task in LM_TASKS:
+            raise ValueError(f"{self.run.path}: a {self.task} language-model run has no predictions per row: "
+                             + ("it generates text; use generate (foundry generate)" if self.task != "mlm" else
+                                "fine-tune it (model.path: <run>/model)"))
         df = self._frame(rows)
         enc = self.preprocessor.transform(df, strict=True)
         out = predict_tensors(self.model, enc.features, self.task) if len(enc.rows) else None

@@ -277,3 +277,15 @@ def test_a_run_reads_each_data_file_once(tmp_path):
     assert run.status == "complete" and (run.path / "cv.json").exists() and (run.path / "data_report.html").exists()
     # one read by the reader, and one by the sha256 fingerprint the manifest records (resume and compress check it)
     assert opens.count("t.csv") == per_read + 1 and opens.count("test.csv") == per_read + 1, opens
+
+
+def test_max_steps_stops_mid_epoch_and_ends_the_schedule_there(tmp_path):
+    df = tabular_frame(200)
+    cfg = load_config(tiny_config(tmp_path, {"path": None},
+                                  train={"epochs": 10, "batch_size": 32, "max_steps": 7, "schedule": "linear",
+                                         "early_stopping": None}))
+    run = train(cfg, frame=df)
+    history = Run.open(run.path).history()
+    steps_per_epoch = -(-int(len(df) * 0.7) // 32)  # the default 70/15/15 split
+    assert len(history) == -(-7 // steps_per_epoch)  # the last epoch was cut short
+    assert history[-1]["lr"] == 0.0  # the linear schedule reached its end at step 7, not at epoch 10

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 KINDS = ("numeric", "categorical", "text", "image", "sequence")
+CORPUS_TASKS = ("clm", "mlm")
+"""Self-supervised pretraining on a raw corpus: next-token (clm) and masked-token (mlm)."""
+LM_TASKS = ("causal_lm", *CORPUS_TASKS)
+"""The language-model family: models return per-example [loss sum, predicted tokens], and report loss/perplexity."""
 
 
 @dataclass(frozen=True)

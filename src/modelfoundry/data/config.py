@@ -92,7 +92,8 @@ class SplitConfig(Section):
 
 class TextConfig(Section):
     tokenizer: str = "wordpiece"
-    """'wordpiece' or 'bpe' (trained on the training split; both split Chinese without spaces), or a tokenizer directory."""
+    """'wordpiece', 'bpe' (byte-level) or 'char' (one token per character), trained on the training split (all split
+    Chinese without spaces), or a tokenizer directory."""
     vocab_size: int = Field(8000, gt=10)
     """Vocabulary size for a trained tokenizer."""
     min_frequency: int = Field(2, ge=1)
@@ -230,6 +231,39 @@ class FixesConfig(Section):
     """clip = clip numeric values to data.clean.outliers' bounds (iqr by default), fitted on the training rows."""
 
 
+class CorpusConfig(Section):
+    """Raw text for self-supervised pretraining (data.task clm or mlm): how the corpus splits into documents, and how
+    documents become training blocks."""
+
+    documents: Literal["line", "blank_line", "file"] = "line"
+    """How a text file splits into documents: one per non-empty line, one per paragraph (blank-line separated), or
+    the whole file. JSONL and tables: one document per row (field `field`)."""
+    field: str = "text"
+    """The JSONL field or table column holding the text (the crawler writes `text`)."""
+    block_size: int = Field(128, ge=8)
+    """Tokens per training block: documents are tokenized once, joined with the end-of-text ([SEP]) token and cut
+    into blocks of this many tokens (no padding). The model's context length."""
+    val: float = Field(0.05, ge=0, lt=1)
+    """Share of documents held out for validation (early stopping); whole documents, never a block on both sides."""
+    test: float = Field(0.05, ge=0, lt=1)
+    """Share of documents held out for the test metrics; ignored when data.test_path is given."""
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    """mlm: share of tokens to predict; of those 80% become [MASK], 10% a random token, 10% stay (BERT)."""
+    whole_word_mask: bool = False
+    """mlm: mask whole words: a word's continuation pieces go with it (WordPiece `##x`; byte-level BPE pieces without a
+    leading space). Chinese text has no word boundaries in the tokens: each character stays its own word."""
+    undecodable: Literal["skip", "error"] = "skip"
+    """A file in a corpus folder that is not UTF-8 text (binary, another encoding): skipped and counted, or an error."""
+    token_dtype: Literal["auto", "uint16", "uint32"] = "auto"
+    """How token ids are stored on disk: auto = uint16 when the vocabulary fits (<= 65,535 ids), else uint32."""
+
+    @model_validator(mode="after")
+    def _shares(self) -> CorpusConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must be < 1, got {self.val} + {self.test}")
+        return self
+
+
 class DataConfig(Section):
     path: str | None = None
     """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
@@ -237,10 +271,12 @@ class DataConfig(Section):
     """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression", "causal_lm"] = "auto"
-    """auto = classification for text/categorical/binary targets or few distinct integers. causal_lm = fine-tune a
-    decoder (GPT-2 style, model.type pretrained) on instruction/response pairs: `prompt` is the instruction column,
-    `target` the response column, and the loss is computed on the response tokens only."""
+    task: Literal["auto", "classification", "regression", "causal_lm", "clm", "mlm"] = "auto"
+    """auto = classification for text/categorical/binary targets or few distinct integers. The language-model family:
+    causal_lm = fine-tune a decoder (model.type pretrained) on instruction/response pairs: `prompt` is the instruction
+    column, `target` the response column, and the loss is computed on the response tokens only; clm = next-token
+    pretraining and mlm = masked-token pretraining on a raw corpus (data.corpus: a .txt file, a folder of text files,
+    JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained)."""
     prompt: str | None = None
     """causal_lm: the instruction (prompt) column."""
     prompt_template: str = "{prompt}\n"
@@ -265,6 +301,8 @@ class DataConfig(Section):
     clean: CleanConfig = CleanConfig()
     split: SplitConfig = SplitConfig()
     text: TextConfig = TextConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    """data.task clm / mlm: documents, blocks and held-out shares of a raw-text corpus."""
     image: ImageConfig = ImageConfig()
     sequence: SequenceConfig | None = None
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""

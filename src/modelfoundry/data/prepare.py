@@ -86,8 +86,14 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
             y = pd.to_numeric(frames[split][d.target], errors="coerce")
             capped[split] = int((y > d.target_cap).sum())
             frames[split] = frames[split].assign(**{d.target: y.clip(upper=d.target_cap)})
+    capped_length = None
     if cfg.model.type == "pretrained":  # the text column is tokenized with the pretrained model's own tokenizer
-        d = d.model_copy(update={"text": d.text.model_copy(update={"tokenizer": str(resolve_model_path(cfg.model.path))})})
+        path = resolve_model_path(cfg.model.path)
+        text = {"tokenizer": str(path)}
+        context = model_context(path)
+        if context is not None and d.text.max_length > context:  # a model pretrained on shorter blocks has no more positions
+            text["max_length"] = capped_length = context
+        d = d.model_copy(update={"text": d.text.model_copy(update=text)})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
     pre.cache_dir = cache_dir
     encoded, targets, truncated, skipped = {}, {}, {}, {}
@@ -102,9 +108,20 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         if enc.skipped:
             skipped[split] = enc.skipped
     profile = profile_frame(df, schema, d.target, task)
+    if capped_length is not None:
+        profile["max_length_capped"] = {"data.text.max_length": cfg.data.text.max_length, "model context": capped_length}
     profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
                    splits={s: len(e) for s, e in encoded.items()}, source=where)
     return Prepared(frames, encoded, targets, pre, profile, raws)
+
+
+def model_context(path: Path) -> int | None:
+    """The most token positions a local Hugging Face model has (GPT-2's n_positions, BERT's max_position_embeddings)."""
+    import json
+
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    n = config.get("n_positions") or config.get("max_position_embeddings")
+    return int(n) if isinstance(n, int) else None
 
 
 def data_files(cfg: Config) -> dict[str, Path | None]:

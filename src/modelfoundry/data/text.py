@@ -14,15 +14,19 @@ from .sources import DataError
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool):
-    """A WordPiece or byte-level BPE tokenizer trained on `texts`. Both handle Chinese (no spaces needed):
-    WordPiece splits every CJK character; byte-level BPE learns merges inside runs of characters."""
+def train_tokenizer(texts, kind: str, vocab_size: int, min_frequency: int, lowercase: bool):
+    """A WordPiece, byte-level BPE or character tokenizer trained on `texts` (a list, or a function returning a fresh
+    iterator over them, so a corpus need not fit in memory). All handle Chinese (no spaces needed): WordPiece splits
+    every CJK character; byte-level BPE learns merges inside runs of characters; char keeps every character."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+    texts_again = texts if callable(texts) else (lambda: iter(texts))
     if kind == "wordpiece":
-        return _train_wordpiece(texts, vocab_size, min_frequency, lowercase)
+        return _train_wordpiece(texts_again, vocab_size, min_frequency, lowercase)
+    if kind == "char":
+        return _train_char(texts_again, lowercase)
     if kind != "bpe":
-        raise ValueError(f"data.text.tokenizer: unknown kind {kind!r}")
+        raise ValueError(f"data.text.tokenizer: unknown kind {kind!r} (wordpiece, bpe, char or a tokenizer directory)")
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tok.normalizer = normalizers.Sequence(norms)
@@ -30,7 +34,25 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(texts_again(), trainer=trainer)
+    return tok
+
+
+def _train_char(texts, lowercase: bool):
+    """One token per character seen in training (sorted, so the same texts give the same ids), [UNK] for any other:
+    the character-level models of char-rnn and nanoGPT's shakespeare_char."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    chars: set[str] = set()
+    for t in texts():
+        chars.update(t.lower() if lowercase else t)
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(chars - set(SPECIALS)))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+    if lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?m)."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS)
     return tok
 
 
@@ -57,13 +79,13 @@ def _train_wordpiece(texts: list[str], vocab_size: int, min_frequency: int, lowe
 
     tok = _wordpiece(None, lowercase)
     chars: set[str] = set()
-    for t in texts:
+    for t in texts():
         for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(t)):
             chars.update(word[1:])
     continuations = ["##" + c for c in sorted(chars)]
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=SPECIALS + continuations)
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(texts(), trainer=trainer)
     out = _wordpiece(tok.get_vocab(), lowercase)
     out.add_special_tokens(SPECIALS)
     return out

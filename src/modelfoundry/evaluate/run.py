@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.runs import Run, Timer, write_json
+from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
 from . import metrics as M
 from .baselines import run_baselines
 from .lm import evaluate_lm
 from .predict_split import outputs
+from .pretrain import evaluate_corpus
 from .report import write_report
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -43,6 +45,11 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
     (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report."""
     timer = Timer()
+    if data.task in CORPUS_TASKS:
+        result = evaluate_corpus(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
     if data.task == "causal_lm":
         result = evaluate_lm(run, cfg, data, model)
         result["evaluate_s"] = timer()

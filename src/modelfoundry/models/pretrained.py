@@ -24,6 +24,7 @@ from ..core.spec import BatchKey, InputSpec
 from ..finetune import STRATEGIES, Adapted, FinetuneName, adapt, keep_layers
 from .base import FoundryModel, text_mask
 from .causal_lm import CausalLM
+from .lm import continued
 from .registry import register
 
 
@@ -145,8 +146,14 @@ def frozen_base(model: nn.Module, cfg: PretrainedConfig, prefix: str) -> dict:
     return {"path": cfg.path, "sha256": base_fingerprint(cfg.path), "keys": keys}
 
 
-@register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"})
+@register("pretrained", PretrainedConfig, {"numeric", "categorical", "text"},
+          {"classification", "regression", "causal_lm", "clm", "mlm"})
 def build(cfg: PretrainedConfig, spec: InputSpec) -> nn.Module:
+    if spec.task in ("clm", "mlm"):  # continued (domain-adaptive) pretraining
+        model = continued(cfg, spec)
+        if cfg.finetune != "full":
+            model.base = frozen_base(model, cfg, "model.")
+        return model
     if spec.task == "causal_lm":
         model = CausalLM(cfg, spec.total_steps)
         if cfg.finetune != "full":

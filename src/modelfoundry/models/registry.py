@@ -12,24 +12,28 @@ from torch import nn
 
 from ..core.spec import InputSpec
 
+PREDICTIVE = frozenset({"classification", "regression"})
+
 
 @dataclass(frozen=True)
 class Registered:
     config_cls: type[BaseModel]
     builder: Callable[[Any, dict], nn.Module]
     inputs: frozenset[str]
+    tasks: frozenset[str] = PREDICTIVE
+    """The data.task values it trains for (the language models: clm / mlm; pretrained: all)."""
 
 
 REGISTRY: dict[str, Registered] = {}
 
 
-def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
+def register(name: str, config_cls: type[BaseModel], inputs: set[str], tasks: set[str] = PREDICTIVE):
     """Decorator for a builder `(cfg, spec) -> nn.Module`; names are unique."""
 
     def deco(builder):
         if name in REGISTRY:
             raise ValueError(f"model type {name!r} is already registered")
-        REGISTRY[name] = Registered(config_cls, builder, frozenset(inputs))
+        REGISTRY[name] = Registered(config_cls, builder, frozenset(inputs), frozenset(tasks))
         return builder
 
     return deco
@@ -37,6 +41,10 @@ def register(name: str, config_cls: type[BaseModel], inputs: set[str]):
 
 def build_model(cfg: BaseModel, spec: InputSpec) -> nn.Module:
     entry = REGISTRY[cfg.type]
+    if spec.task not in entry.tasks:
+        fits = [n for n, r in REGISTRY.items() if spec.task in r.tasks]
+        raise ValueError(f"model.type: '{cfg.type}' does not train for data.task {spec.task} (it trains for "
+                         f"{', '.join(sorted(entry.tasks))}); use one of: {', '.join(fits)}")
     unsupported = spec.kinds() - entry.inputs
     if unsupported:
         fits = [n for n, r in REGISTRY.items() if spec.kinds() <= r.inputs]

@@ -34,6 +34,9 @@ class TrainConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     """SGD momentum."""
     epochs: int = Field(20, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    """Stop after this many optimizer steps, mid-epoch if need be (the schedule ends there; epochs then only bounds the
+    run): a token budget, as pretraining recipes state it. null = train for `epochs`."""
     batch_size: int = Field(64, gt=0)
     """Per process; with `--nproc N` the global batch is N times this."""
     schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"

@@ -15,19 +15,22 @@ from ..data.augment import TEXT_OPTIONS, Augmenter, check_fits, oversample, syno
 from ..finetune import strategy
 from ..models import build_model
 from ..models.pretrained import CachedEncoding, cache_frozen_encodings
-from .loop import FitResult, fit
+from ..pretrain import CorpusData
+from .loop import FitResult, fit, total_steps
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
 
 
-def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resume: bool = False,
+def train_model(cfg: Config, data: Prepared | CorpusData, run: Run | None, accelerator, resume: bool = False,
                 on_epoch=None, teacher: torch.Tensor | None = None, distill: tuple[float, float] | None = None,
                 init=None) -> tuple[torch.nn.Module, FitResult]:
     """Build the configured model for `data` and fit it. Shared by `train`, cross-validation and distillation
     (`teacher`: a teacher's outputs for each training row, `distill`: (temperature, alpha), `init`: called with the
     built model before training, to set its starting weights)."""
     torch.manual_seed(cfg.train.seed)
+    if isinstance(data, CorpusData):
+        return _train_corpus(cfg, data, run, accelerator, resume, on_epoch, init)
     features = {s: data.encoded[s].features for s in ("train", "val") if s in data.encoded}
     augment, swapped = cfg.data.augment, {}
     targets = data.targets["train"]
@@ -42,7 +45,7 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
         features["train"] = {**features["train"], "teacher": teacher}
     per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
-    model = build_model(cfg.model, data.preprocessor.spec().with_steps(per_epoch * cfg.train.epochs))
+    model = build_model(cfg.model, data.preprocessor.spec().with_steps(total_steps(cfg.train, per_epoch)))
     if init is not None:
         init(model)
     finetune = strategy(getattr(cfg.model, "finetune", None))
@@ -72,3 +75,16 @@ def train_model(cfg: Config, data: Prepared, run: Run | None, accelerator, resum
     for k, enc in swapped.items():
         model.encoders[k] = enc
     return model.eval(), result
+
+
+def _train_corpus(cfg: Config, data: CorpusData, run: Run | None, accelerator, resume: bool, on_epoch, init
+                  ) -> tuple[torch.nn.Module, FitResult]:
+    """Self-supervised pretraining: the same loop over packed blocks (masked as they are read, for mlm)."""
+    train = data.blocks["train"]
+    per_epoch = math.ceil(math.ceil(len(train) / (cfg.train.batch_size * accelerator.num_processes)) / cfg.train.grad_accum)
+    model = build_model(cfg.model, data.preprocessor.spec().with_steps(total_steps(cfg.train, per_epoch)))
+    if init is not None:
+        init(model)
+    val = data.blocks.get("val")
+    result = fit(model, train, val, data.task, cfg.train, run, accelerator, resume=resume, on_epoch=on_epoch)
+    return accelerator.unwrap_model(model).eval(), result

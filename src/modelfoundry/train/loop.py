@@ -24,9 +24,11 @@ from torch import nn
 from ..core.infer import TensorData, as_outputs, collate_identity, in_row_order, inference_batches, lm_scores
 from ..core.progress import bar
 from ..core.runs import Run, atomic_write_text, save_safetensors
+from ..core.spec import CORPUS_TASKS, LM_TASKS
 from ..data.augment import mixup
 from ..evaluate.metrics import compute, metric_mode
 from ..models.dropout import use_fast_dropout
+from ..pretrain import Blocks, corpus_scores
 from .config import TrainConfig
 from .optim import build_optimizer, build_schedule
 
@@ -63,9 +65,15 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.n
 
 
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps the run will take: every epoch's, or train.max_steps when that comes first."""
+    steps = steps_per_epoch * cfg.epochs
+    return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
+
+
 def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     logits = logits.float()
-    if task == "causal_lm":  # the model returned per-example [loss sum, response tokens]
+    if task in LM_TASKS:  # the model returned per-example [loss sum, predicted tokens]
         return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
     if task == "classification":
         return F.cross_entropy(logits, y, weight=weights)
@@ -187,7 +195,7 @@ def _load_weights(model: nn.Module, path: Path) -> None:
                          f"unexpected {unexpected[:5]})")
 
 
-def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, cfg: TrainConfig, run: Run | None,
+def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks | None, task: str, cfg: TrainConfig, run: Run | None,
         accelerator, augment=None, resume: bool = False, on_epoch=None, distill: tuple[float, float] | None = None
         ) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (by the early-stopping metric).
@@ -202,7 +210,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_identity)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = math.ceil(math.ceil(len(train) / (cfg.batch_size * accelerator.num_processes)) / cfg.grad_accum)
-    schedule = build_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    schedule = build_schedule(optimizer, cfg, total_steps(cfg, steps_per_epoch))
     per_epoch_schedule = isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
     weights = class_weights(train.y, int(train.y.max()) + 1) if task == "classification" and cfg.class_weights == "balanced" else None
     stop_metric = cfg.early_stopping.metric if cfg.early_stopping else ("val_loss" if val is not None else "train_loss")
@@ -225,11 +233,11 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
     writer = _tensorboard(run) if main and run is not None else None
     best_state = None  # without a run directory the best weights are kept in memory
     use_aug = augment is not None and augment.active
-    mix = augment.cfg.mixup if use_aug and task != "causal_lm" else 0.0
+    mix = augment.cfg.mixup if use_aug and task not in LM_TASKS else 0.0
     global_step = start_epoch * steps_per_epoch
     stopped = False
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        if stopped:
+        if stopped or (cfg.max_steps is not None and global_step >= cfg.max_steps):
             break
         model.train()
         # Accelerate's loader re-applies its own epoch counter at each pass: set that one, so the data
@@ -237,6 +245,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, task: str, 
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
+        if hasattr(train, "set_epoch"):  # packed corpora cut their blocks and draw their masks per epoch
+            train.set_epoch(epoch)
         progress = _progress(len(loader), f"epoch {epoch}/{cfg.epochs}", main)
         total, count, global_step = _train_epoch(
             model, raw, loader, optimizer, None if per_epoch_schedule else schedule, accelerator, cfg, task,
@@ -321,6 +331,8 @@ def _train_epoch(model, raw, loader, optimizer, schedule, accelerator, cfg: Trai
         if progress:
             progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
             progress.update(1)
+        if cfg.max_steps is not None and global_step >= cfg.max_steps and accelerator.sync_gradients:
+            break
     if progress:
         progress.close()
     return total, count, global_step
@@ -344,6 +356,10 @@ def _record_epoch(run: Run, writer, ckpt: Checkpointer, record: dict, improved: 
 @torch.no_grad()
 def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, accelerator, weights) -> dict:
     model.eval()
+    if task in CORPUS_TASKS:
+        record = corpus_scores(model, val, max(cfg.batch_size, 32), accelerator.device, accelerator.autocast)
+        model.train()
+        return {"val_loss": record["loss"], "val_perplexity": record["perplexity"]}
     if task == "causal_lm":
         record = lm_scores(model, val.features, max(cfg.batch_size, 64), accelerator.device, accelerator.autocast)
         model.train()

@@ -13,11 +13,13 @@ import yaml
 
 from ..core.runs import Run, Timer, write_json
 from ..core.schema import flatten
+from ..core.spec import CORPUS_TASKS, LM_TASKS
 from ..data import data_files, prepare
 from ..data.audit import audit
 from ..data.report import write_data_report
 from ..evaluate import evaluate_run
 from ..models import save_model
+from ..pretrain import prepare_corpus
 from .accel import make_accelerator
 from .cv import cross_validate
 from .fit import train_model
@@ -120,10 +122,17 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
                 tracker.epoch(record)
                 if _user is not None:
                     _user(record)
-        data = prepare(cfg, frame, test_frame, cache_dir=Path(cache_dir) if cache_dir else run.path / "cache")
+        cache = Path(cache_dir) if cache_dir else run.path / "cache"
+        if cfg.data.task in CORPUS_TASKS:
+            if frame is not None or test_frame is not None:
+                raise ValueError(f"data.task {cfg.data.task}: pretraining reads its corpus from data.path (a text "
+                                 "file, folder, JSONL or table), not from a DataFrame")
+            data = prepare_corpus(cfg, cache)
+        else:
+            data = prepare(cfg, frame, test_frame, cache_dir=cache)
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
-            if cfg.evaluate.report and data.task != "causal_lm":  # what a person reads first: data_report.html
+            if cfg.evaluate.report and data.task not in LM_TASKS:  # what a person reads first: data_report.html
                 quality = audit(cfg, with_label_issues=False, frame=data.raw["data"], test_frame=data.raw.get("test"))
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
                                                              "all_missing_columns")})
@@ -135,6 +144,9 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
         model, result = train_model(cfg, data, run, accelerator, resume=resume is not None, on_epoch=on_epoch)
         if main:
             saved = save_model(model, cfg.model, model.spec, run.model_dir)
+            if data.task in CORPUS_TASKS:  # the model directory is also a plain Hugging Face one (model.path takes it)
+                model.export_hf(run.model_dir, data.preprocessor.tokenizer,
+                                data.preprocessor.eos_id if data.task == "clm" else None)
             timings = {"fit_s": t_fit(), "loop_s": result.seconds}
             cv = (cross_validate(cfg, data.raw["data"], _show_fold(cfg.evaluate.cv.folds),
                                  str(cfg.resolve_path(cfg.data.path)) if frame is None else None)
