@@ -125,7 +125,14 @@ def nanogpt_val_loss(nano: Path, ckpt: Path, val_ids: np.ndarray, block: int = 6
     return total / count
 
 
-def run_ours(work: Path, iters: int, env: dict) -> dict:
+def auto_precision() -> str:
+    """What train.precision: auto picks here (bf16 on AVX-512 BF16 / AMX CPUs)."""
+    from modelfoundry.core.hardware import resolve_precision
+
+    return "bf16" if resolve_precision("auto") == "bf16" else "fp32"
+
+
+def run_ours(work: Path, iters: int, env: dict, overrides: list[str]) -> dict:
     cfg = {
         "name": "shakespeare_char", "output_dir": str(work / "runs"),
         "data": {"path": str(work / "train.txt"), "test_path": str(work / "val.txt"), "task": "clm",
@@ -142,7 +149,8 @@ def run_ours(work: Path, iters: int, env: dict) -> dict:
     path = work / "ours.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(path)], capture_output=True,
+    sets = [x for o in overrides for x in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(path), *sets], capture_output=True,
                           text=True, env=env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
@@ -152,13 +160,16 @@ def run_ours(work: Path, iters: int, env: dict) -> dict:
     manifest = json.loads((run / "manifest.json").read_text())
     return {"wall_s": round(wall, 1), "loop_s": round(manifest["timings"]["loop_s"], 1),
             "val_loss": metrics["test"]["loss"], "bits_per_byte": metrics["test"]["bits_per_byte"],
-            "precision": manifest.get("hardware", {}).get("precision"), "run": str(run)}
+            "precision": auto_precision(), "run": str(run)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--nanogpt", type=Path, default=NANOGPT, help="a nanoGPT git checkout or bare snapshot")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change our run (e.g. train.lr=3e-3 train.max_steps=1000): a recipe of ours, not the anchor's")
+    ap.add_argument("--tag", default="", help="suffix of the results file (for --set variants)")
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FOUNDRY_PROGRESS": "0"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,20 +183,21 @@ def main() -> None:
         anchor["val_loss"] = round(nanogpt_val_loss(nano, Path(anchor.pop("checkpoint")), val_ids), 4)
         print(f"   {anchor}", file=sys.stderr, flush=True)
         print("ModelFoundry ...", file=sys.stderr, flush=True)
-        ours = run_ours(work, args.iters, env)
+        ours = run_ours(work, args.iters, env, args.set)
         ours.pop("run")
         print(f"   {ours}", file=sys.stderr, flush=True)
     result = {
         "benchmark": "char-level Tiny Shakespeare, baby GPT (4x4x128, block 64, batch 12), same steps",
         "iters": args.iters, "tokens_trained": args.iters * 12 * 64,
         "machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()},
-        "nanogpt": {"commit": commit, **anchor}, "ours": ours,
+        "nanogpt": {"commit": commit, **anchor}, "ours": {**ours, "overrides": args.set},
         "ratios": {"wall_time_ours_over_nanogpt": round(ours["wall_s"] / anchor["wall_s"], 3),
                    "loop_time_ours_over_nanogpt": round(ours["loop_s"] / anchor["loop_s"], 3),
                    "val_loss_ours_minus_nanogpt": round(ours["val_loss"] - anchor["val_loss"], 4)},
         "note": "val loss: mean next-character loss (nats) over the validation text's 64-character windows",
     }
-    out = HERE / "results" / ("pretrain_vs_nanogpt.json" if args.iters == 2000 else f"pretrain_vs_nanogpt-{args.iters}.json")
+    name = "pretrain_vs_nanogpt" + ("" if args.iters == 2000 else f"-{args.iters}") + (f"-{args.tag}" if args.tag else "")
+    out = HERE / "results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["ratios"]), f"-> {out}")
