@@ -10,6 +10,7 @@ module (only for type annotations): a stage that must change a config calls `cfg
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,27 @@ from .tune.config import TuneConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "validate_config", "run_config", "parse_override",
            "json_schema", "reference_markdown"]
+
+EMBEDDED_MODELS = ("minilm", "gpt-mini")
+
+
+def newest_run_model(output_dir: Path, name: str) -> Path:
+    """`model.path: run:NAME`: <output_dir>/NAME/<newest complete run>/model (a pretraining run's is a plain HF
+    directory)."""
+    folder = output_dir / name
+    complete = []
+    for run in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            status = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError):
+            continue
+        if status == "complete" and (run / "model" / "config.json").is_file():
+            complete.append(run)
+    if not complete:
+        raise ValueError(f"model.path 'run:{name}': no complete run with a Hugging Face model directory under "
+                         f"{folder.resolve()} (output_dir is {output_dir}); train one first, or give the directory")
+    return (complete[-1] / "model").resolve()
+
 
 FREE_FORM = ("model.adapter", "data.types", "data.clean.columns")  # mappings whose keys are the user's
 
@@ -68,7 +90,11 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _model_path_from_config_dir(self) -> Config:
-        if self.model.type == "pretrained" and self.model.path != "minilm" and not Path(self.model.path).is_absolute():
+        if self.model.type != "pretrained" or self.model.path in EMBEDDED_MODELS:
+            return self
+        if self.model.path.startswith("run:"):  # the newest complete run of that name: its model directory
+            self.model.path = str(newest_run_model(Path(self.output_dir), self.model.path[4:]))
+        elif not Path(self.model.path).is_absolute():
             self.model.path = str((Path(self.base_dir) / self.model.path).resolve())
         return self
 

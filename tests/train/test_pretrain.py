@@ -71,12 +71,15 @@ def test_clm_from_scratch_beats_unigram_and_saves_a_plain_hugging_face_model(tmp
 
 
 def test_the_pretrained_model_directory_is_the_start_of_a_classifier(tmp_path):
+    with pytest.raises(ConfigError, match="'run:lm': no complete run"):
+        load_config(tiny_config(tmp_path, {"path": "x.csv"}, model={"type": "pretrained", "path": "run:lm"}))
     base = train(cfg_for(tmp_path, {"path": corpus(tmp_path)}, TINY_GPT, epochs=1))
     rows = pd.read_csv(SAMPLE).head(120)
     rows.to_csv(tmp_path / "intents.csv", index=False)
     cfg = load_config(tiny_config(tmp_path, {"path": str(tmp_path / "intents.csv"), "target": "category"},
-                                  model={"type": "pretrained", "path": str(base.path / "model"), "finetune": "full"},
+                                  model={"type": "pretrained", "path": "run:lm", "finetune": "full"},
                                   train={"epochs": 1}, name="clf"))
+    assert cfg.model.path == str((base.path / "model").resolve())  # run:NAME = that name's newest complete run
     run = train(cfg)
     assert Run.open(run.path).status == "complete"
     clf = Predictor.load(run.path)
