@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from modelfoundry.api import resume
+from modelfoundry.cli.main import main
 from modelfoundry.config import ConfigError, load_config
 from modelfoundry.core.runs import Run
 from modelfoundry.data.sources import DataError
@@ -43,7 +44,7 @@ def cfg_for(tmp_path, data: dict, model: dict, epochs: int = 6, out: str = "runs
     return load_config({**raw, "output_dir": str(tmp_path / out)})
 
 
-def test_clm_from_scratch_beats_unigram_and_saves_a_plain_hugging_face_model(tmp_path):
+def test_clm_from_scratch_beats_unigram_and_saves_a_plain_hugging_face_model(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     run = train(cfg_for(tmp_path, {"path": corpus(tmp_path)}, TINY_GPT))
@@ -66,6 +67,15 @@ def test_clm_from_scratch_beats_unigram_and_saves_a_plain_hugging_face_model(tmp
     assert " has " in greedy and "." in greedy, greedy
     long = pred.generate("dora has 2 cats.", max_new_tokens=60)  # past the 32-token context: a sliding window
     assert isinstance(long[0], str)
+    greedy_bob = pred.generate("bob", max_new_tokens=10)[0]
+    assert all(pred.generate("bob", max_new_tokens=10, temperature=1.5, top_k=1, seed=s)[0] == greedy_bob
+               for s in range(3))  # top-k 1 leaves one candidate: sampling is greedy
+    assert pred.generate("", max_new_tokens=24, repetition_penalty=3.0)[0] != greedy
+    capsys.readouterr()
+    options = ["--max-new-tokens", "8", "--temperature", "0.8", "--top-k", "5", "--repetition-penalty", "1.3"]
+    assert main(["generate", str(run.path), "--prompt", "anna", "--stream", *options]) == 0
+    want = pred.generate("anna", max_new_tokens=8, temperature=0.8, top_k=5, repetition_penalty=1.3)[0]
+    assert capsys.readouterr().out == want + "\n"
     with pytest.raises(ValueError, match="no predictions per row"):
         pred.predict(["anna"])
 
