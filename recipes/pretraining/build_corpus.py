@@ -1,5 +1,5 @@
-"""Build the gpt-mini pretraining corpus (JSONL, one document per line, fields `text` and `source`) from licensed
-public-domain / MIT / CC BY text in ../shared/data and this repository's own documentation.
+"""Build the gpt-mini pretraining corpus (JSONL, one document per line, fields `text` and `source`) from the licensed
+public-domain / MIT / CC BY text shipped in datasets/ and this repository's own documentation.
 
     .venv/bin/python recipes/pretraining/build_corpus.py [OUT.jsonl]     # default: recipes/pretraining/data/gpt_mini.jsonl
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "datasets"
 
 
 def sha256(path: Path) -> str:
@@ -72,7 +72,8 @@ SOURCES = {
     "tang_poems": (tang, sorted((DATA / "tang_poems").glob("*.json")), "MIT (poems public domain)"),
     "zh_medical_dialogue": (medical, [DATA / "zh_medical_dialogue" / "internal_medicine_sample.csv"], "MIT"),
     "banking77": (banking, [DATA / "banking77" / "train.csv"], "CC BY 4.0"),
-    "modelfoundry_docs": (docs, [], "this project's licence"),
+    "modelfoundry_docs": (docs, [f for f in sorted((REPO / "docs").rglob("*.md")) if f.name != "config.md"],
+                          "this project's licence (Apache-2.0)"),
 }
 
 
@@ -89,7 +90,7 @@ def main() -> None:
                 n += 1
                 chars += len(text)
             listing.append({"source": name, "documents": n, "characters": chars, "licence": licence,
-                            "files": {str(f.relative_to(DATA)): sha256(f) for f in files}})
+                            "files": {str(f.relative_to(REPO)): sha256(f) for f in files}})
     tmp.replace(out)
     (out.with_suffix(".sources.json")).write_text(json.dumps(listing, indent=2, ensure_ascii=False) + "\n",
                                                   encoding="utf-8")
