@@ -5,7 +5,7 @@
 Writes src/modelfoundry/embedded/gpt-mini/: the plain Hugging Face files (config.json, model.safetensors,
 generation_config.json, tokenizer.json, tokenizer_config.json), training_log.jsonl (the run's history), sources.json
 (the corpus's sources, their sha256 and licences), README.md (the model card: data, training, metrics, samples,
-licence). Prints the sha256 sums to pin in modelfoundry/core/paths.py (GPT_MINI_SHA256)."""
+licence). Writes the files' sha256 sums into modelfoundry/core/paths.py (GPT_MINI_SHA256), which loading checks."""
 
 from __future__ import annotations
 
@@ -124,8 +124,17 @@ Casanueva et al. 2020). Files: config.json, model.safetensors ({weights / 1e6:.1
 tokenizer_config.json, generation_config.json; ModelFoundry checks their sha256 before loading `gpt-mini`.
 """
     (DEST / "README.md").write_text(card, encoding="utf-8")
-    print(json.dumps({f: sha256(DEST / f) for f in FILES}, indent=4))
-    print(f"weights {weights / 1e6:.1f} MB -> {DEST}")
+    pins = {f: sha256(DEST / f) for f in FILES}
+    paths = REPO / "src" / "modelfoundry" / "core" / "paths.py"
+    code = paths.read_text(encoding="utf-8")
+    start = code.index("GPT_MINI_SHA256 = {")
+    end = code.index("}\n", start) + 2
+    body = "".join(f'    "{f}": "{h}",\n' for f, h in pins.items())
+    comment = ("    # our own decoder, pretrained by recipes/pretraining/gpt_mini.yaml and shipped in the package (its README.md\n"
+               "    # is the model card); written by recipes/pretraining/ship_gpt_mini.py. Anything else is refused.\n")
+    paths.write_text(code[:start] + "GPT_MINI_SHA256 = {\n" + comment + body + "}\n" + code[end:], encoding="utf-8")
+    print(json.dumps(pins, indent=4))
+    print(f"weights {weights / 1e6:.1f} MB -> {DEST}; pins written to {paths}")
 
 
 if __name__ == "__main__":

@@ -488,3 +488,21 @@ def test_serve_settings_come_from_the_runs_serve_section_and_flags_override_them
     assert "--max-batch: Input should be greater than 0, got 0" in capsys.readouterr().err
     with pytest.raises(Exception, match="serve.max_batch: must be > 0"):
         load_config({**cfg, "serve": {"max_batch": 0}})
+
+
+def test_a_pretrained_clm_run_is_served_for_generation_and_an_mlm_run_is_refused(tmp_path):
+    from modelfoundry.predictor import Predictor
+
+    from ..train.test_pretrain import TINY_BERT, TINY_GPT, cfg_for, corpus
+
+    path = corpus(tmp_path)
+    clm = train(cfg_for(tmp_path, {"path": path}, TINY_GPT, epochs=2)).path
+    options = {"max_new_tokens": 10, "temperature": 0.8, "top_k": 5, "repetition_penalty": 1.3, "seed": 1}
+    local = Predictor.load(clm).generate("anna", **options)[0]
+    with _client([clm]) as c:
+        r = c.post("/v1/generate", json={"prompt": "anna", **options})
+        assert r.status_code == 200 and r.json()["text"] == local
+    mlm = train(cfg_for(tmp_path, {"path": path, "task": "mlm", "text": {"tokenizer": "wordpiece", "vocab_size": 60}},
+                        TINY_BERT, epochs=1, out="mlm")).path
+    with pytest.raises(ValueError, match="masked-LM pretraining run has nothing to serve"):
+        load_models([mlm])

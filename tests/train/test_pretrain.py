@@ -4,6 +4,7 @@ Hugging Face model and as the input of a fine-tune, exact resume, and bad input.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,15 @@ def test_clm_from_scratch_beats_unigram_and_saves_a_plain_hugging_face_model(tmp
     assert main(["generate", str(run.path), "--prompt", "anna", "--stream", *options]) == 0
     want = pred.generate("anna", max_new_tokens=8, temperature=0.8, top_k=5, repetition_penalty=1.3)[0]
     assert capsys.readouterr().out == want + "\n"
+    other = tmp_path / "other.txt"  # foundry evaluate: the run's scores on another corpus, a file of its own kind
+    other.write_text("\n".join(f"{n} has {k} cats." for n in ("anna", "bob") for k in range(1, 9)), encoding="utf-8")
+    assert main(["evaluate", str(run.path), str(other)]) == 0
+    scored = json.loads((run.path / "evaluations" / "other.json").read_text())["test"]
+    assert scored["documents"] == 16 and scored["perplexity"] < unigram["perplexity"]
+    (tmp_path / "tiny.txt").write_text("anna.\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["evaluate", str(run.path), str(tmp_path / "tiny.txt")]) == 2
+    assert re.search(r"tiny.txt: 6 tokens \(1 documents.*fewer than one block of 32", capsys.readouterr().err)
     with pytest.raises(ValueError, match="no predictions per row"):
         pred.predict(["anna"])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..core.paths import resolve_model_path
 from ..core.progress import bar
 from ..core.runs import atomic_write_text, save_safetensors
+from ..core.spec import CORPUS_TASKS
 from ..finetune import STRATEGIES, adapted_parts
 from ..predictor import Predictor
 
@@ -68,6 +69,9 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     pb = bar(2, "export", unit="step")
     pb.set_postfix_str("loading the run")
     pred = Predictor.load(run_dir, merge=False)
+    if pred.task in CORPUS_TASKS:
+        raise ValueError(f"{run_dir}: a pretraining run's model/ is already a plain Hugging Face directory (adapters "
+                         f"merged); use {pred.run.model_dir} as it is (model.path, from_pretrained)")
     enc = _encoder(pred)
     pb.update(1)
     pb.set_postfix_str("merging and writing")

@@ -1,4 +1,4 @@
-"""`foundry evaluate`: score a run's model on another labelled file."""
+"""`foundry evaluate`: score a run's model on another labelled file, or a pretraining run on another corpus."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import run_config
+from ..config import load_config, run_config
 from ..core.runs import write_json
+from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
 from ..data.schema import check_target
 from ..evaluate import M, evaluate_data
 from ..predictor import Predictor
+from ..pretrain.score import score_corpus
 from .common import add_set, input_frame
 
 
@@ -25,6 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     pred = Predictor.load(args.run)
     cfg = run_config(pred.run)
+    if pred.task in CORPUS_TASKS:  # a pretraining run: loss / perplexity (/ bits per byte) on another corpus
+        if args.overrides:  # e.g. --set data.corpus.documents=file for another kind of text file
+            cfg = load_config(cfg.to_dict(), args.overrides)
+        result = score_corpus(pred.model, pred.preprocessor, Path(args.data), cfg.data.corpus, cfg.data.format,
+                              cfg.train.seed, cfg.data.corpus.mlm_probability)
+        return _write(pred, args.data, {"test": result})
+    if pred.task == "causal_lm":
+        raise ValueError(f"{args.run}: a causal-LM fine-tune; its held-out loss is in metrics.json (score new pairs by "
+                         "training with them as data.test_path)")
     df = input_frame(pred.run, args.data, args.overrides)
     check_target(df, cfg.data.target, args.data)
     enc = pred.preprocessor.transform(df, strict=True)
@@ -32,8 +43,12 @@ def run(args) -> int:
     data = Prepared({"test": df}, {"test": enc}, {"test": y}, pred.preprocessor, {})
     names = M.canonical(cfg.evaluate.metrics, pred.task)
     result, _, _ = evaluate_data(pred.model, data, names, "test", baselines=False)
-    out = pred.run.path / "evaluations" / f"{Path(args.data).stem}.json"
-    write_json(out, {"data": str(Path(args.data).resolve()), **result})
-    print(json.dumps(result["test"], indent=2))
+    return _write(pred, args.data, result)
+
+
+def _write(pred: Predictor, data: str, result: dict) -> int:
+    out = pred.run.path / "evaluations" / f"{Path(data).stem}.json"
+    write_json(out, {"data": str(Path(data).resolve()), **result})
+    print(json.dumps(result["test"], indent=2, ensure_ascii=False))
     print(f"-> {out}", file=sys.stderr)
     return 0

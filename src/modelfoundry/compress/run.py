@@ -20,6 +20,7 @@ from ..core.infer import TensorData
 from ..core.onnxrt import OnnxModel
 from ..core.progress import bar
 from ..core.runs import Run, Timer, atomic_copy, write_json
+from ..core.spec import LM_TASKS
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
 from ..finetune import adapted_parts, merge_adapters, refuse_virtual
@@ -102,8 +103,9 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     timer = Timer()
     pred = Predictor.load(run_dir, backend="torch")
     cfg = source
-    if pred.task == "causal_lm":
-        raise ValueError(f"{run_dir}: a causal-LM run; compress works on classification and regression runs")
+    if pred.task in LM_TASKS:
+        raise ValueError(f"{run_dir}: a {pred.task} language-model run; compress works on classification and "
+                         "regression runs")
     ccfg = ccfg or cfg.compress
     if ccfg is None:
         raise ValueError(f"{run_dir}: no compression asked; give --quantize/--prune/--distill/--onnx or a "

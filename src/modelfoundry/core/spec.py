@@ -10,6 +10,8 @@ KINDS = ("numeric", "categorical", "text", "image", "sequence")
 CORPUS_TASKS = ("clm", "mlm")
 """Self-supervised pretraining on a raw corpus: next-token (clm) and masked-token (mlm)."""
 LM_TASKS = ("causal_lm", *CORPUS_TASKS)
+GENERATIVE_TASKS = ("causal_lm", "clm")
+"""Runs that generate text (foundry generate, /v1/generate): instruction-tuned and next-token pretrained decoders."""
 """The language-model family: models return per-example [loss sum, predicted tokens], and report loss/perplexity."""
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from .packing import Blocks
+from ..data.sources import DataError
+from .corpus import CorpusStats, documents
+from .packing import Blocks, token_dtype, write_streams
 
 
 @torch.no_grad()
@@ -33,3 +38,25 @@ def corpus_scores(model: nn.Module, blocks: Blocks, batch_size: int = 32, device
     if bytes_per_token:
         out["bits_per_byte"] = round(loss / math.log(2) / bytes_per_token, 6)
     return out
+
+
+def score_corpus(model: nn.Module, preprocessor, path: Path, corpus, fmt: str = "auto", seed: int = 0,
+                 mlm_probability: float = 0.15, batch_size: int = 32) -> dict:
+    """A pretraining run's held-out scores on another corpus (every document of it, packed with the run's own
+    tokenizer into blocks of its block size, in a temporary folder): what `foundry evaluate RUN corpus.txt` prints."""
+    stats = CorpusStats()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        dtype = token_dtype(preprocessor.vocab_size, "auto")
+        streams = write_streams((("test", d) for d in documents(path, corpus, fmt, stats)), preprocessor.tokenizer,
+                                preprocessor.eos_id, folder, np.dtype(dtype))
+        s = streams.get("test", {"tokens": 0, "documents": 0, "bytes": 0})
+        if s["tokens"] < preprocessor.block_size:
+            raise DataError(f"{path}: {s['tokens']} tokens ({s['documents']} documents, {len(stats.skipped)} files "
+                            f"skipped), fewer than one block of {preprocessor.block_size}")
+        masker = preprocessor.masker(mlm_probability, False) if preprocessor.task == "mlm" else None
+        blocks = Blocks(folder / "test.bin", s["tokens"], dtype.name, preprocessor.block_size, seed, shift=False,
+                        masker=masker)
+        bpt = s["bytes"] / s["tokens"] if preprocessor.task == "clm" else None
+        out = corpus_scores(model, blocks, batch_size, bytes_per_token=bpt)
+    return {**out, "documents": s["documents"], "blocks": len(blocks), "skipped_files": stats.skipped}

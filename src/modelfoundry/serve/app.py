@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core.spec import GENERATIVE_TASKS
 from ..predictor import Predictor
 from .batcher import Batcher, QueueFull
 from .config import ServeConfig
@@ -38,7 +39,10 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, 
             raise ValueError(f"{r}: model/ has no weights.safetensors or model.onnx (found {others}); only safetensors "
                              "weights and ONNX models are served")
         pred = Predictor.load(path, backend=backend)
-        if pred.task != "causal_lm" and pred.preprocessor.data.sequence is not None:
+        if pred.task == "mlm":
+            raise ValueError(f"{r}: a masked-LM pretraining run has nothing to serve (no predictions, no generation); "
+                             "fine-tune it (model.path: <run>/model) and serve that run")
+        if pred.task not in GENERATIVE_TASKS and pred.preprocessor.data.sequence is not None:
             raise ValueError(f"{r}: a sequence-window run (data.sequence) answers per window of a series, which one "
                              "request of rows does not carry; predict files with `foundry predict` instead")
         name = pred.run.manifest().get("name") or path.parent.name
@@ -110,7 +114,7 @@ def _model_info(name: str, pred: Predictor) -> dict:
     metrics_file = pred.run.path / "metrics.json"
     test = json.loads(metrics_file.read_text()).get("test") if metrics_file.exists() else None
     return {"name": name, "version": pred.run.path.name, "task": pred.task,
-            "inputs": _input_columns(pred) if pred.task != "causal_lm" else {"prompt": "text"},
+            "inputs": _input_columns(pred) if pred.task not in GENERATIVE_TASKS else {"prompt": "text"},
             "labels": pred.classes, "metrics": test, "created": m.get("created"),
             "run": f"{pred.run.path.parent.name}/{pred.run.path.name}"}  # a name, never a server path
 
@@ -138,7 +142,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
     @asynccontextmanager
     async def lifespan(app):
         for name, pred in models.items():
-            if pred.task == "causal_lm":
+            if pred.task in GENERATIVE_TASKS:
                 generators[name] = asyncio.Lock()
             else:
                 batchers[name] = Batcher(pred, settings, metrics, name)
@@ -178,16 +182,19 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         max_new_tokens: int = Field(64, ge=1, le=settings.max_new_tokens)
         temperature: float = Field(0.0, ge=0.0, le=5.0)
         top_p: float = Field(1.0, gt=0.0, le=1.0)
+        top_k: int = Field(0, ge=0)
+        """Sample from the k likeliest tokens (0 = off)."""
+        repetition_penalty: float = Field(1.0, ge=1.0, le=10.0)
         seed: int = 0
         stream: bool = False
         """Answer as Server-Sent Events: `data: {"text": piece}` as the response grows, then `data: {"done": ...}`."""
 
     def routes_for(name: str):
         pred = models[name]
-        if pred.task == "causal_lm":
+        if pred.task in GENERATIVE_TASKS:
             async def generate(req: GenerateRequest):
                 kw = {"max_new_tokens": req.max_new_tokens, "temperature": req.temperature, "top_p": req.top_p,
-                      "seed": req.seed}
+                      "top_k": req.top_k, "repetition_penalty": req.repetition_penalty, "seed": req.seed}
                 try:
                     pred.prompt_ids([req.prompt])
                 except ValueError as exc:
