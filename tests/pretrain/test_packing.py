@@ -86,3 +86,22 @@ def test_whole_word_masking_masks_continuations_with_their_word():
     assert (chosen[:, 0] == chosen[:, 1]).all()  # word 5+6
     assert (chosen[:, 2] == chosen[:, 3]).all() and (chosen[:, 3] == chosen[:, 4]).all()  # word 7+8+9
     assert chosen[:, 0].any() and not chosen[:, 0].all()
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece", "char"])
+def test_the_same_corpus_and_seed_give_the_same_tokenizer_and_streams(tmp_path, kind):
+    from modelfoundry.config import load_config
+    from modelfoundry.pretrain import prepare_corpus
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"第{i}行 line number {i} of the corpus, 中文也可以" for i in range(300)), encoding="utf-8")
+    cfg = load_config({"name": "p", "data": {"path": str(corpus), "task": "mlm" if kind == "wordpiece" else "clm",
+                                             "text": {"tokenizer": kind, "vocab_size": 120, "min_frequency": 1},
+                                             "corpus": {"block_size": 16}},
+                       "model": {"type": "bert" if kind == "wordpiece" else "gpt", "preset": "nano"}})
+    a, b = prepare_corpus(cfg, tmp_path / "a"), prepare_corpus(cfg, tmp_path / "b")
+    assert a.preprocessor.tokenizer.to_str() == b.preprocessor.tokenizer.to_str()
+    for split in ("train", "val", "test"):
+        assert a.blocks[split].path.read_bytes() == b.blocks[split].path.read_bytes()
+    assert a.profile["streams"]["train"]["documents"] + a.profile["streams"]["val"]["documents"] \
+        + a.profile["streams"]["test"]["documents"] == 300
