@@ -170,6 +170,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change our run (e.g. train.lr=3e-3 train.max_steps=1000): a recipe of ours, not the anchor's")
     ap.add_argument("--tag", default="", help="suffix of the results file (for --set variants)")
+    ap.add_argument("--against", type=Path, help="a results file of this script from this machine: take nanoGPT's "
+                    "numbers from it instead of running it again (for --set variants; recorded in the result)")
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FOUNDRY_PROGRESS": "0"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,9 +180,16 @@ def main() -> None:
         commit = checkout(args.nanogpt, nano)
         prepare(work, nano)
         val_ids = np.fromfile(nano / "data" / "shakespeare_char" / "val.bin", dtype=np.uint16)
-        print(f"nanoGPT @ {commit[:10]}: {args.iters} iterations ...", file=sys.stderr, flush=True)
-        anchor = run_nanogpt(nano, args.iters, env)
-        anchor["val_loss"] = round(nanogpt_val_loss(nano, Path(anchor.pop("checkpoint")), val_ids), 4)
+        if args.against:
+            before = json.loads(args.against.read_text())
+            anchor = {k: v for k, v in before["nanogpt"].items() if k != "commit"}
+            anchor["from"] = f"{args.against.name} (not rerun)"
+            if before["nanogpt"]["commit"] != commit or before["machine"]["cpu"] != cpu_name():
+                raise SystemExit(f"{args.against}: another nanoGPT commit or another CPU; run both again")
+        else:
+            print(f"nanoGPT @ {commit[:10]}: {args.iters} iterations ...", file=sys.stderr, flush=True)
+            anchor = run_nanogpt(nano, args.iters, env)
+            anchor["val_loss"] = round(nanogpt_val_loss(nano, Path(anchor.pop("checkpoint")), val_ids), 4)
         print(f"   {anchor}", file=sys.stderr, flush=True)
         print("ModelFoundry ...", file=sys.stderr, flush=True)
         ours = run_ours(work, args.iters, env, args.set)
