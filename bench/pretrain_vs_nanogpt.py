@@ -160,7 +160,8 @@ def run_ours(work: Path, iters: int, env: dict, overrides: list[str]) -> dict:
     manifest = json.loads((run / "manifest.json").read_text())
     return {"wall_s": round(wall, 1), "loop_s": round(manifest["timings"]["loop_s"], 1),
             "val_loss": metrics["test"]["loss"], "bits_per_byte": metrics["test"]["bits_per_byte"],
-            "precision": auto_precision(), "run": str(run)}
+            "precision": next((o.split("=", 1)[1] for o in overrides if o.startswith("train.precision=")),
+                              auto_precision()), "run": str(run)}
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def anchor(run: Path, steps: int, bf16: bool) -> dict:
     model = GPT2LMHeadModel(config)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
-                                 weight_decay=0.1, lr_scheduler_type="cosine", warmup_ratio=0.05, max_grad_norm=1.0,
+                                 weight_decay=0.1, lr_scheduler_type="cosine", warmup_steps=int(0.05 * steps), max_grad_norm=1.0,
                                  bf16=bf16, use_cpu=True, save_strategy="no", eval_strategy="no",
                                  logging_strategy="no", report_to="none", disable_tqdm=True, seed=42,
                                  dataloader_num_workers=0)
