@@ -93,6 +93,17 @@ def main() -> None:
     os.environ.setdefault("FOUNDRY_PROGRESS", "0")
     df = frame(args.limit)
     results = {}
+    sys.path.insert(0, str(HERE))
+    from pretrain_vs_nanogpt import cpu_flags, cpu_name
+
+    out = HERE / "results" / ("gpt_mini_sft.json" if not args.limit else f"gpt_mini_sft-limit{args.limit}.json")
+
+    def write() -> None:  # after every run: a long benchmark that is stopped keeps what it measured
+        out.write_text(json.dumps({"benchmark": "instruction tuning: gpt-mini vs random init, same recipe",
+                                   "rows": len(df), "epochs": args.epochs, "recipes": {k: RECIPES[k] for k in args.recipes},
+                                   "machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count()},
+                                   "results": results}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         starts = {"gpt-mini (pretrained)": "gpt-mini", "random init (same architecture)": str(random_start(work / "random"))}
@@ -101,14 +112,7 @@ def main() -> None:
                 print(f"{recipe} from {name} ...", file=sys.stderr, flush=True)
                 results[f"{recipe} | {name}"] = res = one(path, recipe, df, work, args.epochs)
                 print(f"   {res['test']}  {res['train_s']} s", file=sys.stderr, flush=True)
-    sys.path.insert(0, str(HERE))
-    from pretrain_vs_nanogpt import cpu_flags, cpu_name
-
-    out = HERE / "results" / ("gpt_mini_sft.json" if not args.limit else f"gpt_mini_sft-limit{args.limit}.json")
-    out.write_text(json.dumps({"benchmark": "instruction tuning: gpt-mini vs random init, same recipe",
-                               "rows": len(df), "epochs": args.epochs, "recipes": {k: RECIPES[k] for k in args.recipes},
-                               "machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count()},
-                               "results": results}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                write()
     print(f"-> {out}")
 
 
