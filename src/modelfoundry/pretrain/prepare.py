@@ -221,10 +221,13 @@ def _build(cfg: Config, path: Path, test_path: Path | None, folder: Path) -> dic
             tok = train_tokenizer(train_texts, t.tokenizer, t.vocab_size, t.min_frequency, t.lowercase)
             described = {"kind": t.tokenizer, "vocab_size": tok.get_vocab_size(), "lowercase": t.lowercase}
         vocab = tok.get_vocab(with_added_tokens=True)
-        eos, mask = vocab["[SEP]"], vocab["[MASK]"] if task == "mlm" else None
+        if "[SEP]" not in vocab:
+            raise DataError(f"data.text.tokenizer: {described.get('from', 'the tokenizer')} has no [SEP] token, which "
+                            "separates documents (and ends a text); add it, or let ModelFoundry train one")
+        eos, mask = vocab["[SEP]"], vocab.get("[MASK]") if task == "mlm" else None
         special = sorted(vocab[s] for s in SPECIALS if s in vocab)
     if task == "mlm" and mask is None:
-        raise DataError("data.task mlm: the tokenizer has no [MASK] token")
+        raise DataError("data.task mlm: the tokenizer has no [MASK] token to mask with")
     dtype = token_dtype(tok.get_vocab_size(with_added_tokens=True), c.token_dtype)
     stats = CorpusStats()
     progress = bar(None, "tokenizing corpus", unit="doc")
