@@ -42,18 +42,7 @@ def evaluate_lm(run: Run, cfg, data: Prepared, model) -> dict:
 
 def write_lm_report(run: Run, data: Prepared, result: dict) -> None:
     m = run.manifest()
-    history = run.history()
-    img = ""
-    if history:
-        plt = _fig()
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ep = [h["epoch"] for h in history]
-        ax.plot(ep, [h["train_loss"] for h in history], label="train")
-        if "val_loss" in history[0]:
-            ax.plot(ep, [h["val_loss"] for h in history], label="validation")
-        ax.set(xlabel="epoch", ylabel="loss per response token", title="Loss")
-        ax.legend()
-        img = f"<h2>Learning curves</h2><img src='{_save(plt, fig, run, 'learning_curves.png')}' alt='learning curves'>"
+    img = loss_curves(run, "loss per response token")
     rows = [{"model": "fine-tuned", **result["test"]}]
     rows += [{"model": k, **v} for k, v in result.get("baselines", {}).items()]
     samples = _table(result["samples"])
@@ -69,3 +58,19 @@ def write_lm_report(run: Run, data: Prepared, result: dict) -> None:
     name = m.get("name", "run")
     atomic_write_text(run.path / "report.html", page(f"{name} report", name, body, subtitle=run.path.name,
                                                      align="left", wrap=True))
+
+
+def loss_curves(run: Run, ylabel: str) -> str:
+    """The report's learning-curve section (train and validation loss per epoch) for a language-model run, or ''."""
+    history = run.history()
+    if not history:
+        return ""
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], marker="o", label="train")
+    if "val_loss" in history[0]:
+        ax.plot(ep, [h["val_loss"] for h in history], marker="o", label="validation")
+    ax.set(xlabel="epoch", ylabel=ylabel, title="Learning curves")
+    ax.legend()
+    return f"<h2>Learning curves</h2><img src='{_save(plt, fig, run, 'learning_curves.png')}' alt='learning curves'>"

@@ -15,7 +15,8 @@ from ..core.html import page
 from ..core.runs import Run, atomic_write_text, write_json
 from ..models import build_model
 from ..pretrain import CorpusData, corpus_scores
-from .report import _fig, _save, _table
+from .lm import loss_curves
+from .report import _table
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -77,18 +78,7 @@ def evaluate_corpus(run: Run, cfg: Config, data: CorpusData, model) -> dict:
 
 def write_corpus_report(run: Run, data: CorpusData, result: dict) -> None:
     m = run.manifest()
-    history = run.history()
-    img = ""
-    if history:
-        plt = _fig()
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ep = [h["epoch"] for h in history]
-        ax.plot(ep, [h["train_loss"] for h in history], marker="o", label="train")
-        if "val_loss" in history[0]:
-            ax.plot(ep, [h["val_loss"] for h in history], marker="o", label="validation")
-        ax.set(xlabel="epoch", ylabel="loss per predicted token (nats)", title="Learning curves")
-        ax.legend()
-        img = f"<h2>Learning curves</h2><img src='{_save(plt, fig, run, 'learning_curves.png')}' alt='learning curves'>"
+    img = loss_curves(run, "loss per predicted token (nats)")
     rows = [{"model": "this run", **{k: v for k, v in result["test"].items() if not k.endswith("_start")}}]
     rows += [{"model": k, **v} for k, v in result.get("baselines", {}).items()]
     p = data.profile
