@@ -221,9 +221,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return df
 
 
-def _read_jsonl(path: Path, encoding: str | None) -> pd.DataFrame:
-    rows = []
-    for i, line in enumerate(decode(path, encoding).splitlines(), start=1):
+def json_objects(lines, path: Path):
+    """(line number, object) for each non-blank line of a JSON-lines file, refusing a line that is not a JSON object
+    (naming the file and line). `lines` may stream (an open file): the pretraining corpus reads it that way."""
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -232,7 +233,11 @@ def _read_jsonl(path: Path, encoding: str | None) -> pd.DataFrame:
             raise DataError(f"{path}: line {i} is not valid JSON ({exc.msg}): {line[:80]!r}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}: line {i}: expected a JSON object per line, got {type(obj).__name__}")
-        rows.append(obj)
+        yield i, obj
+
+
+def _read_jsonl(path: Path, encoding: str | None) -> pd.DataFrame:
+    rows = [obj for _, obj in json_objects(decode(path, encoding).splitlines(), path)]
     if not rows:
         raise DataError(f"{path}: no JSON lines")
     return pd.DataFrame(rows)

@@ -5,14 +5,13 @@ in memory; each is assigned to train, val or test once, by a seeded draw, so a d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import DataError, read_source
+from ..data.sources import DataError, json_objects, read_source
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".tab", ".parquet", ".pq"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -72,15 +71,7 @@ def _read_text_file(path: Path, undecodable: str, stats: CorpusStats | None) -> 
 
 def _jsonl_documents(path: Path, key: str) -> Iterator[str]:
     with open(path, encoding="utf-8-sig") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {i} is not valid JSON ({exc.msg}): {line[:80]!r}") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {i}: expected a JSON object per line, got {type(obj).__name__}")
+        for i, obj in json_objects(fh, path):
             if key not in obj:
                 raise DataError(f"{path}: line {i} has no field {key!r} (data.corpus.field); its fields: "
                                 f"{', '.join(map(str, obj)) or 'none'}")
