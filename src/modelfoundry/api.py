@@ -13,22 +13,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .align import align
 from .compress import compress as _compress
 from .compress.config import CompressConfig
 from .config import Config, ConfigError, load_config, run_config
+from .core.callable import make_callable
 from .core.runs import Run
 from .predictor import Predictor
-from .train import train
+from .train import train as _train
 from .tune import tune
 
-__all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "compress", "load_config", "resume",
+__all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "align", "compress", "load_config", "resume",
            "run_config", "train", "tune"]
+
+
+def train(cfg: Config, **kwargs) -> Run:
+    """Train and evaluate what a config describes: the supervised / pretraining loop, or, for a config with an
+    `align:` section, alignment on TRL. Returns the complete Run."""
+    if cfg.align is not None:
+        unknown = set(kwargs) - {"run_dir"}
+        if unknown:
+            raise ValueError(f"train(): {', '.join(sorted(unknown))} do not apply to an align: config")
+        return align(cfg, **kwargs)
+    return _train(cfg, **kwargs)
+
+
+make_callable("modelfoundry.train", train)  # the package is callable too: calling it now dispatches as above
 
 
 def resume(run_dir: str | Path, **kwargs) -> Run:
     """Continue an interrupted or killed run from its last checkpoint, with its own config and data."""
     run = Run.open(run_dir)
-    return train(run_config(run), resume=run.path, **kwargs)
+    cfg = run_config(run)
+    if cfg.align is not None:
+        raise ValueError(f"{run.path}: an alignment run does not resume (TRL's checkpoints hold pickled state, which "
+                         "this toolkit does not write); start it again with `foundry train`")
+    return _train(cfg, resume=run.path, **kwargs)
 
 
 def compress(run_dir: str | Path, settings: CompressConfig | None = None, output_dir: str | Path | None = None) -> Run:

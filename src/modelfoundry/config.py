@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .align.config import AlignConfig
 from .compress.config import CompressConfig
 from .core.schema import (
     ConfigError,
@@ -52,7 +53,8 @@ def newest_run_model(output_dir: Path, name: str) -> Path:
             status = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get("status")
         except (OSError, ValueError):
             continue
-        if status == "complete" and (run / "model" / "config.json").is_file():
+        if status == "complete" and ((run / "model" / "config.json").is_file()
+                                     or (run / "model" / "architecture.json").is_file() and _causal_lm(run)):
             complete.append(run)
     if not complete:
         raise ValueError(f"model.path 'run:{name}': no complete run with a Hugging Face model directory under "
@@ -60,7 +62,15 @@ def newest_run_model(output_dir: Path, name: str) -> Path:
     return (complete[-1] / "model").resolve()
 
 
-FREE_FORM = ("model.adapter", "data.types", "data.clean.columns")  # mappings whose keys are the user's
+def _causal_lm(run: Path) -> bool:
+    """A causal-LM fine-tune of ours (alignment starts from it: align/model.py exports it)."""
+    try:
+        return json.loads((run / "model" / "preprocessor.json").read_text(encoding="utf-8")).get("task") == "causal_lm"
+    except (OSError, ValueError):
+        return False
+
+
+FREE_FORM = ("model.adapter", "align.options", "data.types", "data.clean.columns")  # mappings whose keys are the user's
 
 
 class Config(Section):
@@ -80,6 +90,9 @@ class Config(Section):
     """Compression (`foundry compress RUN`): distill, prune, quantize, export to ONNX."""
     serve: ServeConfig = ServeConfig()
     """How `foundry serve RUN` serves this run (flags override it)."""
+    align: AlignConfig | None = None
+    """Alignment from feedback on TRL (`foundry train` runs it instead of the supervised loop): sft, reward, dpo, ipo,
+    orpo, kto, grpo on a decoder (model.type pretrained, model.path gpt-mini, a causal-LM run or an HF directory)."""
 
     @field_validator("track", mode="before")
     @classmethod
@@ -137,6 +150,21 @@ class Config(Section):
                              "evaluate.metrics do not apply")
         if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
             raise ValueError(f"data.augment does not apply to data.task {task} (the text is the target)")
+        return self
+
+    @model_validator(mode="after")
+    def _align_fits(self) -> Config:
+        if self.align is None:
+            return self
+        if self.model.type != "pretrained":
+            raise ValueError(f"align: aligns a pretrained model: model.type pretrained with model.path (gpt-mini, a "
+                             f"causal-LM or aligned run, a Hugging Face directory), not {self.model.type!r}")
+        if self.data.task != "auto":
+            raise ValueError(f"align: reads its own columns (align.prompt, align.chosen, ...); data.task "
+                             f"{self.data.task} does not apply")
+        if self.evaluate.cv is not None or self.evaluate.metrics is not None:
+            raise ValueError("align: reports held-out pairwise accuracy, win rates and rewards; evaluate.cv and "
+                             "evaluate.metrics do not apply")
         return self
 
     @model_validator(mode="after")

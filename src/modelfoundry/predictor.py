@@ -17,6 +17,7 @@ from .data import DataError, Preprocessor
 from .data.lm import LMPreprocessor
 from .finetune import merge_adapters
 from .models import load_model
+from .models.lm import load_hf_decoder
 from .pretrain import CorpusPreprocessor
 
 
@@ -54,11 +55,16 @@ class Predictor:
         elif not weights.exists() and onnx_file.exists():
             raise ValueError(f"{run.path}: this run holds an ONNX model only (model/model.onnx); use backend onnx "
                              "(foundry serve --backend onnx)")
-        else:
+        state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
+        if state.get("task") == "reward":
+            raise ValueError(f"{run.path}: a reward model (align.method reward) scores a prompt and a reply; use it as "
+                             "align.judge or an align.rewards run, or modelfoundry.align.RewardModel")
+        if backend == "torch" and not (run.model_dir / "architecture.json").exists():
+            model = load_hf_decoder(run.model_dir)  # an aligned run: a plain Hugging Face decoder directory
+        elif backend == "torch":
             model, _, _ = load_model(run.model_dir)
             if merge:
                 merge_adapters(model)
-        state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
         if state.get("task") == "causal_lm":
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         if state.get("task") in CORPUS_TASKS:

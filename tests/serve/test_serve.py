@@ -168,7 +168,7 @@ def test_refused_runs(table_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(table_run, broken)
     (broken / "model" / "weights.safetensors").rename(broken / "model" / "weights.pt")
-    with pytest.raises(ValueError, match="no weights.safetensors or model.onnx .*weights.pt"):
+    with pytest.raises(ValueError, match="no weights.safetensors, model.safetensors .*weights.pt"):
         load_models([broken])
     running = tmp_path / "running"
     shutil.copytree(table_run, running)

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..api import resume
+from ..api import resume, train
 from ..config import load_config
 from ..core.runs import Run
-from ..train import train
 from .common import add_set, summary
 
 
@@ -31,6 +30,9 @@ def run(args) -> int:
     if args.config is None:
         raise ValueError("foundry train: give a CONFIG file (or --resume RUN_DIR)")
     cfg = load_config(args.config, args.overrides)
+    if args.nproc and args.nproc > 1 and cfg.align is not None:
+        raise ValueError("foundry train --nproc: an align: config runs in one process here (TRL under `accelerate "
+                         "launch` is the way to several GPUs)")
     if args.nproc and args.nproc > 1:
         run = Run.create(Path(cfg.output_dir), cfg.name)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

@@ -22,3 +22,16 @@ img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(heading)}{small}</h1>
 {body}
 </body></html>""")
+
+
+def table(rows: list[dict]) -> str:
+    """Rows of {column: value} as an HTML table (floats to 4 decimals), every value escaped; '' for no rows."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def cell(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -243,6 +243,22 @@ def _read_jsonl(path: Path, encoding: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _read_json(path: Path, encoding: str | None) -> pd.DataFrame:
+    """A JSON array of objects (LLaMA-Factory's and Alpaca's .json files), or an object holding one under "data"."""
+    try:
+        obj = json.loads(decode(path, encoding))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); JSON lines go in a .jsonl file") from None
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        obj = obj["data"]
+    if not isinstance(obj, list) or not obj:
+        raise DataError(f"{path}: expected a non-empty JSON array of objects (one per row), got {type(obj).__name__}")
+    bad = next((i for i, row in enumerate(obj) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise DataError(f"{path}: item {bad} of the array is a {type(obj[bad]).__name__}, not an object")
+    return pd.DataFrame(obj)
+
+
 def _read_folder(path: Path, target: str, kind: str) -> pd.DataFrame:
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -283,5 +299,6 @@ register_source("csv", (".csv", ".txt", ".data"), lambda p, o: read_delimited(p,
 register_source("tsv", (".tsv", ".tab"), lambda p, o: read_delimited(p, o.delimiter or "\t", o.encoding, o.columns))
 register_source("parquet", (".parquet", ".pq"), lambda p, o: _read_parquet(p))
 register_source("jsonl", (".jsonl", ".ndjson"), lambda p, o: _read_jsonl(p, o.encoding))
+register_source("json", (".json",), lambda p, o: _read_json(p, o.encoding))
 register_source("text_folder", (), lambda p, o: _read_folder(p, o.target, "text"))
 register_source("image_folder", (), lambda p, o: _read_folder(p, o.target, "image"))

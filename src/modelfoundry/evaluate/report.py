@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from ..core.html import page
+from ..core.html import table as _table
 from ..core.plots import pyplot as _fig
 from ..core.plots import save_figure, tick_labels
 from ..core.runs import Run, atomic_write_text
@@ -88,18 +89,6 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
         ax.set(xlabel=metric, title=f"Model vs baselines ({metric})")
         made.append(("Model vs baselines", _save(plt, fig, run, "baselines.png")))
     return made
-
-
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray) -> None:

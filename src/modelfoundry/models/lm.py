@@ -97,32 +97,11 @@ class LanguageModel(Generating, Adapted, Built):
     def export_hf(self, directory: Path, tokenizer, eos_id: int | None = None) -> None:
         """Write a plain Hugging Face directory (adapters merged into a copy): config.json, model.safetensors,
         tokenizer.json, tokenizer_config.json."""
-        import copy
-
         model = self.model
-        if hasattr(model, "peft_config"):
-            if not STRATEGIES[self.finetune].mergeable:  # prefix / prompt tuning learn inputs, not weights
-                raise ValueError(f"model.finetune {self.finetune}: its virtual tokens cannot be merged into a plain "
-                                 "Hugging Face model; the run's own files (weights + base) hold it")
-            model = copy.deepcopy(model).merge_and_unload()
-        directory.mkdir(parents=True, exist_ok=True)
-        if eos_id is not None:
-            model.config.eos_token_id = eos_id
-            model.config.pad_token_id = eos_id
-            if getattr(model, "generation_config", None) is not None:
-                model.generation_config.eos_token_id = eos_id
-                model.generation_config.pad_token_id = eos_id
-        model.save_pretrained(directory, safe_serialization=True)
-        (directory / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
-        vocab = tokenizer.get_vocab(with_added_tokens=True)
-        special = {k: t for k, t in (("unk_token", "[UNK]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"),
-                                     ("sep_token", "[SEP]"), ("mask_token", "[MASK]")) if t in vocab}
-        if eos_id is not None:
-            eos = tokenizer.id_to_token(eos_id)
-            special.update(eos_token=eos, bos_token=eos)
-        (directory / "tokenizer_config.json").write_text(json.dumps(
-            {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": self.context(), **special}, indent=2),
-            encoding="utf-8")
+        if hasattr(model, "peft_config") and not STRATEGIES[self.finetune].mergeable:
+            raise ValueError(f"model.finetune {self.finetune}: its virtual tokens cannot be merged into a plain "
+                             "Hugging Face model; the run's own files (weights + base) hold it")
+        export_hf(model, directory, tokenizer, eos_id, self.context())
 
     def context(self) -> int:
         c = self.model.config
@@ -186,3 +165,38 @@ def continued(cfg: PretrainedConfig, spec: InputSpec) -> LanguageModel:
     model = adapt(model, cfg.finetune, cfg.adapter, spec.total_steps, "CAUSAL_LM" if spec.task == "clm" else
                   "FEATURE_EXTRACTION", cfg.freeze_layers)
     return LanguageModel(model, spec.task, cfg.finetune, cfg.layer_lr_decay)
+
+
+def export_hf(model, directory: Path, tokenizer, eos_id: int | None, context: int) -> None:
+    """A Hugging Face model (a PEFT adapter merged into a copy) as a plain directory: config.json, model.safetensors,
+    tokenizer.json (a `tokenizers` Tokenizer) and tokenizer_config.json (special tokens; eos = `eos_id`)."""
+    import copy
+
+    if hasattr(model, "peft_config"):
+        model = copy.deepcopy(model).merge_and_unload()
+    directory.mkdir(parents=True, exist_ok=True)
+    if eos_id is not None:
+        model.config.eos_token_id = eos_id
+        model.config.pad_token_id = eos_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = eos_id
+            model.generation_config.pad_token_id = eos_id
+    model.save_pretrained(directory, safe_serialization=True)
+    (directory / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    special = {k: t for k, t in (("unk_token", "[UNK]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"),
+                                 ("sep_token", "[SEP]"), ("mask_token", "[MASK]")) if t in vocab}
+    if eos_id is not None:
+        eos = tokenizer.id_to_token(eos_id)
+        special.update(eos_token=eos, bos_token=eos)
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": context, **special}, indent=2),
+        encoding="utf-8")
+
+
+def load_hf_decoder(directory: Path) -> LanguageModel:
+    """A plain Hugging Face decoder directory (an aligned run's model/) as a LanguageModel that generates."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
+    return LanguageModel(model, "clm").eval()

@@ -67,6 +67,9 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
     `cache_dir`: where text encodings are cached (default: the run's cache/ folder, which a resume reuses).
     `on_epoch(record)` sees every epoch's metrics; an exception with `run_status` (a pruned trial) ends the
     run with that status."""
+    if getattr(cfg, "align", None) is not None:
+        raise ValueError("this config has an align: section: run it with modelfoundry.api.train (or "
+                         "modelfoundry.align.align, or `foundry train`); modelfoundry.train.train is the supervised loop")
     timer = Timer()
     lock = None
     try:  # from here on, whatever fails releases the run's lock
