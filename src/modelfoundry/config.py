@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .align.config import AlignConfig
 from .compress.config import CompressConfig
+from .core.runs import complete_runs
 from .core.schema import (
     ConfigError,
     Section,
@@ -47,15 +48,8 @@ def newest_run_model(output_dir: Path, name: str) -> Path:
     """`model.path: run:NAME`: <output_dir>/NAME/<newest complete run>/model (a pretraining run's is a plain HF
     directory)."""
     folder = output_dir / name
-    complete = []
-    for run in sorted(folder.iterdir()) if folder.is_dir() else []:
-        try:
-            status = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError):
-            continue
-        if status == "complete" and ((run / "model" / "config.json").is_file()
-                                     or (run / "model" / "architecture.json").is_file() and _causal_lm(run)):
-            complete.append(run)
+    complete = [run for run in complete_runs(folder) if (run / "model" / "config.json").is_file()
+                or (run / "model" / "architecture.json").is_file() and _causal_lm(run)]
     if not complete:
         raise ValueError(f"model.path 'run:{name}': no complete run with a Hugging Face model directory under "
                          f"{folder.resolve()} (output_dir is {output_dir}); train one first, or give the directory")

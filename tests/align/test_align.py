@@ -190,6 +190,18 @@ def test_a_classifier_run_of_ours_is_a_grpo_reward(tmp_path):
     cfg["align"]["rewards"] = [{"run": str(clf.path), "label": "neutral"}]
     with pytest.raises(ValueError, match=r"give label, one of \['negative', 'positive'\]"):
         train(load_config(cfg))
+    # a regressor's prediction is a reward as it is; a label does not fit it
+    pd.DataFrame([{"text": r["text"], "score": float(r["label"] == "positive")} for r in rows]).to_csv(
+        tmp_path / "score.csv", index=False)
+    reg = train(load_config({"name": "score", "output_dir": str(tmp_path / "runs"),
+                             "data": {"path": str(tmp_path / "score.csv"), "target": "score", "task": "regression",
+                                      "types": {"text": "text"}},
+                             "model": {"type": "mlp", "hidden": [8]},
+                             "train": {"epochs": 1, "precision": "fp32", "early_stopping": None},
+                             "evaluate": {"baselines": False, "report": False}}))
+    cfg["align"]["rewards"] = [{"run": str(reg.path), "label": "positive"}]
+    with pytest.raises(ValueError, match="a regressor predicts one value; label applies to classifiers"):
+        train(load_config(cfg))
 
 
 def test_diversity_numbers():
@@ -249,3 +261,59 @@ def test_chat_messages_and_json_arrays_are_read(tmp_path):
                                    data=data, train={"max_steps": 1})))
     sample = json.loads((run.path / "metrics.json").read_text())["generation"]["samples"][0]["prompt"]
     assert sample.startswith("user: Hi ") and "assistant: Hello\nTell me about" in sample
+
+
+@pytest.mark.slow
+def test_alignment_continues_our_causal_lm_fine_tune_with_its_template_and_keeps_a_lora_adapter(tmp_path):
+    rows = [{"instruction": p["prompt"], "response": p["chosen"]} for p in pairs(12)]
+    pd.DataFrame(rows).to_csv(tmp_path / "sft.csv", index=False)
+    train(load_config({
+        "name": "sft", "output_dir": str(tmp_path / "runs"),
+        "data": {"path": str(tmp_path / "sft.csv"), "task": "causal_lm", "prompt": "instruction", "target": "response",
+                 "prompt_template": "Q: {prompt}\nA: ", "split": {"test": 0.25, "val": 0.0}},
+        "model": {"type": "pretrained", "path": "gpt-mini", "finetune": "lora"},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "precision": "fp32", "early_stopping": None},
+        "evaluate": {"baselines": False, "report": False}}))
+    cfg = config(tmp_path, {"method": "dpo", "eval_prompts": 2},
+                 model={"type": "pretrained", "path": "run:sft", "finetune": "lora", "adapter": {"r": 4}},
+                 train={"max_steps": 2, "lr": 1e-3})
+    run = train(load_config(cfg))
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert m["template"] == repr("Q: {prompt}\nA: ")  # the template the base was tuned with, carried on
+    assert m["generation"]["samples"][0]["prompt"].startswith("Q: Question")
+    assert (run.path / "cache" / "base-model" / "config.json").is_file()  # our run, exported once as HF
+    assert (run.path / "model" / "adapter" / "adapter_config.json").is_file()
+    assert run.manifest()["trainable_parameters"] < run.manifest()["parameters"] / 10
+    assert isinstance(Predictor.load(run.path).generate(["Question 3: tell me about a refund."], max_new_tokens=3)[0], str)
+
+
+def test_a_json_array_file_reads_as_a_table(tmp_path):
+    from modelfoundry.data.sources import read_source
+
+    (tmp_path / "a.json").write_text(json.dumps([{"x": 1, "y": "a"}, {"x": 2, "y": "b"}]), encoding="utf-8")
+    assert read_source(tmp_path / "a.json").to_dict("records") == [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}]
+    (tmp_path / "b.json").write_text(json.dumps([{"x": 1}, 3]), encoding="utf-8")
+    with pytest.raises(DataError, match="item 1 of the array is a int"):
+        read_source(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text('{"x": 1}\n{"x": 2}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="JSON lines go in a .jsonl file"):
+        read_source(tmp_path / "c.json")
+
+
+def test_reply_log_probabilities_are_the_same_batched_and_one_by_one():
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from modelfoundry.align.evaluate import reply_logps
+    from modelfoundry.core.paths import resolve_model_path
+
+    path = resolve_model_path("gpt-mini")
+    model, tok = AutoModelForCausalLM.from_pretrained(path), PreTrainedTokenizerFast.from_pretrained(path)
+    prompts = ["Question 1: hi\n", "床前明月光，", "A much longer question about the weather today\n", "x"]
+    replies = ["Hello there.", "疑是地上霜。", "Sunny.", "a b c d e f g"]
+    one = reply_logps(model, tok, prompts, replies, 3, 256, batch_size=1)
+    many = reply_logps(model, tok, prompts, replies, 3, 256, batch_size=4)
+    assert [n for _, n in one] == [n for _, n in many] and all(n > 1 for _, n in one)
+    assert [s for s, _ in many] == pytest.approx([s for s, _ in one], abs=1e-3)
+    # the prompt is context, not scored: a reply's log-probability changes with the prompt before it
+    other = reply_logps(model, tok, ["Question 2: hello\n"], ["Hello there."], 3, 256)
+    assert other[0][1] == one[0][1] and other[0][0] != pytest.approx(one[0][0], abs=1e-4)

@@ -30,19 +30,32 @@ CURVES = ("loss", "eval_loss", "reward", "kl", "train_distinct_2", "rewards/marg
 
 
 @torch.no_grad()
-def reply_logps(model, tok, prompts: list[str], replies: list[str], eos_id: int, context: int) -> list[tuple[float, int]]:
-    """(sum of log-probabilities of the reply's tokens and its end-of-text, their count) per pair."""
+def reply_logps(model, tok, prompts: list[str], replies: list[str], eos_id: int, context: int,
+                batch_size: int = 16) -> list[tuple[float, int]]:
+    """(sum of log-probabilities of the reply's tokens and its end-of-text, their count) per pair; batched by
+    length (right-padded, masked)."""
     model.eval()
-    out = []
+    seqs = []
     for p, r in zip(prompts, replies):
         pi = tok(p, add_special_tokens=False)["input_ids"]
         ri = tok(r, add_special_tokens=False)["input_ids"] + [eos_id]
         ids = (pi + ri)[-context:]
-        n = min(len(ri), len(ids) - 1)
-        x = torch.tensor([ids])
-        logp = model(input_ids=x).logits[0, :-1].float().log_softmax(-1)
-        picked = logp.gather(1, x[0, 1:, None])[:, 0][-n:]
-        out.append((float(picked.sum()), n))
+        seqs.append((ids, min(len(ri), len(ids) - 1)))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(seqs[i][0]) for i in chunk)
+        x = torch.full((len(chunk), width), eos_id, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        for row, i in enumerate(chunk):
+            x[row, : len(seqs[i][0])] = torch.tensor(seqs[i][0])
+            mask[row, : len(seqs[i][0])] = 1
+        logp = model(input_ids=x, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+        picked = logp.gather(2, x[:, 1:, None])[..., 0]
+        for row, i in enumerate(chunk):
+            length, n = len(seqs[i][0]), seqs[i][1]
+            out[i] = (float(picked[row, length - 1 - n: length - 1].sum()), n)
     return out
 
 
@@ -74,9 +87,7 @@ def evaluate_align(cfg, run: Run, base, tok, data, model, rules: list, template:
     result: dict = {"method": a.method, "split": "test", "rows": len(test), "template": data.profile["template"],
                     "base_model": str(base.path), "test": {}}
     if a.method == "reward":
-        scorer = RewardModel.__new__(RewardModel)
-        scorer.model, scorer.tok = model, tok
-        scorer.state = {"template": template, "max_length": data.profile["max_length"]}
+        scorer = RewardModel(model, tok, template, data.profile["max_length"])
         prompts = test["prompt"].tolist()
         margins = [c - r for c, r in zip(scorer.score(prompts, test["chosen"].tolist()),
                                          scorer.score(prompts, test["rejected"].tolist()))]
@@ -132,7 +143,7 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
            "diversity": {"reference": _diversity(before), "aligned": _diversity(after)}}
     judge = None
     if a.judge is not None:
-        judge = RewardModel(resolve_run(a.judge, cfg.output_dir, cfg.base_dir))
+        judge = RewardModel.load(resolve_run(a.judge, cfg.output_dir, cfg.base_dir))
     else:
         judge = next((r.scorer for r in rules if r.model_based), None)
     if judge is not None:

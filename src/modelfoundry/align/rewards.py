@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.runs import Run
+from ..core.runs import Run, complete_runs
 from ..predictor import Predictor
 from .config import RewardSpec
 
@@ -45,9 +45,7 @@ def resolve_run(path: str, output_dir: str, base_dir: str) -> Path:
     """A run directory, or run:NAME = the newest complete run of that name under output_dir."""
     if path.startswith("run:"):
         folder = Path(output_dir) / path[4:]
-        done = [r for r in sorted(folder.iterdir()) if (r / "manifest.json").is_file()
-                and json.loads((r / "manifest.json").read_text(encoding="utf-8")).get("status") == "complete"] \
-            if folder.is_dir() else []
+        done = complete_runs(folder)
         if not done:
             raise ValueError(f"{path}: no complete run under {folder.resolve()}")
         return done[-1]
@@ -56,21 +54,27 @@ def resolve_run(path: str, output_dir: str, base_dir: str) -> Path:
 
 
 class RewardModel:
-    """A `method: reward` run: scores prompt + reply (the run's template applied to the prompt, as in training)."""
+    """A reward model (a `method: reward` run, or one just trained): scores prompt + reply, the prompt formatted with
+    the run's template as in training. `RewardModel.load(run_dir)` reads a run."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, model, tok, template: str, max_length: int, path: Path | None = None):
+        self.model, self.tok, self.path = model.eval(), tok, path
+        self.state = {"template": template, "max_length": max_length}
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RewardModel:
         from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
         run = Run.open(run_dir)
         if run.status != "complete":
             raise ValueError(f"{run.path}: run status is {run.status!r}, not complete")
         run.verify_files()
-        self.state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
-        if self.state.get("task") != "reward":
-            raise ValueError(f"{run.path}: a {self.state.get('task')} run, not a reward model (align.method reward)")
-        self.model = AutoModelForSequenceClassification.from_pretrained(run.model_dir, use_safetensors=True).eval()
-        self.tok = PreTrainedTokenizerFast.from_pretrained(run.model_dir)
-        self.path = run.path
+        state = json.loads((run.model_dir / "preprocessor.json").read_text(encoding="utf-8"))
+        if state.get("task") != "reward":
+            raise ValueError(f"{run.path}: a {state.get('task')} run, not a reward model (align.method reward)")
+        model = AutoModelForSequenceClassification.from_pretrained(run.model_dir, use_safetensors=True)
+        return cls(model, PreTrainedTokenizerFast.from_pretrained(run.model_dir), state["template"],
+                   state["max_length"], run.path)
 
     @torch.no_grad()
     def score(self, prompts: list[str], replies: list[str], formatted: bool = True) -> list[float]:
@@ -130,7 +134,7 @@ class Rule:
             if state.get("task") == "reward":
                 if spec.label is not None:
                     raise ValueError(f"align.rewards run {spec.run}: a reward model gives one score; label does not apply")
-                self.scorer = RewardModel(run_dir)
+                self.scorer = RewardModel.load(run_dir)
             else:
                 pred = Predictor.load(run_dir)
                 if pred.task == "classification":

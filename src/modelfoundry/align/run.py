@@ -148,6 +148,44 @@ def guard_callback(g, watch: Watch):
     return Guard()
 
 
+SHOWN = ("loss", "reward", "kl", "rewards/margins", "accuracy", "eval_loss")
+
+
+def progress_callback(method: str):
+    """A TrainerCallback in place of transformers' printer: a progress bar with the latest loss / reward / KL, or
+    (bars off: a log file, CI) one line at every tenth of the run."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress.bar(total=state.max_steps, desc=f"align {method}", unit="step")
+            self.every, self.last = max(1, state.max_steps // 10), {}
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            self.last.update({k: v for k, v in (logs or {}).items() if k in SHOWN})
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in self.last.items()}, refresh=False)
+            step = state.global_step
+            if not progress.enabled() and "loss" in (logs or {}) and (step % self.every == 0 or step == state.max_steps):
+                shown = "  ".join(f"{k}={v:.4g}" for k, v in self.last.items())
+                print(f"align {method}: step {step}/{state.max_steps}  {shown}", file=sys.stderr, flush=True)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+    return Progress()
+
+
+def quiet_libraries() -> None:
+    """No per-call progress bars from transformers (weights loading, shards) and datasets (map): ours shows the run."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def _template(cfg: Config, base: Base) -> str:
     if cfg.align.template is not None:
         return cfg.align.template
@@ -194,6 +232,7 @@ def align(cfg: Config, run_dir: str | Path | None = None) -> Run:
     try:
         with run.recording():
             torch.manual_seed(cfg.train.seed)
+            quiet_libraries()
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg))
             base = resolve_base(cfg.model.path, run.path / "cache")
             if cfg.align.method != "reward" and not base.decoder:
@@ -208,8 +247,15 @@ def align(cfg: Config, run_dir: str | Path | None = None) -> Run:
             rules = [Rule(r, i, cfg.output_dir, cfg.base_dir) for i, r in enumerate(cfg.align.rewards)]
             watch = Watch() if cfg.align.method == "grpo" else None
             trainer = _trainer(cfg, base, tok, data.frames, run, max_length, rules, watch)
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+            for cb in (PrinterCallback, ProgressCallback):
+                trainer.remove_callback(cb)
+            trainer.add_callback(progress_callback(cfg.align.method))
             t_fit = Timer()
-            trainer.train()
+            with warnings.catch_warnings():  # TRL calls transformers' gradient-checkpointing names deprecated in v5
+                warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+                trainer.train()
             fit_s = t_fit()
             guard_cb = next((c for c in trainer.callback_handler.callbacks if hasattr(c, "trace")), None)
             for record in trainer.state.log_history:

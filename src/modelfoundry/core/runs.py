@@ -350,6 +350,19 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def complete_runs(folder: Path) -> list[Path]:
+    """The complete runs directly under `folder` (`<output_dir>/<name>`), oldest first (run ids sort by time)."""
+    done = []
+    for run in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            status = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError):
+            continue
+        if status == "complete":
+            done.append(run)
+    return done
+
+
 def list_runs(output_dir: str | Path = "runs") -> list[dict]:
     out = []
     for manifest in sorted(Path(output_dir).glob("*/*/manifest.json")):
