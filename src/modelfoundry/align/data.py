@@ -81,8 +81,8 @@ class AlignData:
 
 def _fit(tokenizer, prompt: str, reply: str, max_length: int, room: int) -> tuple[str, str, bool]:
     """Prompt and reply cut to max_length tokens (less `room` for what TRL adds): the prompt loses its start first."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r = tokenizer(reply, add_special_tokens=False)["input_ids"] if reply else []
+    p = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    r = tokenizer(reply, add_special_tokens=False, verbose=False)["input_ids"] if reply else []
     budget = max_length - room
     if len(p) + len(r) <= budget:
         return prompt, reply, False

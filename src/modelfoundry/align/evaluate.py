@@ -37,8 +37,8 @@ def reply_logps(model, tok, prompts: list[str], replies: list[str], eos_id: int,
     model.eval()
     seqs = []
     for p, r in zip(prompts, replies):
-        pi = tok(p, add_special_tokens=False)["input_ids"]
-        ri = tok(r, add_special_tokens=False)["input_ids"] + [eos_id]
+        pi = tok(p, add_special_tokens=False, verbose=False)["input_ids"]
+        ri = tok(r, add_special_tokens=False, verbose=False)["input_ids"] + [eos_id]
         ids = (pi + ri)[-context:]
         seqs.append((ids, min(len(ri), len(ids) - 1)))
     out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
