@@ -28,8 +28,8 @@ FLOORS = {"intent_from_scratch": ("accuracy", 0.29), "intent_lora": ("accuracy",
 # corpus is built by build_corpus.py, not shipped), zh_medical_bert below 2,000 (the test passed)
 CEILINGS = {"gpt_mini": ("perplexity", 1000.0), "zh_medical_bert": ("perplexity", 2000.0)}
 STEPS = {"gpt_mini": 30, "zh_medical_bert": 30, "zh_department": 30}
-# alignment recipes (their data built by build_tang.py; a later step of the chain starts from gpt-mini here): 10
-# steps, 5% of the rows held out, 4 prompts generated; the SFT step's held-out perplexity bounded, the reward model and
+# alignment recipes (their data built by build_tang.py; a later step of the chain starts from gpt-mini here): 4
+# steps of 8, 5% of the rows held out, 2 prompts generated; the SFT step's held-out perplexity bounded, the reward model and
 # DPO above chance on the held-out pairs, GRPO's rewards reported (its full runs: bench/align_bench.py tang)
 ALIGN = {"tang_sft": ("perplexity", "<=", 1000.0), "tang_reward": ("reward_accuracy", ">=", 0.6),
          "tang_dpo": ("reward_accuracy", ">=", 0.6), "tang_grpo": ("reward", ">=", -1.0)}
@@ -50,8 +50,8 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
     if recipe.stem in ALIGN:
         if not (recipe.parent / "data" / "tang_pairs.jsonl").exists():
             subprocess.run([sys.executable, str(recipe.parent / "build_tang.py")], check=True, capture_output=True)
-        overrides += ["train.max_steps=10", "align.eval_prompts=4", "model.path=gpt-mini", "data.test_path=null",
-                      "data.split.test=0.05"]  # ~40 held-out rows: each is scored by two models
+        overrides += ["train.max_steps=4", "train.batch_size=8", "align.eval_prompts=2", "model.path=gpt-mini",
+                      "data.test_path=null", "data.split.test=0.05"]  # ~40 held-out rows, each scored by two models
         overrides += ["align.judge=null"] if "judge" in recipe.read_text() else []
     cfg = load_config(recipe, overrides)
     run = train(cfg)
