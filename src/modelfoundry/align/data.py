@@ -104,7 +104,7 @@ def read_align(cfg, tokenizer, template: str, max_length: int) -> AlignData:
         raise DataError(f"align.max_new_tokens ({a.max_new_tokens}) leaves no room for a prompt in {max_length} tokens")
     counts = {"rows": 0, "missing": 0, "chosen_equals_rejected": 0, "truncated": 0}
 
-    def load(path, split_name: str) -> pd.DataFrame:
+    def load(path) -> pd.DataFrame:
         raw = read_source(cfg.resolve_path(path), d.format, columns=d.columns, delimiter=d.delimiter, encoding=d.encoding)
         absent = [c for c in need if c not in raw.columns]
         if absent:
@@ -143,8 +143,8 @@ def read_align(cfg, tokenizer, template: str, max_length: int) -> AlignData:
         frame = pd.DataFrame(rows).rename(columns={a.chosen: "chosen", a.rejected: "rejected", a.completion: "completion"})
         return frame
 
-    data = load(d.path, "data")
-    test = load(d.test_path, "test") if d.test_path else None
+    data = load(d.path)
+    test = load(d.test_path) if d.test_path else None
     split = d.split.model_copy(update={"method": "random"}) if d.split.method == "stratified" else d.split
     idx = split_frame(data, split, "regression", "prompt", cfg.train.seed, test is not None, "prompt")
     frames = {s: data.iloc[i].reset_index(drop=True) for s, i in idx.items()}
