@@ -3,6 +3,8 @@
 - cmapss/{train,test}_FD001_rul.csv: the raw space-separated files with named columns and a `rul`
   column (train: last cycle of the unit minus this cycle; test: RUL_FD001.txt plus the cycles left).
 - digits/<class>/<n>.png: scikit-learn's 8x8 digits as an image folder.
+- heart_disease_sites/heart_sites.csv: the four UCI hospitals' processed files as one table with named columns,
+  a `site` column and `disease` (1 when `num` > 0); `?` and NaN stay missing.
 
 Run: .venv/bin/python datasets/prepare.py [PATH_TO_SHARED_DATA]
 """
@@ -32,6 +34,22 @@ def cmapss(src: Path) -> None:
     test.to_csv(out / "test_FD001_rul.csv", index=False)
 
 
+HEART = ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak", "slope", "ca",
+         "thal", "num"]
+SITES = {"cleveland": "cleveland", "hungarian": "hungary", "switzerland": "switzerland", "va": "va_long_beach"}
+
+
+def heart_sites() -> None:
+    out = HERE / "heart_disease_sites"
+    frames = []
+    for stem, site in SITES.items():
+        f = pd.read_csv(out / f"processed.{stem}.data", header=None, names=HEART, na_values=["?"])
+        frames.append(f.assign(site=site))
+    df = pd.concat(frames, ignore_index=True)
+    df["disease"] = (df.pop("num") > 0).astype(int)
+    df.to_csv(out / "heart_sites.csv", index=False)
+
+
 def digits() -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -46,3 +64,4 @@ def digits() -> None:
 if __name__ == "__main__":
     cmapss(Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parent.parent / "shared" / "data") / "cmapss")
     digits()
+    heart_sites()

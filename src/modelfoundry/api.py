@@ -19,22 +19,28 @@ from .compress.config import CompressConfig
 from .config import Config, ConfigError, load_config, run_config
 from .core.callable import make_callable
 from .core.runs import Run
+from .federated import federated
 from .predictor import Predictor
 from .train import train as _train
 from .tune import tune
 
-__all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "align", "compress", "load_config", "resume",
+__all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "align", "compress", "federated", "load_config", "resume",
            "run_config", "train", "tune"]
 
 
 def train(cfg: Config, **kwargs) -> Run:
-    """Train and evaluate what a config describes: the supervised / pretraining loop, or, for a config with an
-    `align:` section, alignment on TRL. Returns the complete Run."""
+    """Train and evaluate what a config describes: the supervised / pretraining loop; for a config with an `align:`
+    section, alignment on TRL; with a `federated:` section, federated learning on Flower. Returns the complete Run."""
     if cfg.align is not None:
         unknown = set(kwargs) - {"run_dir"}
         if unknown:
             raise ValueError(f"train(): {', '.join(sorted(unknown))} do not apply to an align: config")
         return align(cfg, **kwargs)
+    if cfg.federated is not None:
+        unknown = set(kwargs) - {"run_dir"}
+        if unknown:
+            raise ValueError(f"train(): {', '.join(sorted(unknown))} do not apply to a federated: config")
+        return federated(cfg, **kwargs)
     return _train(cfg, **kwargs)
 
 
@@ -45,6 +51,8 @@ def resume(run_dir: str | Path, **kwargs) -> Run:
     """Continue an interrupted or killed run from its last checkpoint, with its own config and data."""
     run = Run.open(run_dir)
     cfg = run_config(run)
+    if cfg.federated is not None:
+        raise ValueError(f"{run.path}: a federated run does not resume; start it again with `foundry train`")
     if cfg.align is not None:
         raise ValueError(f"{run.path}: an alignment run does not resume (TRL's checkpoints hold pickled state, which "
                          "this toolkit does not write); start it again with `foundry train`")

@@ -32,6 +32,7 @@ from .core.schema import (
 from .core.schema import reference_markdown as _reference
 from .data.config import DataConfig
 from .evaluate.config import EvaluateConfig
+from .federated.config import FederatedConfig
 from .models.config import MODEL_TYPES, ModelConfig
 from .models.mlp import MLPConfig
 from .serve.config import ServeConfig
@@ -64,7 +65,7 @@ def _causal_lm(run: Path) -> bool:
         return False
 
 
-FREE_FORM = ("model.adapter", "align.options", "data.types", "data.clean.columns")  # mappings whose keys are the user's
+FREE_FORM = ("model.adapter", "align.options", "federated.options", "data.types", "data.clean.columns")  # mappings whose keys are the user's
 
 
 class Config(Section):
@@ -87,6 +88,9 @@ class Config(Section):
     align: AlignConfig | None = None
     """Alignment from feedback on TRL (`foundry train` runs it instead of the supervised loop): sft, reward, dpo, ipo,
     orpo, kto, grpo on a decoder (model.type pretrained, model.path gpt-mini, a causal-LM run or an HF directory)."""
+    federated: FederatedConfig | None = None
+    """Federated learning on Flower (`foundry train` runs it instead of the one-machine loop): the model trains across
+    sites that keep their rows; their updates are aggregated round by round."""
 
     @field_validator("track", mode="before")
     @classmethod
@@ -159,6 +163,19 @@ class Config(Section):
         if self.evaluate.cv is not None or self.evaluate.metrics is not None:
             raise ValueError("align: reports held-out pairwise accuracy, win rates and rewards; evaluate.cv and "
                              "evaluate.metrics do not apply")
+        return self
+
+    @model_validator(mode="after")
+    def _federated_fits(self) -> Config:
+        if self.federated is None:
+            return self
+        if self.align is not None:
+            raise ValueError("federated: and align: cannot be combined in one config (align runs on TRL)")
+        if self.data.task in ("clm", "mlm", "causal_lm"):
+            raise ValueError(f"federated: trains classifiers and regressors; data.task {self.data.task} does not apply")
+        if self.evaluate.cv is not None:
+            raise ValueError("federated: evaluate.cv does not apply (the federation is one run; compare it with a "
+                             "centralized run of the same config without federated:)")
         return self
 
     @model_validator(mode="after")

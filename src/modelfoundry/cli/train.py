@@ -33,6 +33,9 @@ def run(args) -> int:
     if args.nproc and args.nproc > 1 and cfg.align is not None:
         raise ValueError("foundry train --nproc: an align: config runs in one process here (TRL under `accelerate "
                          "launch` is the way to several GPUs)")
+    if args.nproc and args.nproc > 1 and cfg.federated is not None:
+        raise ValueError("foundry train --nproc: a federated: config runs its sites as Flower's apps (engine local "
+                         "or deployment), not under torchrun")
     if args.nproc and args.nproc > 1:
         run = Run.create(Path(cfg.output_dir), cfg.name)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

@@ -91,7 +91,7 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
     return made
 
 
-def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray) -> None:
+def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray, extra_html: str = "") -> None:
     figures = plots(run, data, result, y, out)
     m = run.manifest()
     rows = [{"model": "model", **result["test"]}]
@@ -114,7 +114,7 @@ def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.
             f" were longer than max_length = {t['max_length']} tokens and lost their tail.</p>"
     body = f"""<p>Task: {data.task}; rows per split: {html.escape(json.dumps(profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
 <h2>Metrics on the {result['split']} split, beside the baselines</h2>{_table(rows)}
-{trunc}{cv}{per_class}{imgs}
+{trunc}{cv}{extra_html}{per_class}{imgs}
 <h2>Data cleaning</h2><pre>{html.escape(json.dumps(profile.get('cleaning'), indent=1))}
 {html.escape(json.dumps(profile.get('fitted'), indent=1))}</pre>"""
     name = m.get("name", "run")

@@ -41,9 +41,10 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
     return result, y, out
 
 
-def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None) -> dict:
+def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None, extra_html: str = "") -> dict:
     """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
-    (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report."""
+    (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report;
+    `extra_html`, a section a stage above adds to the report (the federation's rounds and sites)."""
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
@@ -66,7 +67,7 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
         write_json(run.path / "cv.json", cv)
         result["cv"] = cv["summary"]
     if cfg.evaluate.report:
-        write_report(run, data, result, y, out)
+        write_report(run, data, result, y, out, extra_html)
     result["evaluate_s"] = timer()
     write_json(run.path / "metrics.json", result)
     return result

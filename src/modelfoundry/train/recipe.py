@@ -70,6 +70,9 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
     if getattr(cfg, "align", None) is not None:
         raise ValueError("this config has an align: section: run it with modelfoundry.api.train (or "
                          "modelfoundry.align.align, or `foundry train`); modelfoundry.train.train is the supervised loop")
+    if getattr(cfg, "federated", None) is not None:
+        raise ValueError("this config has a federated: section: run it with modelfoundry.api.train (or "
+                         "modelfoundry.federated.federated, or `foundry train`)")
     timer = Timer()
     lock = None
     try:  # from here on, whatever fails releases the run's lock

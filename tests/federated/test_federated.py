@@ -1,0 +1,129 @@
+"""The federated stage on the local engine: a complete Run from Flower's rounds, robust aggregation against a
+poisoned site, a site that fails, local DP, FedProx, and the errors a user meets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modelfoundry.api import train
+from modelfoundry.config import ConfigError, load_config
+from modelfoundry.predictor import Predictor
+from tests.conftest import tabular_frame, tiny_config
+
+
+@pytest.fixture()
+def table(tmp_path):
+    path = tmp_path / "d.csv"
+    frame = tabular_frame(600)
+    frame["branch"] = np.where(np.arange(600) % 3 == 0, "north", np.where(np.arange(600) % 3 == 1, "south", "east"))
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _config(tmp_path, table, federated: dict, **evaluate):
+    raw = tiny_config(tmp_path, {"path": str(table), "target": "label"}, train={"epochs": 1}, evaluate=evaluate)
+    raw["federated"] = federated
+    return load_config(raw)
+
+
+def _metrics(run) -> dict:
+    return json.loads((run.path / "metrics.json").read_text())
+
+
+def test_a_federation_is_a_complete_run(tmp_path, table):
+    run = train(_config(tmp_path, table, {"clients": 3, "rounds": 3, "local_epochs": 2}, report=True))
+    m = _metrics(run)
+    assert run.status == "complete"
+    assert m["test"]["accuracy"] > 0.8
+    fed = m["federated"]
+    assert fed["rounds"] == 3 and len(fed["sites"]) == 3
+    profile = json.loads((run.path / "data_profile.json").read_text())
+    assert sum(s["train_rows"] for s in fed["sites"]) == profile["splits"]["train"]  # every training row, once
+    assert fed["start"]["val_accuracy"] < m["test"]["accuracy"]  # the rounds taught the global model
+    history = run.history()
+    assert [h["round"] for h in history] == [1, 2, 3]
+    assert all(h["sites_trained"] == 3 and set(h["sites"]) == {"site-0", "site-1", "site-2"} for h in history)
+    assert all("val_accuracy" in s for s in history[-1]["sites"].values())
+    assert history[-1]["sent_bytes"] == 3 * fed["payload"]["per_site_round_bytes"] > 0
+    assert "Federation" in (run.path / "report.html").read_text() and (run.path / "plots" / "federated_rounds.png").exists()
+    pred = Predictor.load(run.path)  # the global model loads like any run's
+    out = pred.predict(tabular_frame(50, seed=1).drop(columns=["label"]).assign(branch="north"))
+    assert len(out) == 50
+
+
+def test_partition_by_column_makes_one_site_per_value_and_leaves_it_out_of_the_inputs(tmp_path, table):
+    run = train(_config(tmp_path, table, {"rounds": 1, "partition": {"method": "column", "column": "branch"}}))
+    assert [s["site"] for s in _metrics(run)["federated"]["sites"]] == ["east", "north", "south"]
+    assert json.loads((run.path / "model" / "preprocessor.json").read_text())["schema"]["branch"] == "ignore"
+
+
+def test_robust_aggregation_resists_a_poisoned_site(tmp_path, table):
+    poison = {"sites": [0], "method": "scale", "factor": -10}
+    acc = {s: _metrics(train(_config(tmp_path, table, {"clients": 5, "rounds": 3, "strategy": s, "poison": poison,
+                                                       **({"options": {"num_malicious_nodes": 1}} if s == "krum"
+                                                          else {})})))["test"]["accuracy"]
+           for s in ("fedavg", "fedmedian", "krum")}
+    assert acc["fedavg"] < 0.6 < 0.8 < min(acc["fedmedian"], acc["krum"])
+
+
+def test_a_site_that_fails_leaves_the_round_to_the_others(tmp_path, table):
+    run = train(_config(tmp_path, table, {"clients": 3, "rounds": 3, "fail": {"site": 1, "rounds": [2]}}))
+    h = run.history()
+    assert [x["sites_trained"] for x in h] == [3, 2, 3]
+    assert h[1]["failed"] and "failed in round 2" in h[1]["failed"][0]["reason"]
+    assert _metrics(run)["federated"]["failed"][0]["round"] == 2 and run.status == "complete"
+
+
+def test_local_differential_privacy_adds_noise_and_reports_the_budget(tmp_path, table):
+    base = {"clients": 3, "rounds": 2}
+    plain = _metrics(train(_config(tmp_path, table, base)))
+    noisy_run = train(_config(tmp_path, table, {**base, "privacy": {"clip": 0.5, "epsilon": 0.05, "delta": 1e-5}}))
+    noisy = _metrics(noisy_run)
+    assert noisy["federated"]["privacy"]["epsilon"] == pytest.approx(0.1)
+    assert [h["epsilon"] for h in noisy_run.history()] == pytest.approx([0.05, 0.1])
+    assert noisy["test"]["accuracy"] < plain["test"]["accuracy"] - 0.1  # that much noise costs accuracy
+
+
+def test_fedprox_keeps_a_site_close_to_the_global_model(tmp_path, table):
+    from modelfoundry.data import prepare
+    from modelfoundry.federated.site import build_sites, global_state
+
+    cfg = _config(tmp_path, table, {"clients": 2, "rounds": 1, "local_epochs": 3})
+    data = prepare(cfg)
+    site = build_sites(cfg, data)[0]
+    model, names = global_state(cfg, data)
+    start = {k: v for k, v in model.state_dict().items() if k in names}
+
+    def moved(mu: float) -> float:
+        sent, _ = site.fit(start, mu)
+        return float(sum(((sent[k] - start[k]) ** 2).sum() for k in start))
+    assert moved(10.0) < 0.5 * moved(0.0)
+
+
+def test_strategy_options_flower_rejects_come_back_with_our_path(tmp_path, table):
+    with pytest.raises(ValueError, match="federated.options: Flower's FedProx rejected .*unexpected keyword argument 'mu'"):
+        train(_config(tmp_path, table, {"clients": 2, "rounds": 1, "strategy": "fedprox", "options": {"mu": 1}}))
+
+
+def test_config_errors_are_named(tmp_path, table):
+    raw = tiny_config(tmp_path, {"path": str(table), "target": "label"})
+    with pytest.raises(ConfigError, match="federated.partition"):
+        load_config({**raw, "federated": {"partition": {"method": "column"}}})
+    with pytest.raises(ConfigError, match="evaluate.cv does not apply"):
+        load_config({**raw, "evaluate": {"cv": {"folds": 3}}, "federated": {}})
+    with pytest.raises(ValueError, match="poison.sites: \\[7\\]"):
+        train(_config(tmp_path, table, {"clients": 2, "rounds": 1, "poison": {"sites": [7]}}))
+
+
+def test_only_trained_tensors_travel(tmp_path, table):
+    from modelfoundry.federated.site import travel_names
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    names = travel_names(model)
+    assert "0.weight" not in names and "1.num_batches_tracked" not in names
+    assert {"0.bias", "1.weight", "1.running_mean", "2.weight"} <= set(names)
