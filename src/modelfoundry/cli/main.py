@@ -11,7 +11,7 @@ from importlib import import_module
 
 from .errors import EXIT_BAD_INPUT, missing_extra
 
-VERBS = ("train", "predict", "tune", "serve", "generate", "evaluate", "export", "compress", "data", "runs", "config", "quickstart")
+VERBS = ("train", "predict", "tune", "serve", "generate", "evaluate", "export", "compress", "data", "runs", "config", "quickstart", "federated")
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ _HELP = {
     "runs": "list runs, or compare some side by side",
     "config": "validate, show (resolved), schema (JSON Schema), reference (Markdown)",
     "quickstart": "train the embedded default recipe end to end",
+    "federated": "join a federation as one of its sites (a Flower SuperNode)",
 }
 
 

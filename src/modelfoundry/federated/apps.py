@@ -5,6 +5,7 @@ SuperLink/SuperNodes (engine deployment, deploy.py: `server_app` and `client_app
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -15,7 +16,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 
 from .site import Site
 
@@ -23,22 +24,26 @@ from .site import Site
 
 SITES: dict[tuple[int, int], Site] = {}
 """(run id, site index) -> Site, filled by whoever starts the sites (engine local; `foundry federated join`)."""
-SITE_LOADER: list[Callable[[Context], Site]] = []
-"""How a SuperNode's ClientApp process builds its site the first time it is asked (deploy.py registers it)."""
+SITE_LOADER: list[Callable[[Context, Message], Site]] = []
+"""How a SuperNode's ClientApp process builds its site from the first message (modelfoundry.cli.flower registers it)."""
 
 
-def site_of(context: Context) -> Site:
+def site_of(context: Context, msg: Message) -> Site:
     key = (context.run_id, int(context.node_config["partition-id"]))
     if key not in SITES:
         if not SITE_LOADER:
             raise RuntimeError(f"site {key[1]} of run {key[0]} was not started")
-        SITES[key] = SITE_LOADER[0](context)
+        SITES[key] = SITE_LOADER[0](context, msg)
     return SITES[key]
+
+
+def _about(site: Site) -> ConfigRecord:
+    return ConfigRecord({"name": site.name, "profile": json.dumps(site.profile)})
 
 
 def privacy_mod(msg: Message, context: Context, call_next):
     """Flower's LocalDpMod on training replies when the config asks for privacy (sensitivity = the clipping norm)."""
-    dp = site_of(context).cfg.federated.privacy
+    dp = site_of(context, msg).cfg.federated.privacy
     if dp is None or msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
     return LocalDpMod(dp.clip, dp.clip, dp.epsilon, dp.delta)(msg, context, call_next)
@@ -49,7 +54,7 @@ client_app = ClientApp(mods=[privacy_mod])
 
 @client_app.train()
 def _train(msg: Message, context: Context) -> Message:
-    site = site_of(context)
+    site = site_of(context, msg)
     config = msg.content["config"]
     rnd = int(config["server-round"])
     fail = site.cfg.federated.fail
@@ -58,15 +63,15 @@ def _train(msg: Message, context: Context) -> Message:
     state = msg.content["arrays"].to_torch_state_dict()
     sent, metrics = site.fit(state, float(config["proximal-mu"]) if "proximal-mu" in config else 0.0, rnd)
     return Message(RecordDict({"arrays": ArrayRecord(torch_state_dict=sent), "metrics": MetricRecord(metrics),
-                               "site": ConfigRecord({"name": site.name})}), reply_to=msg)
+                               "site": _about(site)}), reply_to=msg)
 
 
 @client_app.evaluate()
 def _evaluate(msg: Message, context: Context) -> Message:
-    site = site_of(context)
+    site = site_of(context, msg)
     scores = site.evaluate(msg.content["arrays"].to_torch_state_dict())
     return Message(RecordDict({"metrics": MetricRecord({k: (v if v is not None else math.nan) for k, v in scores.items()}),
-                               "site": ConfigRecord({"name": site.name})}), reply_to=msg)
+                               "site": _about(site)}), reply_to=msg)
 
 
 # -- the server side ------------------------------------------------------------------------------------------------
@@ -82,6 +87,7 @@ class RecordingGrid(Grid):
     def __init__(self, grid: Grid):
         self.grid = grid
         self.rounds: dict[int, dict] = {}
+        self.profiles: dict[str, dict] = {}
 
     def set_run(self, run) -> None:
         self.grid.set_run(run)
@@ -119,6 +125,7 @@ class RecordingGrid(Grid):
                 log["failed"].append({"node": r.metadata.src_node_id, "stage": kind, "reason": r.error.reason})
                 continue
             name = str(r.content["site"]["name"])
+            self.profiles[name] = json.loads(str(r.content["site"]["profile"]))
             log[kind][name] = {k: float(v) for k, v in r.content["metrics"].items()}
             if kind == "train":
                 log["received_bytes"] += nbytes(r.content["arrays"])
@@ -146,7 +153,7 @@ class Server:
     def start(self, grid: Grid, train_config: dict | None = None) -> dict[str, torch.Tensor]:
         fed = self.cfg.federated
         random.seed(self.cfg.train.seed)  # Flower samples sites with `random`
-        recorder = RecordingGrid(grid)
+        recorder = self.recorder = RecordingGrid(grid)
         clock = {"t": time.perf_counter()}
 
         def evaluate_fn(rnd: int, arrays: ArrayRecord) -> MetricRecord:
@@ -158,7 +165,7 @@ class Server:
 
         result = self.strategy.start(recorder, ArrayRecord(torch_state_dict=self.initial), num_rounds=fed.rounds,
                                      timeout=fed.round_timeout, train_config=ConfigRecord(train_config or {}),
-                                     evaluate_fn=evaluate_fn)
+                                     evaluate_config=ConfigRecord(train_config or {}), evaluate_fn=evaluate_fn)
         if not result.train_metrics_clientapp:
             raise RuntimeError("federated: no round produced a global model (every site failed); history.jsonl has why")
         return result.arrays.to_torch_state_dict()
@@ -186,5 +193,3 @@ class Server:
               file=sys.stderr, flush=True)
         return record
 
-
-server_app = ServerApp()

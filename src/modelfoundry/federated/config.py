@@ -81,6 +81,9 @@ class FederatedConfig(Section):
     superlink: str = "127.0.0.1:9092"
     """engine deployment: the SuperLink's Fleet API address (host:port) the sites connect to; its Control API listens
     on the next port."""
+    start_sites: bool = True
+    """engine deployment: `foundry train` starts every site's SuperNode on this machine too (a loopback federation);
+    false: it starts the SuperLink, prints each site's `foundry federated join` command and waits for them."""
     privacy: PrivacyConfig | None = None
     poison: PoisonConfig | None = None
     fail: FailConfig | None = None

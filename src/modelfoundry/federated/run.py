@@ -69,7 +69,8 @@ def federated(cfg: Config, *, run_dir: str | Path | None = None) -> Run:
         level = flower_log.level
         flower_log.setLevel(logging.WARNING)  # the server prints one line per round; Flower's INFO says the same
         try:
-            model, start, rounds = serve_rounds(cfg, data, run, LocalGrid(client_app, len(sites), run_id, {}), len(sites))
+            model, start, rounds, _ = serve_rounds(cfg, data, run, LocalGrid(client_app, len(sites), run_id, {}),
+                                                   len(sites))
         finally:
             flower_log.setLevel(level)
             for s in sites:
@@ -77,9 +78,11 @@ def federated(cfg: Config, *, run_dir: str | Path | None = None) -> Run:
         return finish(cfg, run, data, model, start, rounds, [s.profile for s in sites], timer)
 
 
-def serve_rounds(cfg: Config, data, run: Run, grid, sites: int) -> tuple[torch.nn.Module, dict, int]:
+def serve_rounds(cfg: Config, data, run: Run, grid, sites: int, train_config: dict | None = None
+                 ) -> tuple[torch.nn.Module, dict, int, list[dict]]:
     """The server's part on any grid: Flower's strategy from the seeded model; each round's line to history.jsonl.
-    Returns (the global model, its scores before round 1, rounds run)."""
+    `train_config` goes to the sites with every message. Returns (the global model, its scores before round 1, rounds
+    run, the sites' profiles as they reported them)."""
     from .apps import Server
 
     model, names = global_state(cfg, data)
@@ -103,9 +106,9 @@ def serve_rounds(cfg: Config, data, run: Run, grid, sites: int) -> tuple[torch.n
         done.append(record["round"])
 
     server = Server(cfg, initial, sites, evaluate, on_round)
-    final = server.start(grid)
+    final = server.start(grid, train_config)
     model.load_state_dict(final, strict=False)
-    return model.eval(), start, len(done)
+    return model.eval(), start, len(done), [server.recorder.profiles[n] for n in sorted(server.recorder.profiles)]
 
 
 def finish(cfg: Config, run: Run, data, model, start: dict, rounds: int, sites: list[dict], timer: Timer) -> Run:
