@@ -127,3 +127,24 @@ def test_only_trained_tensors_travel(tmp_path, table):
     names = travel_names(model)
     assert "0.weight" not in names and "1.num_batches_tracked" not in names
     assert {"0.bias", "1.weight", "1.running_mean", "2.weight"} <= set(names)
+
+
+@pytest.mark.slow
+def test_lora_rounds_send_only_the_adapter_and_the_head(tmp_path):
+    from modelfoundry.data import prepare
+    from modelfoundry.federated.site import global_state
+
+    path = tmp_path / "t.csv"
+    tabular_frame(160, text=True)[["note", "label"]].to_csv(path, index=False)
+    raw = tiny_config(tmp_path, {"path": str(path), "target": "label", "types": {"note": "text"},
+                                 "text": {"max_length": 24}},
+                      model={"type": "pretrained", "path": "minilm", "finetune": "lora", "adapter": {"r": 4}},
+                      train={"epochs": 1, "lr": 2e-3, "batch_size": 16})
+    raw["federated"] = {"clients": 2, "rounds": 2}
+    cfg = load_config(raw)
+    _, names = global_state(cfg, prepare(cfg))
+    assert names and all("lora_" in n or n.startswith("out.") for n in names), names[:5]  # out: the head
+    run = train(cfg)
+    payload = _metrics(run)["federated"]["payload"]
+    assert payload["share_of_full"] < 0.01 and payload["full_model_bytes"] > 80e6
+    assert run.history()[0]["received_bytes"] == 2 * payload["per_site_round_bytes"]

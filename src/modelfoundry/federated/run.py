@@ -5,6 +5,7 @@ saves and evaluates any model: Predictor, serve and compress take it as they are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,25 @@ def require_flower() -> None:
         import flwr  # noqa: F401
     except ImportError:
         raise ImportError("federated: needs Flower: pip install 'modelfoundry[federated]'") from None
+
+
+@contextlib.contextmanager
+def quiet():
+    """The server prints one line per round. Flower's INFO log says the same; transformers' load report and weight
+    bars would repeat for every site's model in every round."""
+    from transformers.utils import logging as hf_logging
+
+    flower_log, hf_level = logging.getLogger("flwr"), hf_logging.get_verbosity()
+    level = flower_log.level
+    flower_log.setLevel(logging.WARNING)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        flower_log.setLevel(level)
+        hf_logging.set_verbosity(hf_level)
+        hf_logging.enable_progress_bar()
 
 
 def with_partition_column_ignored(cfg: Config) -> Config:
@@ -65,14 +85,11 @@ def federated(cfg: Config, *, run_dir: str | Path | None = None) -> Run:
         run_id = abs(hash(str(run.path))) % (2 ** 62)
         for s in sites:
             SITES[(run_id, s.index)] = s
-        flower_log = logging.getLogger("flwr")
-        level = flower_log.level
-        flower_log.setLevel(logging.WARNING)  # the server prints one line per round; Flower's INFO says the same
         try:
-            model, start, rounds, _ = serve_rounds(cfg, data, run, LocalGrid(client_app, len(sites), run_id, {}),
-                                                   len(sites))
+            with quiet():
+                model, start, rounds, _ = serve_rounds(cfg, data, run, LocalGrid(client_app, len(sites), run_id, {}),
+                                                       len(sites))
         finally:
-            flower_log.setLevel(level)
             for s in sites:
                 SITES.pop((run_id, s.index), None)
         return finish(cfg, run, data, model, start, rounds, [s.profile for s in sites], timer)

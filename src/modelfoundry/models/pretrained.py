@@ -160,7 +160,7 @@ def build(cfg: PretrainedConfig, spec: InputSpec) -> nn.Module:
             model.base = frozen_base(model, cfg, "model.")
         return model
     if len(spec.text) != 1:
-        raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec['text'])}; "
+        raise ValueError(f"model.type 'pretrained' needs exactly one text column, found {len(spec.text)}; "
                          "declare it with data.types: {COLUMN: text}")
     col = next(iter(spec.text))
     encoder = PretrainedEncoder(cfg, spec.total_steps)
