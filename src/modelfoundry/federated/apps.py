@@ -70,7 +70,7 @@ def _train(msg: Message, context: Context) -> Message:
 def _evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context, msg)
     scores = site.evaluate(msg.content["arrays"].to_torch_state_dict())
-    return Message(RecordDict({"metrics": MetricRecord({k: (v if v is not None else math.nan) for k, v in scores.items()}),
+    return Message(RecordDict({"metrics": MetricRecord(scores),
                                "site": _about(site)}), reply_to=msg)
 
 

@@ -93,7 +93,9 @@ class Site:
         split = "val" if "val" in self.data.encoded and len(self.data.encoded["val"]) else "train"
         names = M.canonical(self.cfg.evaluate.metrics or SITE_METRICS.get(self.data.task), self.data.task)
         scores = predict_split(self.model(state).eval(), self.data, split, names)
-        return {**{k: float(v) for k, v in scores.items() if v is not None},
+        # every site reports the same keys (Flower aggregates only then): a score a site cannot compute (roc_auc on
+        # validation rows of one class) is NaN
+        return {**{k: float(v) if v is not None else math.nan for k, v in scores.items()},
                 "num-examples": len(self.data.targets[split])}
 
 
