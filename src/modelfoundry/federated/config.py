@@ -51,6 +51,7 @@ class PoisonConfig(Section):
     method: Literal["scale", "flip"] = "scale"
     """scale: the site sends global + factor x (its update); flip: its training labels are permuted (classification)."""
     factor: float = 10.0
+    """method scale: how far the site pushes its update (-10: ten times the other way)."""
 
 
 class FailConfig(Section):
@@ -65,6 +66,8 @@ class FederatedConfig(Section):
     clients: int | None = Field(None, ge=1)
     """Number of sites. With partition.method column: the number of the column's values (give it or leave it out)."""
     rounds: int = Field(10, ge=1)
+    """Aggregation rounds: in each, the sampled sites train from the global model, the server aggregates their
+    weights, the sites score the new global model on their validation rows."""
     local_epochs: int = Field(1, ge=1)
     """Epochs each site trains on its rows per round (train.epochs does not apply; train.lr, batch_size, optimizer do)."""
     fraction: float = Field(1.0, gt=0, le=1)
