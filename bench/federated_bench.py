@@ -45,7 +45,20 @@ def run_config(cfg) -> tuple[dict, float]:
     t = time.perf_counter()
     run = train(cfg)
     m = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+    m["run"] = str(run.path)
     return m, round(time.perf_counter() - t, 1)
+
+
+def cached(work: Path, name: str, job) -> tuple[dict, float]:
+    """A long part's finished jobs are kept (work/jobs/NAME.json): a part stopped by a mistake resumes there."""
+    path = work / "jobs" / f"{name}.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return saved["metrics"], saved["seconds"]
+    m, t = job()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": m, "seconds": t}), encoding="utf-8")
+    return m, t
 
 
 def heart(work: Path, overrides: list[str]):
@@ -71,9 +84,10 @@ def alone(cfg, metric: str, epochs: int) -> list[dict]:
     return out
 
 
-def history_curve(work: Path, name: str, key: str) -> list[float]:
-    runs = sorted((work / name).iterdir())
-    return [round(json.loads(line)[key], 4) for line in (runs[-1] / "history.jsonl").read_text().splitlines()]
+def history_curve(m: dict, key: str) -> list[float]:
+    """The global model's score after each round, from the run's history.jsonl."""
+    lines = (Path(m["run"]) / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    return [round(json.loads(line)[key], 4) for line in lines]
 
 
 def sites(work: Path) -> dict:
@@ -83,8 +97,7 @@ def sites(work: Path) -> dict:
     each = alone(heart(work, []), metric, 40)
     return {"metric": metric, "federated": {metric: fed["test"][metric], "accuracy": fed["test"]["accuracy"],
                                             "rounds": fed["federated"]["rounds"], "seconds": t_fed,
-                                            "curve_val_roc_auc": history_curve(work, "heart-sites-federated",
-                                                                               "val_roc_auc")},
+                                            "curve_val_roc_auc": history_curve(fed, "val_roc_auc")},
             "centralized": {metric: central["test"][metric], "accuracy": central["test"]["accuracy"], "seconds": t_c},
             "ratio_to_centralized": round(fed["test"][metric] / central["test"][metric], 4), "each_site_alone": each}
 
@@ -99,7 +112,7 @@ def noniid(work: Path) -> dict:
         m, t = run_config(heart(work, [*base, f"federated.strategy={strategy}", *extra]))
         out[strategy] = {metric: m["test"][metric], "ratio_to_centralized": round(m["test"][metric] / central["test"][metric], 4),
                          "rounds": m["federated"]["rounds"], "seconds": t,
-                         "curve_val_roc_auc": history_curve(work, "heart-sites-federated", "val_roc_auc")}
+                         "curve_val_roc_auc": history_curve(m, "val_roc_auc")}
     out["each_site_alone"] = alone(heart(work, base), metric, 40)
     return out
 
@@ -107,7 +120,7 @@ def noniid(work: Path) -> dict:
 def text_config(work: Path, overrides: list[str]):
     from modelfoundry.config import load_config
 
-    data = work / "banking20"
+    data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "train.csv").exists():
         train = pd.read_csv(REPO / "datasets" / "banking77" / "train.csv")
@@ -128,17 +141,19 @@ def text_config(work: Path, overrides: list[str]):
 def text(work: Path, rounds: int) -> dict:
     fed = ["federated.clients=10", "federated.partition.method=dirichlet", "federated.partition.alpha=0.5",
            f"federated.rounds={rounds}"]
-    central, t_c = run_config(text_config(work, []))
+    central, t_c = cached(work, "centralized_lora", lambda: run_config(text_config(work, [])))
     out = {"metric": "accuracy", "rows": central.get("rows"), "centralized_lora": {"accuracy": central["test"]["accuracy"],
                                                                                    "epochs": 3, "seconds": t_c}}
-    for name, extra in (("fedavg_lora", []), ("fedprox_lora", ["federated.strategy=fedprox",
+    for name, extra in (("fedavg_lora", []), ("fedavg_lora_qkv", ["model.adapter.target_modules=[query,key,value]"]),
+                        ("fedprox_lora", ["federated.strategy=fedprox",
                                                                 "federated.options.proximal_mu=0.01"]),
-                        ("fedavg_full", ["model.finetune=full", "model.adapter=null", "train.lr=5e-5"])):
-        m, t = run_config(text_config(work, [*fed, *extra]))
+                        ("fedavg_full", ["model.finetune=full", "model.adapter={}", "train.lr=5e-5"]),
+                        ("fedavg_full_lr2e-4", ["model.finetune=full", "model.adapter={}", "train.lr=2e-4"])):
+        m, t = cached(work, name, lambda extra=extra: run_config(text_config(work, [*fed, *extra])))
         out[name] = {"accuracy": m["test"]["accuracy"], "ratio_to_centralized":
                      round(m["test"]["accuracy"] / central["test"]["accuracy"], 4), "seconds": t,
                      "payload": m["federated"]["payload"],
-                     "curve_val_accuracy": history_curve(work, "banking20", "val_accuracy")}
+                     "curve_val_accuracy": history_curve(m, "val_accuracy")}
         print(name, out[name]["accuracy"], t, file=sys.stderr, flush=True)
     out["each_site_alone"] = alone(text_config(work, fed), "accuracy", 3)
     return out
@@ -185,8 +200,7 @@ def transport(work: Path) -> dict:
     for engine in ("local", "deployment"):
         m, t = run_config(heart(work, ["federated.rounds=3", f"federated.engine={engine}",
                                        "federated.superlink=127.0.0.1:29092"]))
-        runs = sorted((work / "heart-sites-federated").iterdir())
-        h = [json.loads(line) for line in (runs[-1] / "history.jsonl").read_text().splitlines()]
+        h = [json.loads(line) for line in (Path(m["run"]) / "history.jsonl").read_text().splitlines()]
         out[engine] = {"seconds_per_round": [x["seconds"] for x in h], "total_s": t, "roc_auc": m["test"]["roc_auc"]}
     out["ratio_deployment_to_local"] = round(sum(out["deployment"]["seconds_per_round"])
                                              / max(sum(out["local"]["seconds_per_round"]), 1e-9), 1)

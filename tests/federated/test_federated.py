@@ -148,3 +148,34 @@ def test_lora_rounds_send_only_the_adapter_and_the_head(tmp_path):
     payload = _metrics(run)["federated"]["payload"]
     assert payload["share_of_full"] < 0.01 and payload["full_model_bytes"] > 80e6
     assert run.history()[0]["received_bytes"] == 2 * payload["per_site_round_bytes"]
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedadam", "fedyogi", "fedmedian", "krum", "trimmed_mean"])
+def test_every_strategy_runs_a_round_and_moves_the_model(tmp_path, table, strategy):
+    from modelfoundry.federated.strategies import CLASSES
+
+    options = {"fedprox": {"proximal_mu": 0.1}, "krum": {"num_malicious_nodes": 1}, "trimmed_mean": {"beta": 0.2}}
+    run = train(_config(tmp_path, table, {"clients": 4, "rounds": 2, "strategy": strategy,
+                                          "options": options.get(strategy, {})}))
+    m = _metrics(run)
+    assert m["federated"]["strategy"] == strategy and CLASSES[strategy]
+    assert run.history()[-1]["val_loss"] < m["federated"]["start"]["val_loss"]  # the aggregate is a better model
+
+
+def test_fraction_samples_that_share_of_the_sites_each_round(tmp_path, table):
+    run = train(_config(tmp_path, table, {"clients": 4, "rounds": 3, "fraction": 0.5}))
+    assert [h["sites_trained"] for h in run.history()] == [2, 2, 2]
+    assert len({tuple(sorted(h["sites"])) for h in run.history()}) > 1  # not always the same two
+
+
+def test_a_flipping_site_trains_on_wrong_labels_only_there(tmp_path, table):
+    from modelfoundry.data import prepare
+    from modelfoundry.federated.site import build_sites
+
+    cfg = _config(tmp_path, table, {"clients": 2})
+    data = prepare(cfg)
+    clean = build_sites(cfg, data)
+    honest, flipped = build_sites(cfg.override({"federated.poison": {"sites": [1], "method": "flip"}}), data)
+    assert torch.equal(honest.data.targets["train"], clean[0].data.targets["train"])
+    assert torch.equal(flipped.data.targets["train"], (clean[1].data.targets["train"] + 1) % 2)  # every label wrong
+    assert flipped.profile["poisoned"] == "flip" and "poisoned" not in honest.profile

@@ -164,7 +164,7 @@ class Server:
             return MetricRecord({k: v for k, v in scores.items() if isinstance(v, (int, float)) and v is not None})
 
         result = self.strategy.start(recorder, ArrayRecord(torch_state_dict=self.initial), num_rounds=fed.rounds,
-                                     timeout=fed.round_timeout, train_config=ConfigRecord(train_config or {}),
+                                     train_config=ConfigRecord(train_config or {}),
                                      evaluate_config=ConfigRecord(train_config or {}), evaluate_fn=evaluate_fn)
         if not result.train_metrics_clientapp:
             raise RuntimeError("federated: no round produced a global model (every site failed); history.jsonl has why")

@@ -90,5 +90,3 @@ class FederatedConfig(Section):
     privacy: PrivacyConfig | None = None
     poison: PoisonConfig | None = None
     fail: FailConfig | None = None
-    round_timeout: float = Field(600.0, gt=0)
-    """Seconds the server waits for a round's replies before aggregating those it has."""
