@@ -116,3 +116,9 @@ def test_a_tune_or_early_stopping_metric_is_checked_before_anything_runs():
     assert cfg.train.early_stopping.metric == "val_f1_macro"
     with pytest.raises(ConfigError, match=r"train\.early_stopping\.metric: 'val_acc' is not a metric"):
         load_config({**base, "train": {"early_stopping": {"metric": "val_acc"}}})
+
+
+def test_a_value_in_chinese_is_shown_as_written():
+    with pytest.raises(ConfigError) as err:
+        load_config({"name": "心脏-联邦", "data": {"path": "x.csv", "target": "y"}})
+    assert '"心脏-联邦"' in str(err.value) and "\\u" not in str(err.value)

@@ -79,7 +79,7 @@ def describe(err: dict, root: type[BaseModel], variants: dict[str, type[BaseMode
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in variants and err["loc"][0] == "model"))
     path = ".".join(str(p) for p in loc) or "(top level)"
     given = err.get("input")
-    given_s = json.dumps(given, default=str) if not isinstance(given, dict) else "a mapping"
+    given_s = json.dumps(given, default=str, ensure_ascii=False) if not isinstance(given, dict) else "a mapping"
     kind = err["type"]
     if kind == "extra_forbidden":
         valid = [k for k in _fields_at(root, variants, tuple(err["loc"][:-1])) if k != "base_dir"]

@@ -1,7 +1,8 @@
 """Flower's two apps for a config's federation. The ClientApp trains and evaluates one site (its mods add local
 differential privacy); the server side is Flower's strategy driven by `Server.start`, with our evaluation of the
-global model after every round. The same apps run in this process (engine local, local.py) and under Flower's
-SuperLink/SuperNodes (engine deployment, deploy.py: `server_app` and `client_app` are what the Flower app names)."""
+global model after every round. The same ClientApp and Server run in this process (engine local, local.py) and
+under Flower's SuperLink/SuperNodes (engine deployment, deploy.py; the Flower App names modelfoundry.cli.flower's
+`server_app` and `client_app`, which wrap these)."""
 
 from __future__ import annotations
 
