@@ -145,6 +145,10 @@ def text(work: Path, rounds: int) -> dict:
     out = {"metric": "accuracy", "rows": central.get("rows"), "centralized_lora": {"accuracy": central["test"]["accuracy"],
                                                                                    "epochs": 3, "seconds": t_c}}
     for name, extra in (("fedavg_lora", []), ("fedavg_lora_qkv", ["model.adapter.target_modules=[query,key,value]"]),
+                        ("fedavg_lora_qv_r16", ["model.adapter.target_modules=[query,value]", "model.adapter.r=16",
+                                                "model.adapter.lora_alpha=32"]),
+                        ("fedavg_lora_qkv_lr4e-3", ["model.adapter.target_modules=[query,key,value]", "train.lr=4e-3"]),
+                        ("fedavg_lora_r4", ["model.adapter.r=4", "model.adapter.lora_alpha=8"]),
                         ("fedprox_lora", ["federated.strategy=fedprox",
                                                                 "federated.options.proximal_mu=0.01"]),
                         ("fedavg_full", ["model.finetune=full", "model.adapter={}", "train.lr=5e-5"]),
