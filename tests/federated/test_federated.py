@@ -75,6 +75,7 @@ def test_a_site_that_fails_leaves_the_round_to_the_others(tmp_path, table):
     h = run.history()
     assert [x["sites_trained"] for x in h] == [3, 2, 3]
     assert h[1]["failed"] and "failed in round 2" in h[1]["failed"][0]["reason"]
+    assert h[1]["sites_sampled"] == 3 and h[1]["sent_bytes"] == h[0]["sent_bytes"]  # it was sent the weights
     assert _metrics(run)["federated"]["failed"][0]["round"] == 2 and run.status == "complete"
 
 

@@ -118,7 +118,9 @@ class RecordingGrid(Grid):
         rnd = int(messages[0].content["config"]["server-round"])
         log = self.rounds.setdefault(rnd, {"train": {}, "evaluate": {}, "failed": [], "sent_bytes": 0,
                                            "received_bytes": 0})
-        log["sent_bytes"] += sum(nbytes(m.content["arrays"]) for m in messages if kind == "train")
+        if kind == "train":
+            log["sent_bytes"] += sum(nbytes(m.content["arrays"]) for m in messages)
+            log["sampled"] = len(messages)
         answered = set()
         for r in replies:
             answered.add(r.metadata.reply_to_message_id)
@@ -180,7 +182,8 @@ class Server:
         for name in sorted(set(train) | set(evaluated)):
             sites[name] = {"train_loss": train[name]["train_loss"]} if name in train else {}
             sites[name].update({f"val_{k}": v for k, v in evaluated.get(name, {}).items() if k != "num-examples"})
-        record = {"epoch": rnd, "round": rnd, "train_loss": round(loss, 6), **scores, "sites_trained": len(train),
+        record = {"epoch": rnd, "round": rnd, "train_loss": round(loss, 6), **scores,
+                  "sites_sampled": log.get("sampled", 0), "sites_trained": len(train),
                   "sites": sites, "sent_bytes": log.get("sent_bytes", 0), "received_bytes": log.get("received_bytes", 0),
                   "failed": log.get("failed", []), "seconds": round(seconds, 3)}
         dp = self.cfg.federated.privacy

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,11 +213,10 @@ def serve_deployment(cfg: Config, run_dir: Path, grid, sites: int) -> None:
 def site_from_message(cfg: Config, index: int, sites: int, shipped: str, data_path: str | None) -> Site:
     """A SuperNode's site: the server's preprocessor (shipped in the message); its rows are partition `index` of
     data.path (a loopback federation) or its own file `data_path`, whose columns must be the config's."""
-    pre_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"foundry-site-{os.getpid()}"
-    pre_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in json.loads(shipped).items():
-        atomic_write_text(pre_dir / name, text)
-    pre = Preprocessor.load(pre_dir)
+    with tempfile.TemporaryDirectory() as tmp:  # Preprocessor.load reads every file into memory
+        for name, text in json.loads(shipped).items():
+            atomic_write_text(Path(tmp) / name, text)
+        pre = Preprocessor.load(Path(tmp))
     if data_path is None:
         data = prepare(cfg)
         data.preprocessor = pre

@@ -137,7 +137,7 @@ def finish(cfg: Config, run: Run, data, model, start: dict, rounds: int, sites: 
     summary = {"engine": fed.engine, "strategy": fed.strategy, "options": fed.options, "rounds": rounds,
                "sites": sites, "start": start,
                "payload": {"full_model_bytes": int(full),
-                           "per_site_round_bytes": history[-1]["sent_bytes"] // max(history[-1]["sites_trained"], 1)
+                           "per_site_round_bytes": history[0]["sent_bytes"] // max(history[0]["sites_sampled"], 1)
                            if history else 0},
                "failed": [{"round": h["round"], **f} for h in history for f in h["failed"]]}
     summary["payload"]["share_of_full"] = round(summary["payload"]["per_site_round_bytes"] / max(full, 1), 6)
