@@ -16,12 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..core.runs import Run, Timer, atomic_write_text, write_json
 from ..data import DataError, Prepared, Preprocessor, data_files, load_clean, prepare, read_frame
 from ..data.split import split_frame
-from .partition import label_codes
+from .partition import label_codes, label_mix
 from .site import Site, build_sites, local_config
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -243,7 +241,7 @@ def own_site(cfg: Config, index: int, pre: Preprocessor, data_path: str) -> Site
     data = Prepared(frames, encoded, targets, pre, {"splits": {s: len(e) for s, e in encoded.items()}})
     y = label_codes(targets["train"].numpy(), task)
     classes = [str(c) for c in pre.classes_] if task == "classification" else None
-    mix = {str(classes[c] if classes else c): int(k) for c, k in enumerate(np.bincount(y)) if k}
+    mix = label_mix(y, classes)
     return Site(index, f"site-{index}", data, local_config(cfg), None,
                 {"site": f"site-{index}", "train_rows": len(targets["train"]),
                  "val_rows": len(targets.get("val", [])), "label_mix": mix, "data": str(data_path)})

@@ -47,6 +47,11 @@ def label_codes(y: np.ndarray, task: str, bins: int = 5) -> np.ndarray:
     return np.searchsorted(edges, y, side="right")
 
 
+def label_mix(codes: np.ndarray, classes: list[str] | None) -> dict[str, int]:
+    """Rows per class (or per target bin) of a site, for its profile."""
+    return {str(classes[c] if classes else c): int(n) for c, n in enumerate(np.bincount(codes)) if n}
+
+
 def plan(cfg: PartitionConfig, clients: int | None, labels: np.ndarray, values: np.ndarray | None, seed: int,
          classes: list[str] | None = None) -> Plan:
     """The partition plan for the training rows (`labels`: class ids or target bins, `values`: the partition

@@ -20,7 +20,7 @@ from ..models import build_model
 from ..train import make_accelerator, train_model
 from ..train.loop import total_steps
 from .config import FederatedConfig, PoisonConfig
-from .partition import MIN_ROWS, label_codes, plan
+from .partition import MIN_ROWS, label_codes, label_mix, plan
 
 SITE_METRICS = {"classification": ["accuracy", "f1_macro", "roc_auc"], "regression": ["rmse", "mae", "r2"]}
 """What each site reports on its validation rows each round, unless evaluate.metrics names others."""
@@ -159,7 +159,7 @@ def build_sites(cfg: Config, data: Prepared) -> list[Site]:
             site_data.targets["train"] = (y + 1) % k  # every label wrong
         name = p.names[i] if p.names is not None else f"site-{i}"
         y = labels["train"][rows["train"]]
-        mix = {str(classes[c] if classes else c): int(n) for c, n in enumerate(np.bincount(y)) if n}
+        mix = label_mix(y, classes)
         sites.append(Site(i, name, site_data, site_cfg, poison,
                           {"site": name, "train_rows": int(len(rows["train"])),
                            "val_rows": int(len(rows.get("val", []))), "label_mix": mix,
