@@ -10,6 +10,7 @@ from ..core.runs import write_json
 from ..data import read_frame
 from ..data.audit import audit
 from ..data.crawl import CrawlOptions, crawl
+from ..data.pii import summary as pii_summary
 from ..data.repair import clean_data
 from ..data.report import write_data_report
 from .common import add_raw_csv, add_set, data_config
@@ -67,7 +68,8 @@ def run(args) -> int:
         print(f"{report['rows']} rows: {report['duplicates']['count']} duplicates, {report['near_duplicates']['count']} "
               f"near duplicates, {report['leakage']['held_out_rows']} held-out rows leaked from training"
               + (f", {li['flagged']} likely label errors" if "flagged" in li else "")
-              + (f", drift in {len(report['drift']['flagged'])} columns" if "drift" in report else ""), file=sys.stderr)
+              + (f", drift in {len(report['drift']['flagged'])} columns" if "drift" in report else "")
+              + (f"; personal data: {pii_summary(report['pii'])}" if report["pii"] else ""), file=sys.stderr)
         print(page)
         return 0
     if not args.output_dir:

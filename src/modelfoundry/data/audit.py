@@ -16,6 +16,7 @@ import pandas as pd
 from ..core.hardware import cpu_has_bf16
 from ..core.paths import resolve_model_path
 from ..core.progress import bar
+from .pii import scan_frame
 from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
@@ -231,6 +232,9 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     pb = bar(4 + do_labels + (against is not None), "profile", unit="step")
     pb.set_postfix_str("statistics")
     report = profile_frame(df, schema, d.target, task)
+    report["pii"] = scan_frame(df)
+    if test is not None:
+        report["pii_test"] = scan_frame(test)
     pb.update(1)
     report["schema"] = schema
     report["all_missing_columns"] = [c for c in df.columns if len(df) and df[c].isna().all()]

@@ -229,6 +229,12 @@ class FixesConfig(Section):
     the training rows."""
     outliers: Literal["keep", "clip"] = "keep"
     """clip = clip numeric values to data.clean.outliers' bounds (iqr by default), fitted on the training rows."""
+    pii: Literal["keep", "redact", "hash", "drop_column"] = "keep"
+    """Personal data the profile found (e-mail, phone, Chinese resident ID, bank card, IP, name columns): redact =
+    each finding becomes a tag ([EMAIL], [PHONE], ...; a name column's cell becomes [NAME]); hash = a pseudonym
+    (`email_3f2a...`, the same value always the same token); both in the training rows only, as every fix, since
+    the training rows are what a model can learn and repeat. drop_column = remove each flagged column from the copy
+    (every row: a column is not a row)."""
 
 
 class CorpusConfig(Section):

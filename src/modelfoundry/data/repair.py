@@ -17,6 +17,7 @@ import pandas as pd
 from ..core.runs import atomic_write_bytes, atomic_write_text, csv_text, write_json
 from .audit import audit
 from .clean import is_numeric, outlier_bounds
+from .pii import mask, masked, pseudonym, rewrite
 from .prepare import read_frame
 from .sources import DataError, csv_lines, decode, sniff_delimiter
 from .split import split_frame
@@ -138,19 +139,49 @@ def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple
         _impute(df, schema, fit_rows, fit_rows, cfg, changes, drop)
     if fx.outliers == "clip":
         _clip(df, schema, [r for r in fit_rows if r not in drop], fit_rows, cfg, changes)
+    dropped_columns = []
+    if fx.pii != "keep":
+        dropped_columns = _pii(df, report["pii"], [r for r in fit_rows if r not in drop], fx.pii, changes)
     assert not held & ({c["row"] for c in changes}), "a held-out row was changed"
     kept = [r for r in range(len(df)) if r not in drop]
     changed = {c["row"] for c in changes if c["row"] not in drop}
+    if dropped_columns:
+        df = df.drop(columns=dropped_columns)
     fmt = d.format if d.format != "auto" else ("tsv" if src.suffix.lower() in (".tsv", ".tab") else
                                               "csv" if src.suffix.lower() in (".csv", ".txt", ".data") else "other")
-    if not (fmt in ("csv", "tsv") and out.suffix.lower() == src.suffix.lower()
+    if not (fmt in ("csv", "tsv") and out.suffix.lower() == src.suffix.lower() and not dropped_columns
             and _write_delimited(df, out, changed, kept, src, cfg, "\t" if fmt == "tsv" else ",")):
         _write_frame(df.loc[kept].reset_index(drop=True), out)
-    log = pd.DataFrame(changes, columns=["row", "column", "action", "old", "new", "reason"]).sort_values(
-        ["row", "column"], kind="stable")
+    changes.sort(key=lambda c: (-1 if c["row"] == "" else c["row"], c["column"]))  # a whole column first
+    log = pd.DataFrame(changes, columns=["row", "column", "action", "old", "new", "reason"])
     atomic_write_text(out_dir / "changes.csv", csv_text(log, raw=raw_csv))
     write_json(out_dir / "data_profile.json", report)
     return out, log, report
+
+
+def _pii(df: pd.DataFrame, pii: dict, rows: list[int], how: str, changes: list[dict]) -> list[str]:
+    """data.fixes.pii on the kept training rows (redact, hash), or the flagged columns to drop. The change log keeps
+    the old value masked: a log that repeated the personal data would need cleaning itself."""
+    if how == "drop_column":
+        for col, kinds in pii.items():
+            changes.append({"row": "", "column": col, "action": "drop_column", "old": "", "new": "",
+                            "reason": "personal data: " + ", ".join(f"{k} in {len(v['rows'])} rows" for k, v in kinds.items())})
+        return list(pii)
+    keep = set(rows)
+    for col, kinds in pii.items():
+        if not (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
+            df[col] = df[col].astype(object)  # a phone number read as an integer becomes text: '[PHONE]'
+        for r in sorted({r for v in kinds.values() for r in v["rows"]} & keep):
+            old = df.at[r, col]
+            if "name" in kinds:
+                new, found, shown = ("[NAME]" if how == "redact" else pseudonym("name", str(old))), ["name"], mask(str(old))
+            else:
+                (new, found), shown = rewrite(str(old), how), masked(str(old))
+            if found:
+                df.at[r, col] = new
+                changes.append({"row": r, "column": col, "action": f"pii_{how}", "old": shown, "new": new,
+                                "reason": "personal data: " + ", ".join(sorted(set(found)))})
+    return []
 
 
 def _impute(df, schema, kept, fit_rows, cfg, changes, drop) -> None:

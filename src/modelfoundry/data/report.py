@@ -11,6 +11,9 @@ from ..core.html import page
 from ..core.plots import pyplot, save_figure, tick_labels
 from ..core.runs import atomic_write_text
 
+PII_NOTE = ("<p>A model can learn personal data and repeat it. Remove it from the training rows with "
+            "<code>foundry data clean</code> and <code>data.fixes.pii: redact | hash | drop_column</code>, or leave "
+            "the column out (<code>data.types: {column: ignore}</code>).</p>")
 SHOWN = 50  # flagged rows listed per finding (all of them are in data_profile.json)
 
 
@@ -66,6 +69,12 @@ def write_data_report(profile: dict, out_dir: Path, title: str) -> Path:
              f"{e['length']['mean']} / {e['length']['max']}" if "length" in e else ""}
             for c, e in profile["columns"].items()]
     parts = [f"<h2>Columns</h2>{_table(cols)}"]
+    for key, where in (("pii", "the data file"), ("pii_test", "the test file")):
+        if profile.get(key):
+            parts.append(f"<h2>Personal data in {where}: {len(profile[key])} columns</h2>" + PII_NOTE + _table(
+                [{"column": c, "kind": k, "rows": len(v["rows"]), "findings": v["count"],
+                  "examples (masked)": ", ".join(v["examples"]), "first rows": ", ".join(map(str, v["rows"][:8]))}
+                 for c, kinds in profile[key].items() for k, v in kinds.items()]))
     if profile.get("all_missing_columns"):
         parts.append(f"<p><b>Columns with every value missing:</b> {html.escape(', '.join(profile['all_missing_columns']))}</p>")
     for key, label in (("duplicates", "Exact duplicates"), ("near_duplicates", "Near duplicates (training split)")):

@@ -16,6 +16,8 @@ from ..core.schema import flatten
 from ..core.spec import CORPUS_TASKS, LM_TASKS
 from ..data import data_files, prepare
 from ..data.audit import audit
+from ..data.pii import scan_frame
+from ..data.pii import summary as pii_summary
 from ..data.report import write_data_report
 from ..evaluate import evaluate_run
 from ..models import save_model
@@ -100,6 +102,19 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             lock.release()
 
 
+def personal_data_warning(data, cfg: Config, pii: dict | None) -> None:
+    """Record the personal data in the training table (data_profile.json `pii`; scanned here unless the audit did)
+    and warn before training when a flagged column is a model input: the model can learn it and repeat it."""
+    data.profile["pii"] = scan_frame(data.raw["data"]) if pii is None else pii
+    inputs = {c: kinds for c, kinds in data.profile["pii"].items() if data.preprocessor.schema.get(c, "ignore") != "ignore"
+              and c != cfg.data.target}
+    data.profile["pii_in_features"] = sorted(inputs)
+    if inputs:
+        print(f"warning: personal data in model inputs: {pii_summary(inputs)}. The model can learn it and repeat it: "
+              "remove it with `foundry data clean` (data.fixes.pii: redact | hash | drop_column), or leave the column "
+              "out (data.types: {column: ignore}).", file=sys.stderr, flush=True)
+
+
 def _show_fold(k: int):
     def show(i, scores):
         print(f"cv fold {i + 1}/{k}: " + "  ".join(f"{n}={v:.4f}" for n, v in scores.items() if v is not None),
@@ -138,11 +153,15 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
             data = prepare(cfg, frame, test_frame, cache_dir=cache)
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
+            pii = None
             if cfg.evaluate.report and data.task not in LM_TASKS:  # what a person reads first: data_report.html
                 quality = audit(cfg, with_label_issues=False, frame=data.raw["data"], test_frame=data.raw.get("test"))
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
                                                              "all_missing_columns")})
                 write_data_report({**quality, "splits": data.profile["splits"]}, run.path, cfg.name)
+                pii = quality["pii"]
+            if data.task not in LM_TASKS:
+                personal_data_warning(data, cfg, pii)
             write_json(run.path / "data_profile.json", data.profile)
             data.preprocessor.save(run.model_dir)
         accelerator.wait_for_everyone()
