@@ -31,7 +31,7 @@ from .core.schema import (
 )
 from .core.schema import reference_markdown as _reference
 from .data.config import DataConfig
-from .evaluate.config import EvaluateConfig
+from .evaluate.config import CostConfig, EvaluateConfig
 from .federated.config import FederatedConfig
 from .models.config import MODEL_TYPES, ModelConfig
 from .models.mlp import MLPConfig
@@ -77,6 +77,8 @@ class Config(Section):
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    cost: CostConfig = CostConfig()
+    """Prices and the verdict threshold for the cost report (manifest.json `cost`)."""
     tune: TuneConfig | None = None
     """Hyperparameter search (`foundry tune`)."""
     track: TrackConfig = TrackConfig()

@@ -11,6 +11,7 @@ from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
 from . import metrics as M
 from .baselines import run_baselines
+from .cost import Usage, cost_report
 from .lm import evaluate_lm
 from .predict_split import outputs
 from .pretrain import evaluate_corpus
@@ -41,10 +42,12 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
     return result, y, out
 
 
-def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None, extra_html: str = "") -> dict:
+def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None, extra_html: str = "",
+                 usage: Usage | None = None) -> dict:
     """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
     (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report;
-    `extra_html`, a section a stage above adds to the report (the federation's rounds and sites)."""
+    `extra_html`, a section a stage above adds to the report (the federation's rounds and sites); `usage`, what
+    training did (rows, epochs, seconds), for the cost section (metrics.json `cost`)."""
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
@@ -62,6 +65,8 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
     if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
         result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
+    if usage is not None:
+        result["cost"] = cost_report(model, data, result, usage, cfg.cost, split)
     write_json(run.path / "metrics.json", result)
     if cv is not None:
         write_json(run.path / "cv.json", cv)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import torch
 import yaml
 
 from ..core.runs import Run, Timer, write_json
@@ -19,7 +20,7 @@ from ..data.audit import audit
 from ..data.pii import scan_frame
 from ..data.pii import summary as pii_summary
 from ..data.report import write_data_report
-from ..evaluate import evaluate_run
+from ..evaluate import Usage, evaluate_run
 from ..models import save_model
 from ..pretrain import prepare_corpus
 from .accel import make_accelerator
@@ -176,9 +177,12 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
             cv = (cross_validate(cfg, data.raw["data"], _show_fold(cfg.evaluate.cv.folds),
                                  str(cfg.resolve_path(cfg.data.path)) if frame is None else None)
                   if cfg.evaluate.cv else None)  # the table this run read, not a second read
-            evaluate_run(run, cfg, data, model, cv)
+            usage = None if data.task in LM_TASKS else Usage(
+                train_rows=len(data.encoded["train"]), epochs=result.epochs_run, seconds=timer(),
+                threads=torch.get_num_threads() * accelerator.num_processes)
+            metrics = evaluate_run(run, cfg, data, model, cv, usage=usage)
             timings["total_s"] = timer()
-            run.finish("complete", timings=timings, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+            run.finish("complete", timings=timings, **({"cost": metrics["cost"]} if "cost" in metrics else {}), best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                        parameters=sum(p.numel() for p in model.parameters()),
                        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                        saved_model=saved,
