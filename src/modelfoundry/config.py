@@ -181,6 +181,26 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _fairness_fits(self) -> Config:
+        f = self.evaluate.fairness
+        if f is None:
+            return self
+        if self.data.task in ("clm", "mlm", "causal_lm") or self.align is not None:
+            raise ValueError("evaluate.fairness: applies to classifiers and regressors, not to language models or align")
+        if self.data.target in f.sensitive:
+            raise ValueError(f"evaluate.fairness.sensitive: '{self.data.target}' is the target (data.target)")
+        unknown = sorted(set(f.bins) - set(f.sensitive)) + sorted(set(f.groups) - set(f.sensitive))
+        if unknown:
+            raise ValueError(f"evaluate.fairness: bins/groups name {', '.join(unknown)}, not in sensitive {f.sensitive}")
+        if not f.use_as_feature:  # audited, never an input: the data stage leaves them out like any ignored column
+            used = [c for c in f.sensitive if self.data.types.get(c, "ignore") != "ignore"]
+            if used:
+                raise ValueError(f"evaluate.fairness.use_as_feature is false but data.types makes {', '.join(used)} an "
+                                 "input; drop one of the two")
+            self.data.types = {**self.data.types, **dict.fromkeys(f.sensitive, "ignore")}
+        return self
+
+    @model_validator(mode="after")
     def _causal_lm_fits(self) -> Config:
         d = self.data
         if d.task != "causal_lm":

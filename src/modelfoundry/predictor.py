@@ -15,6 +15,7 @@ from .core.runs import Run
 from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
 from .data.lm import LMPreprocessor
+from .evaluate.fairness import FAIRNESS_FILE, decide
 from .finetune import merge_adapters
 from .models import load_model
 from .models.lm import load_hf_decoder
@@ -24,6 +25,9 @@ from .pretrain import CorpusPreprocessor
 class Predictor:
     def __init__(self, model, preprocessor: Preprocessor, run: Run, backend: str = "torch"):
         self.model, self.preprocessor, self.run, self.backend = model, preprocessor, run, backend
+        rule = run.model_dir / FAIRNESS_FILE
+        self.fairness: dict | None = json.loads(rule.read_text(encoding="utf-8")) if rule.is_file() else None
+        """A fairness mitigation rule (evaluate.fairness.mitigate): predict applies it."""
 
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto", merge: bool = True) -> Predictor:
@@ -166,6 +170,25 @@ class Predictor:
             full[enc.rows] = out
         return df, full, {s["row"]: f"unreadable image {s['image']}: {s['error']}" for s in enc.skipped}
 
+    def _mitigated(self, df: pd.DataFrame, out: np.ndarray, ok: np.ndarray, result: pd.DataFrame) -> pd.DataFrame:
+        """`prediction` becomes the fairness rule's decision (`model_prediction` keeps the model's own, and
+        `fair_positive_probability` the rule's chance of the positive class); a row of a group the rule never saw
+        keeps the model's decision."""
+        rule = self.fairness
+        missing = [c for c in rule["sensitive"] if c not in df.columns]
+        if missing:
+            raise DataError(f"this run applies a fairness rule (model/{FAIRNESS_FILE}, {rule['method']}) by group: "
+                            f"every row needs {', '.join(rule['sensitive'])}; missing {', '.join(missing)}")
+        classes = self.classes
+        pos = rule["positive_code"]
+        prob, decision = decide(rule, df, np.nan_to_num(out))
+        fair = [None if not k else classes[pos] if d == 1 else classes[1 - pos] if d == 0 else m
+                for k, d, m in zip(ok, decision, result["prediction"])]
+        result["model_prediction"] = result["prediction"]
+        result["prediction"] = fair
+        result["fair_positive_probability"] = np.where(ok, prob, np.nan).round(6)
+        return result
+
     def predict(self, rows) -> pd.DataFrame:
         """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared: one row
         per input row, in order. A row that could not be predicted has no prediction and its reason in an `error`
@@ -180,6 +203,8 @@ class Predictor:
             ok = ~np.isnan(out).any(1)
             labels = np.where(ok, out.argmax(1) if len(out) else 0, -1)
             result["prediction"] = [classes[i] if i >= 0 else None for i in labels]
+            if self.fairness is not None:
+                result = self._mitigated(df, out, ok, result)
             probs = pd.DataFrame(out.round(6), columns=[f"prob_{c}" for c in classes])
             result = pd.concat([result, probs], axis=1)  # one block, not a column insert per class
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..core.schema import Section
@@ -12,6 +14,39 @@ class CVConfig(Section):
     """Stratified (classification) k-fold over the train+val rows; mean ± std per metric."""
 
 
+class FairnessConfig(Section):
+    """Group fairness (fairlearn) on the held-out split: each metric per group, demographic parity and equalized odds
+    (difference and ratio, as fairlearn names them), selection rates; and optional mitigation."""
+
+    sensitive: list[str] = Field(min_length=1)
+    """Columns that define groups (`[sex, age]`). A numeric column is banded (`bins`, else `quantiles`)."""
+    groups: dict[str, dict[str, str]] = {}
+    """Recode a column's values into named groups before grouping: `{personal_status: {A91: male, A92: female}}`;
+    values not listed keep their own name."""
+    bins: dict[str, list[float]] = {}
+    """Band edges for a numeric sensitive column: `{age: [25, 40, 60]}` gives <25, 25-40, 40-60, >=60."""
+    quantiles: int = Field(3, ge=2)
+    """A numeric sensitive column without `bins` is banded at these quantiles of the training rows."""
+    min_group_size: int = Field(20, ge=1)
+    """A group with fewer held-out rows is listed (under small_groups) but left out of the differences and ratios:
+    its rates are noise."""
+    use_as_feature: bool = True
+    """false = the sensitive columns are audited only: never a model input (data.types gets them as ignore)."""
+    positive: str | None = None
+    """The favourable class of a binary target (approved, good, 1), whose rate is the selection rate; default the
+    second class in sorted order."""
+    mitigate: Literal["none", "threshold_optimizer"] = "none"
+    """threshold_optimizer = fairlearn's ThresholdOptimizer, fitted on the validation split's scores: a threshold
+    per group (randomised between two where needed) that meets `constraint`. Saved as model/fairness.json; Predictor
+    and serve apply it (the same row always gets the same decision). Binary classification only."""
+    constraint: Literal["equalized_odds", "demographic_parity", "true_positive_rate_parity",
+                        "false_negative_rate_parity", "true_negative_rate_parity",
+                        "false_positive_rate_parity"] = "equalized_odds"
+    """What the mitigation equalises across groups (fairlearn's constraint names)."""
+    objective: Literal["accuracy_score", "balanced_accuracy_score"] = "accuracy_score"
+    """What the mitigation maximises under the constraint."""
+
+
 class EvaluateConfig(Section):
     metrics: list[str] | None = None
     """Metrics to report; default: all for the task."""
@@ -20,6 +55,8 @@ class EvaluateConfig(Section):
     """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
     report: bool = True
     """Write report.html with plots."""
+    fairness: FairnessConfig | None = None
+    """Group fairness metrics and mitigation (classification and regression; parity metrics need a binary target)."""
 
 
 class CostConfig(Section):

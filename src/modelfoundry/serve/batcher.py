@@ -35,6 +35,9 @@ def answers(pred: Predictor, out: pd.DataFrame) -> list[dict]:
         probs = out[[f"prob_{c}" for c in pred.classes]].to_numpy(dtype=float).tolist()
         result = [{"label": label, "probabilities": dict(zip(names, p))}
                   for label, p in zip(out["prediction"].tolist(), probs)]
+        if "model_prediction" in out.columns:  # a fairness rule decided `label`; the model's own answer beside it
+            result = [{**a, "model_label": m, "fair_positive_probability": f} for a, m, f in
+                      zip(result, out["model_prediction"].tolist(), out["fair_positive_probability"].tolist())]
     else:
         result = [{"value": v} for v in out["prediction"].to_numpy(dtype=float).tolist()]
     if "error" in out.columns:

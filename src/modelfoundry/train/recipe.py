@@ -21,6 +21,7 @@ from ..data.pii import scan_frame
 from ..data.pii import summary as pii_summary
 from ..data.report import write_data_report
 from ..evaluate import Usage, evaluate_run
+from ..evaluate.fairness import check_columns
 from ..models import save_model
 from ..pretrain import prepare_corpus
 from .accel import make_accelerator
@@ -152,6 +153,8 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
             data = prepare_corpus(cfg, cache)
         else:
             data = prepare(cfg, frame, test_frame, cache_dir=cache)
+        if cfg.evaluate.fairness is not None and data.task not in LM_TASKS:  # before training, not after it
+            check_columns(cfg.evaluate.fairness, list(data.raw["data"].columns), str(cfg.data.path or "the data"))
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             pii = None
