@@ -15,6 +15,7 @@ from .core.runs import Run
 from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
 from .data.lm import LMPreprocessor
+from .evaluate.explain import BACKGROUND_FILE, Scorer, input_columns, integrated_gradients, shap_values
 from .evaluate.fairness import FAIRNESS_FILE, decide
 from .finetune import merge_adapters
 from .models import load_model
@@ -211,4 +212,54 @@ class Predictor:
             result["prediction"] = out
         if errors:
             result["error"] = [errors.get(i) for i in range(len(result))]
+        return result
+
+    def explain(self, rows, background=None, steps: int = 32) -> list[dict]:
+        """Per-row attributions, one per input row, in order. A model whose one input is text: Integrated Gradients
+        per token ({prediction, explained, tokens, attributions, special}). Otherwise SHAP per input column
+        ({prediction, explained, base_value, output, attributions: {column: value}}; base_value + the attributions
+        = output, the explained class's probability or the predicted value). `background`: the rows a removed
+        column takes its values from (default: the run's explain_background.json)."""
+        if self.task in LM_TASKS:
+            raise ValueError(f"{self.run.path}: a {self.task} run generates text; explanations are for classifiers and "
+                             "regressors")
+        if self.backend != "torch":
+            source = self.run.manifest().get("source")
+            raise ValueError(f"{self.run.path}: explanations need the run's torch weights (gradients, thousands of "
+                             "masked predictions); this is an ONNX model" + (f". Explain its source run: `foundry "
+                                                                            f"explain {source} ...`" if source else ""))
+        if self.preprocessor.data.sequence is not None:
+            raise ValueError(f"{self.run.path}: sequence-window runs are not explained per row (a row is one time step)")
+        df = self._frame(rows)
+        scorer = Scorer(self.model, self.preprocessor, self.task)
+        cols = input_columns(self.preprocessor)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise DataError(f"input is missing column(s) the model needs: {', '.join(missing)}")
+        label = (lambda k: str(self.classes[k])) if self.task == "classification" else (lambda k: None)
+        if len(cols) == 1 and self.preprocessor.schema[cols[0]] == "text":
+            items = integrated_gradients(scorer, df, steps=steps)
+            out = scorer(df)
+            for it, o in zip(items, out):
+                it["prediction"] = label(int(o.argmax())) if out.ndim == 2 else float(o)
+                it["explained"] = label(it.pop("target")) if it["target"] is not None else it.pop("target")
+            return items
+        if self.preprocessor.schema[cols[0]] == "image" and len(cols) == 1:
+            raise ValueError(f"{self.run.path}: an image model is not explained yet (pixel attributions are not built); "
+                             "tables and text are")
+        if background is None:
+            path = self.run.path / BACKGROUND_FILE
+            if not path.is_file():
+                raise ValueError(f"{self.run.path}: this run keeps no background rows (evaluate.explain.background_rows: "
+                                 "0); give some training rows: background=DataFrame, or `foundry explain --background FILE`")
+            background = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+        background = self._frame(background)
+        sv = shap_values(scorer, df, background)
+        result = []
+        for i in range(len(df)):
+            t = sv["targets"][i] if sv["targets"] is not None else None
+            result.append({"prediction": label(t) if t is not None else float(sv["output"][i]),
+                           "explained": label(t) if t is not None else "value",
+                           "base_value": round(float(sv["base"][i]), 6), "output": round(float(sv["output"][i]), 6),
+                           "attributions": {c: round(float(v), 6) for c, v in zip(sv["columns"], sv["values"][i])}})
         return result

@@ -11,7 +11,7 @@ from importlib import import_module
 
 from .errors import EXIT_BAD_INPUT, missing_extra
 
-VERBS = ("train", "predict", "tune", "serve", "generate", "evaluate", "export", "compress", "data", "runs", "config", "quickstart", "federated")
+VERBS = ("train", "predict", "explain", "tune", "serve", "generate", "evaluate", "export", "compress", "data", "runs", "config", "quickstart", "federated")
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 _HELP = {
     "train": "train and evaluate; prints the run directory last",
     "predict": "predict raw rows with a run's model and preprocessor",
+    "explain": "per-row attributions: SHAP per column for tables, Integrated Gradients per token for text",
     "tune": "an Optuna study over the config's `tune.space`; prints the study directory",
     "serve": "an HTTP service (FastAPI) predicting with one or more runs",
     "generate": "a causal-LM run's response to an instruction",

@@ -47,6 +47,25 @@ class FairnessConfig(Section):
     """What the mitigation maximises under the constraint."""
 
 
+class ExplainConfig(Section):
+    """Explanations written with every run (metrics.json `explanations`, the report, the card), and what
+    `foundry explain` starts from."""
+
+    importance: bool = True
+    """Permutation importance of each input column on the held-out rows (scikit-learn): the drop in accuracy (rmse
+    for regression) when that column's values are shuffled."""
+    repeats: int = Field(3, ge=1)
+    """Shuffles per column."""
+    max_rows: int = Field(1000, ge=10)
+    """Held-out rows the importance is measured on (a fixed sample when there are more)."""
+    shap_rows: int = Field(0, ge=0)
+    """Tables: also mean |SHAP value| per column over this many held-out rows (0 = off; needs the explain extra; shap
+    compiles its kernels the first time, ~8 s)."""
+    background_rows: int = Field(100, ge=0)
+    """Training rows kept in the run (explain_background.json, beside the model, not in it) that SHAP removes a column
+    with: it takes their values. 0 = keep no training rows in the run; `foundry explain` then needs --background."""
+
+
 class EvaluateConfig(Section):
     metrics: list[str] | None = None
     """Metrics to report; default: all for the task."""
@@ -55,6 +74,7 @@ class EvaluateConfig(Section):
     """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
     report: bool = True
     """Write report.html with plots."""
+    explain: ExplainConfig = ExplainConfig()
     fairness: FairnessConfig | None = None
     """Group fairness metrics and mitigation (classification and regression; parity metrics need a binary target)."""
 

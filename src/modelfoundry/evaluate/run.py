@@ -12,6 +12,7 @@ from ..data import Prepared
 from . import metrics as M
 from .baselines import run_baselines
 from .cost import Usage, cost_report
+from .explain import explain_run
 from .fairness import evaluate_fairness
 from .lm import evaluate_lm
 from .predict_split import outputs
@@ -66,6 +67,8 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
     if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
         result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
+    if cfg.evaluate.explain.importance or cfg.evaluate.explain.shap_rows or cfg.evaluate.explain.background_rows:
+        result["explanations"] = explain_run(cfg.evaluate.explain, data, model, split, y, run.path, cfg.train.seed)
     if cfg.evaluate.fairness is not None:
         result["fairness"] = evaluate_fairness(cfg.evaluate.fairness, data, model, split, y, out, cfg.train.seed,
                                                run.model_dir)

@@ -147,6 +147,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
             else:
                 batchers[name] = Batcher(pred, settings, metrics, name)
                 batchers[name].start()
+                generators[name] = asyncio.Lock()  # explanations: one at a time per model, they use every core
         state["ready"] = True
         yield
         state["ready"] = False
@@ -241,6 +242,25 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         predict.__annotations__ = {"rows": Rows, "return": dict}  # FastAPI must see the per-model body type itself
         out = {"predict": predict}
         inputs = _input_columns(pred)
+        if pred.backend == "torch" and list(inputs.values()) != ["image"] and pred.preprocessor.data.sequence is None:
+            async def explain(rows: Rows) -> dict:
+                if len(rows) > settings.max_explain_rows:
+                    raise HTTPException(413, f"{len(rows)} rows; explanations take at most {settings.max_explain_rows} "
+                                             "per request (each costs hundreds of predictions)")
+                records = _rows(rows, pred)
+                loop = asyncio.get_running_loop()
+                try:
+                    async with generators[name]:
+                        items = await asyncio.wait_for(loop.run_in_executor(None, lambda: pred.explain(records)),
+                                                       settings.timeout_s)
+                except TimeoutError:
+                    raise HTTPException(504, f"explaining took longer than {settings.timeout_s} s") from None
+                except ValueError as exc:
+                    raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
+                return {"model": name, "version": pred.run.path.name, "explanations": items}
+
+            explain.__annotations__ = {"rows": Rows, "return": dict}
+            out["explain"] = explain
         if list(inputs.values()) == ["image"]:  # an image-only model also takes multipart uploads
             column = next(iter(inputs))
 
@@ -259,6 +279,9 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
             app.post(f"{prefix}/generate", summary=f"Generate with {label}")(routes["generate"])
         if "predict" in routes:
             app.post(f"{prefix}/predict", summary=f"Predict with {label}")(routes["predict"])
+        if "explain" in routes:
+            app.post(f"{prefix}/explain", summary=f"Explain {label}'s predictions (SHAP per column, Integrated "
+                                                  "Gradients per token)")(routes["explain"])
         if "upload" in routes:
             app.post(f"{prefix}/predict/upload", summary=f"Predict uploaded image files with {label}")(routes["upload"])
 

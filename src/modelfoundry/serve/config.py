@@ -27,6 +27,9 @@ class ServeConfig(Section):
     """How long a request waits for others to fill its batch; 0 disables batching."""
     max_rows: int = Field(1000, gt=0)
     """Rows per request."""
+    max_explain_rows: int = Field(16, gt=0)
+    """Rows per /v1/explain request: a row's explanation costs hundreds of predictions (SHAP) or gradient passes
+    (Integrated Gradients)."""
     max_body_bytes: int = Field(1_000_000, gt=0)
     """The largest request body accepted (bytes, counted as they arrive)."""
     timeout_s: float = Field(30.0, gt=0)
