@@ -50,6 +50,9 @@ def test_a_federation_is_a_complete_run(tmp_path, table):
     assert all("val_accuracy" in s for s in history[-1]["sites"].values())
     assert history[-1]["sent_bytes"] == 3 * fed["payload"]["per_site_round_bytes"] > 0
     assert "Federation" in (run.path / "report.html").read_text() and (run.path / "plots" / "federated_rounds.png").exists()
+    cost = json.loads((run.path / "manifest.json").read_text())["cost"]  # every round's site training, counted
+    assert cost["train_examples"] == 3 * 2 * profile["splits"]["train"]
+    assert "## Cost" in (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     pred = Predictor.load(run.path)  # the global model loads like any run's
     out = pred.predict(tabular_frame(50, seed=1).drop(columns=["label"]).assign(branch="north"))
     assert len(out) == 50

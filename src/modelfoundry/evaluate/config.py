@@ -74,6 +74,8 @@ class EvaluateConfig(Section):
     """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
     report: bool = True
     """Write report.html with plots."""
+    language: Literal["en", "zh"] = "en"
+    """The model card's language: zh writes MODEL_CARD.zh.md beside the English MODEL_CARD.md."""
     explain: ExplainConfig = ExplainConfig()
     fairness: FairnessConfig | None = None
     """Group fairness metrics and mitigation (classification and regression; parity metrics need a binary target)."""

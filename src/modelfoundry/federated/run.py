@@ -15,7 +15,7 @@ import torch
 from ..core.infer import TensorData
 from ..core.runs import Run, Timer, read_json, write_json
 from ..data import data_files, prepare
-from ..evaluate import evaluate_run
+from ..evaluate import Usage, evaluate_run, write_card
 from ..models import save_model
 from ..train import make_accelerator
 from ..train.loop import validate
@@ -146,11 +146,15 @@ def finish(cfg: Config, run: Run, data, model, start: dict, rounds: int, sites: 
                               "clip": fed.privacy.clip, "epsilon_per_round": fed.privacy.epsilon,
                               "delta_per_round": fed.privacy.delta, "epsilon": fed.privacy.epsilon * rounds,
                               "delta": fed.privacy.delta * rounds, "composition": "basic (sum over rounds)"}
-    evaluate_run(run, cfg, data, model, extra_html=federated_html(run, summary, history))
+    # the rows every round's sampled sites train on, local_epochs times: what the cost report multiplies FLOPs by
+    usage = Usage(train_rows=round(len(data.encoded["train"]) * fed.fraction), epochs=rounds * fed.local_epochs,
+                  seconds=timer(), threads=torch.get_num_threads())
+    evaluate_run(run, cfg, data, model, extra_html=federated_html(run, summary, history), usage=usage)
     result = read_json(run.path / "metrics.json")
     result["federated"] = summary
     write_json(run.path / "metrics.json", result)
-    run.finish("complete", timings={"total_s": timer()}, epochs_run=rounds, saved_model=saved,
+    write_card(run, cfg, data.profile, result)
+    run.finish("complete", timings={"total_s": timer()}, epochs_run=rounds, saved_model=saved, cost=result["cost"],
                parameters=sum(p.numel() for p in model.parameters()),
                trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
     return run

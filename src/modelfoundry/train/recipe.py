@@ -20,7 +20,7 @@ from ..data.audit import audit
 from ..data.pii import scan_frame
 from ..data.pii import summary as pii_summary
 from ..data.report import write_data_report
-from ..evaluate import Usage, evaluate_run
+from ..evaluate import Usage, evaluate_run, write_card
 from ..evaluate.fairness import check_columns
 from ..models import save_model
 from ..pretrain import prepare_corpus
@@ -184,6 +184,7 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
                 train_rows=len(data.encoded["train"]), epochs=result.epochs_run, seconds=timer(),
                 threads=torch.get_num_threads() * accelerator.num_processes)
             metrics = evaluate_run(run, cfg, data, model, cv, usage=usage)
+            write_card(run, cfg, data.profile, metrics)
             timings["total_s"] = timer()
             run.finish("complete", timings=timings, **({"cost": metrics["cost"]} if "cost" in metrics else {}), best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                        parameters=sum(p.numel() for p in model.parameters()),
