@@ -68,7 +68,7 @@ def test_tabular_shap_adds_up_and_is_faithful(table_run):
         assert it["base_value"] + sum(it["attributions"].values()) == pytest.approx(it["output"], abs=1e-5)
     assert [it["prediction"] for it in items] == list(pred.predict(rows)["prediction"])
     scorer = Scorer(pred.model, pred.preprocessor, pred.task)
-    targets = [pred.classes.index(it["explained"]) for it in items]
+    targets = [[str(c) for c in pred.classes].index(it["explained"]) for it in items]
     background = pd.DataFrame(json.loads((run.path / "explain_background.json").read_text()))
     attributions = [np.array(list(it["attributions"].values())) for it in items]
     result = deletion_test(column_deletion(scorer, rows, background, targets), attributions, k=1)
@@ -92,7 +92,7 @@ def test_token_attributions_are_faithful(text_run, tiny_bert, tmp_path, model):
     # Integrated Gradients' completeness: attributions sum to f(text) - f(reference)
     assert max(it["convergence_delta"] for it in items) <= 0.01
     scorer = Scorer(pred.model, pred.preprocessor, pred.task)
-    targets = [pred.classes.index(it["explained"]) for it in items]
+    targets = [[str(c) for c in pred.classes].index(it["explained"]) for it in items]
     raw = integrated_gradients(scorer, rows)
     result = deletion_test(token_deletion(scorer, rows, targets, raw), ordinary(raw), k=3)
     assert result["drop_top_k"] > result["drop_random_k"], result

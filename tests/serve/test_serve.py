@@ -468,6 +468,44 @@ def test_generate_endpoint_for_a_causal_lm_run_plain_and_streamed(tmp_path, tiny
         assert 'route="/v1/generate",status="200"' in c.get("/metrics", headers=h).text
 
 
+def test_generate_guard_blocks_prompts_and_redacts_personal_data(tmp_path, tiny_gpt2, capsys):
+    """serve.block_prompts refuses a prompt (400, counted); serve.redact_pii redacts what the model says, streamed or
+    not (counted by kind); `foundry generate --block/--redact-pii` does the same on the command line."""
+    from modelfoundry.cli import main
+    from modelfoundry.data.pii import OutputGuard
+    from modelfoundry.predictor import Predictor
+
+    from ..models.test_causal_lm import _cfg, _frames
+
+    frame, test = _frames()
+    frame = frame.assign(response="call 13812345678 or mail a@b.io")  # a model that learned to repeat personal data
+    run = train(_cfg(tmp_path, tiny_gpt2, epochs=12), frame=frame, test_frame=test).path
+    raw = Predictor.load(run).generate("capital of japan", max_new_tokens=16)[0]
+    want, kinds = OutputGuard(redact_pii=True).clean(raw)
+    assert kinds and ("[PHONE]" in want or "[EMAIL]" in want), raw  # the guard below has something to do
+    with _client([run], redact_pii=True, block_prompts=["password", r"身份证"]) as c:
+        r = c.post("/v1/generate", json={"prompt": "tell me the admin PASSWORD"})
+        assert r.status_code == 400 and "block list" in r.json()["detail"]
+        assert c.post("/v1/generate", json={"prompt": "查一下身份证"}).status_code == 400
+        r = c.post("/v1/generate", json={"prompt": "capital of japan", "max_new_tokens": 16})
+        assert r.status_code == 200 and r.json()["text"] == want
+        with c.stream("POST", "/v1/generate", json={"prompt": "capital of japan", "max_new_tokens": 16,
+                                                    "stream": True}) as s:
+            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[0]["text"] == want and events[-1] == {"done": True, "text": want}
+        text = c.get("/metrics").text
+        assert "foundry_generate_blocked_total 2.0" in text
+        assert f'foundry_generate_redactions_total{{kind="{kinds[0]}"}} 2.0' in text
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "capital of japan", "--max-new-tokens", "16", "--redact-pii"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == want.strip() and "guard: redacted_" in out.err
+    assert main(["generate", str(run), "--prompt", "my password", "--block", "pass(word)?", "--json"]) == 3
+    assert json.loads(capsys.readouterr().out) == {"prompt": "my password", "response": None, "blocked": True}
+    assert main(["generate", str(run), "--prompt", "x", "--block", "(unclosed"]) == 2
+    assert "--block: '(unclosed' is not a regular expression" in capsys.readouterr().err
+
+
 def test_serve_settings_come_from_the_runs_serve_section_and_flags_override_them(table_run, tmp_path, capsys):
     """`serve:` in the run's config sets `foundry serve`'s defaults (one set of defaults: the CLI's flags are made from
     the section); a flag given on the command line wins, and a bad value is refused naming the flag."""

@@ -16,9 +16,13 @@ def page(title: str, heading: str, body: str, *, subtitle: str = "", width: int 
                (";white-space:pre-wrap" if wrap else "")
     small = f" <small>{html.escape(subtitle)}</small>" if subtitle else ""
     return (f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:{width}px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0{';font-size:90%' if compact else ''}}}td,th{{{cell_css}}}
-img{{max-width:100%}}</style></head><body>
+<style>body{{font-family:system-ui,sans-serif;max-width:{width}px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0{';font-size:90%' if compact else ''}}}td,th{{{cell_css}}}
+.scroll{{overflow-x:auto;max-width:100%}}img{{max-width:100%}}summary h2{{display:inline}}summary{{cursor:pointer;margin:1em 0}}
+.headline{{background:#f4f6f8;border-left:4px solid #2563eb;padding:0.4em 1em;margin:1em 0}}
+.flags li{{color:#9a3412}}
+@media print{{body{{max-width:none;margin:0}}details::details-content{{content-visibility:visible;display:contents}}
+img,table{{break-inside:avoid}}}}</style></head><body>
 <h1>{html.escape(heading)}{small}</h1>
 {body}
 </body></html>""")
@@ -30,7 +34,7 @@ def table(rows: list[dict]) -> str:
         return ""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def cell(v) -> str:

@@ -210,3 +210,44 @@ def summary(pii: dict) -> str:
     """One line a person reads: `email: 120 rows; phone: 118 rows`, per column."""
     return "; ".join(f"'{c}' " + ", ".join(f"{k}: {len(v['rows'])} rows" for k, v in kinds.items())
                      for c, kinds in pii.items())
+
+
+class OutputGuard:
+    """What a generator may be asked and may say: prompts matching a block-list pattern are refused, and personal
+    data in generated text is redacted to its tags ([EMAIL], [PHONE], ...). Counts what it did (`counts`)."""
+
+    def __init__(self, redact_pii: bool = False, block: list[str] | None = None):
+        self.redact_pii = redact_pii
+        self.block = [(p, re.compile(p, re.I)) for p in (block or [])]
+        self.counts: dict[str, int] = {"prompts_blocked": 0, **{f"redacted_{k}": 0 for k in KINDS if k != "name"}}
+
+    @property
+    def active(self) -> bool:
+        return self.redact_pii or bool(self.block)
+
+    def blocked(self, prompt: str) -> str | None:
+        """The block-list pattern the prompt matches (counted), or None."""
+        for text, pattern in self.block:
+            if pattern.search(prompt):
+                self.counts["prompts_blocked"] += 1
+                return text
+        return None
+
+    def clean(self, text: str) -> tuple[str, list[str]]:
+        """The text with personal data redacted (when redact_pii), and the kinds redacted (counted)."""
+        if not self.redact_pii:
+            return text, []
+        out, kinds = rewrite(text, "redact")
+        for k in kinds:
+            self.counts[f"redacted_{k}"] += 1
+        return out, kinds
+
+
+def check_patterns(patterns: list[str], where: str) -> list[str]:
+    """Block-list patterns are regular expressions: a broken one is named, not discovered at the first prompt."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"{where}: {p!r} is not a regular expression ({exc})") from None
+    return patterns

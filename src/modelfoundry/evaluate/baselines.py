@@ -46,8 +46,10 @@ def _design(data: Prepared, split: str, fitted: dict, fit: bool):
     return sp.hstack(blocks).tocsr(), hgb
 
 
-def run_baselines(data: Prepared, split: str, metrics: list[str]) -> dict[str, dict]:
-    """Fit each baseline on the training split and score it on `split`. Returns name -> metrics (+ fit_s)."""
+def run_baselines(data: Prepared, split: str, metrics: list[str], outputs: dict | None = None) -> dict[str, dict]:
+    """Fit each baseline on the training split and score it on `split`. Returns name -> metrics (+ fit_s and
+    predict_s_per_1000); `outputs`, when given, receives each baseline's outputs on `split` (probabilities, or
+    predictions in the target's units), for paired comparisons with the model."""
     task = data.task
     fitted: dict = {}
     x_tr, h_tr = _design(data, "train", fitted, True)
@@ -78,9 +80,13 @@ def run_baselines(data: Prepared, split: str, metrics: list[str]) -> dict[str, d
                 proba = np.zeros((xb.shape[0], len(data.preprocessor.classes_)))
                 proba[:, est.classes_.astype(int)] = raw
                 result = compute(task, y_te, proba, metrics)
+                kept = proba
             else:
                 pre = data.preprocessor
-                result = compute(task, pre.decode_regression(y_te), pre.decode_regression(raw), metrics)
+                kept = pre.decode_regression(raw)
+                result = compute(task, pre.decode_regression(y_te), kept, metrics)
+        if outputs is not None:
+            outputs[name] = kept
         out[name] = {**result, "fit_s": round(fit_s, 3),
                      "predict_s_per_1000": round(predict_s / max(xb.shape[0], 1) * 1000, 6)}
     return out

@@ -91,31 +91,130 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
     return made
 
 
+def _kv_rows(d: dict | None) -> list[dict]:
+    """A profile section as rows a person reads: one per key, lists and mappings shortened."""
+    rows = []
+    for k, v in (d or {}).items():
+        if isinstance(v, (list, dict)):
+            text = json.dumps(v, ensure_ascii=False)
+            v = "none" if not v else text if len(text) <= 120 else text[:117] + "..."
+        rows.append({"item": k.replace("_", " "), "value": v})
+    return rows
+
+
+def _collapsible(title: str, inner: str, rows: int, open_below: int = 15) -> str:
+    """A section that starts folded when it is long (rows > open_below)."""
+    flag = " open" if rows <= open_below else ""
+    return f"<details{flag}><summary><h2>{html.escape(title)}</h2></summary>{inner}</details>"
+
+
+def confused_pairs(y: np.ndarray, out: np.ndarray, classes: list, top: int = 10) -> list[dict]:
+    """The most frequent mistakes by name: true class -> predicted class, rows, share of the true class."""
+    from sklearn.metrics import confusion_matrix
+
+    k = len(classes)
+    cm = confusion_matrix(y, out.argmax(1), labels=np.arange(k))
+    np.fill_diagonal(cm, 0)
+    order = np.dstack(np.unravel_index(np.argsort(-cm, axis=None), cm.shape))[0][:top]
+    support = np.bincount(y, minlength=k)
+    return [{"true": str(classes[i]), "predicted": str(classes[j]), "rows": int(cm[i, j]),
+             "share of true class": round(cm[i, j] / max(support[i], 1), 3)} for i, j in order if cm[i, j] > 0]
+
+
+def headline(data: Prepared, result: dict, m: dict) -> str:
+    """What a reviewer reads first: task and data, the model against its best baseline with the uncertainty,
+    cost, and the flags."""
+    from .summary import flags
+
+    profile = data.profile
+    classes = getattr(data.preprocessor, "classes_", None)
+    inputs = [c for c, k in data.preprocessor.schema.items() if k != "ignore" and c != data.preprocessor.target]
+    what = (f"classification of <code>{html.escape(str(data.preprocessor.target))}</code> ({len(classes)} classes)"
+            if data.task == "classification" else f"regression of <code>{html.escape(str(data.preprocessor.target))}</code>")
+    splits = " / ".join(f"{k} {v}" for k, v in (profile.get("splits") or {}).items())
+    epochs = (f"; best epoch {m['best_epoch']} of {m.get('epochs_run', '?')}" if m.get("best_epoch") else "")
+    lines = [f"<p><b>Task</b>: {what} from {len(inputs)} input column{'s' if len(inputs) != 1 else ''}; "
+             f"<b>rows</b>: {html.escape(splits)}{epochs}.</p>"]
+    c = result.get("comparison")
+    if c:
+        lines.append(f"<p><b>Model vs best baseline</b> ({c['metric']} on the {result['split']} split): "
+                     f"<b>{c['model']:.4f}</b> vs {html.escape(c['baseline'])} {c['baseline_score']:.4f}: "
+                     f"{c['difference']:+.4f} (95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f}, "
+                     f"paired bootstrap over {result['rows']} rows): {html.escape(c['verdict'])}.</p>")
+    else:
+        first = next(iter(result["test"].items()))
+        lines.append(f"<p><b>Model</b>: {first[0]} {first[1]:.4f} on the {result['split']} split "
+                     f"({result['rows']} rows).</p>")
+    cost = result.get("cost")
+    if cost:
+        lines.append(f"<p><b>Cost</b>: ${cost['usd_per_run']:.3g} per training run ({cost['wall_s']} s on "
+                     f"{cost['threads']} threads, {cost['train_flops']:.3g} FLOPs counted), "
+                     f"${cost['usd_per_1000_predictions']:.3g} per 1,000 predictions; "
+                     f"{cost['trainable_parameters']:,} trainable of {cost['parameters']:,} parameters.</p>")
+    found = flags(result, profile)
+    if found:
+        lines.append("<ul class='flags'>" + "".join(f"<li>{html.escape(f)}</li>" for f in found) + "</ul>")
+    return "<div class='headline'>" + "".join(lines) + "</div>"
+
+
+def fairness_html(f: dict) -> str:
+    parts = [f"<p>Groups of {html.escape(', '.join(f['sensitive']))} on the {f['split']} split; groups under "
+             f"{f['min_group_size']} rows are listed but left out of the differences"
+             + (f" ({html.escape(', '.join(f['small_groups']))})" if f["small_groups"] else "") + ".</p>",
+             _table(f["groups"])]
+    gaps = [{"metric": k, "value": f[k]} for k in ("demographic_parity_difference", "demographic_parity_ratio",
+                                                  "equalized_odds_difference", "equalized_odds_ratio") if k in f]
+    parts.append(_table(gaps) if gaps else f"<p>{html.escape(f.get('note', ''))}</p>")
+    mit = f.get("mitigation")
+    if mit:
+        parts.append(f"<h3>Mitigation: {html.escape(mit['method'])} ({html.escape(mit['constraint'])}), fitted on "
+                     f"the {mit['fit_on']} split</h3>" + _table(mit["table"]))
+    return "<h2>Fairness</h2>" + "".join(parts)
+
+
+def explanations_html(ex: dict) -> str:
+    if not ex.get("importance"):
+        return ""
+    rows = [{"column": r["column"], "importance": r["importance"], "std": r["std"],
+             **({"mean |SHAP|": ex["mean_abs_shap"].get(r["column"])} if ex.get("mean_abs_shap") else {})}
+            for r in ex["importance"]]
+    return _collapsible("Explanations: what the model relies on", f"<p>Permutation importance on "
+                        f"{ex['importance_rows']} held-out rows: the drop in {html.escape(ex['importance_metric'])} when "
+                        "a column's values are shuffled (largest first). Per-row attributions: "
+                        "<code>foundry explain RUN rows.csv</code>.</p>" + _table(rows), len(rows))
+
+
 def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray, extra_html: str = "") -> None:
     figures = plots(run, data, result, y, out)
     m = run.manifest()
     rows = [{"model": "model", **result["test"]}]
     rows += [{"model": name, **{k: v for k, v in b.items() if k in result["test"]}}
              for name, b in result.get("baselines", {}).items()]
-    cv = ""
+    parts = [headline(data, result, m), f"<h2>Metrics on the {result['split']} split, beside the baselines</h2>"
+             + _table(rows)]
+    parts += [f"<h2>{html.escape(t)}</h2><img src='{src}' alt='{html.escape(t)}'>" for t, src in figures]
     if result.get("cv"):
-        cv = "<h2>Cross-validation</h2>" + _table([{"metric": k, **v} for k, v in result["cv"].items()])
-    per_class = ""
+        parts.append("<h2>Cross-validation</h2>" + _table([{"metric": k, **v} for k, v in result["cv"].items()]))
+    if extra_html:
+        parts.append(extra_html)
+    if result.get("fairness"):
+        parts.append(fairness_html(result["fairness"]))
+    parts.append(explanations_html(result.get("explanations") or {}))
     if result.get("per_class"):
-        per_class = "<h2>Per class</h2>" + _table(result["per_class"])
-    imgs = "".join(f"<h2>{html.escape(t)}</h2><img src='{src}' alt='{html.escape(t)}'>" for t, src in figures)
-    profile = data.profile
-    trunc = ""
+        worst = sorted(result["per_class"], key=lambda r: (r["f1"], -r["support"]))
+        parts.append(_collapsible(f"Per class, worst first ({len(worst)} classes)", _table(worst), len(worst)))
+        pairs = confused_pairs(y, out, data.preprocessor.classes_)
+        if pairs:
+            parts.append("<h2>Most confused classes</h2>" + _table(pairs))
     if result.get("truncated_texts"):
         t = result["truncated_texts"]
-        trunc = "<h2>Truncated texts</h2><p>" + "; ".join(
+        parts.append("<h2>Truncated texts</h2><p>" + "; ".join(
             f"{html.escape(s)}: {n} of {t['rows'].get(s, '?')} in '{html.escape(c)}'"
-            for s, cols in t.items() if s not in ("max_length", "rows") for c, n in cols.items() if n) + \
-            f" were longer than max_length = {t['max_length']} tokens and lost their tail.</p>"
-    body = f"""<p>Task: {data.task}; rows per split: {html.escape(json.dumps(profile.get('splits')))}; best epoch: {m.get('best_epoch', '-')}.</p>
-<h2>Metrics on the {result['split']} split, beside the baselines</h2>{_table(rows)}
-{trunc}{cv}{extra_html}{per_class}{imgs}
-<h2>Data cleaning</h2><pre>{html.escape(json.dumps(profile.get('cleaning'), indent=1))}
-{html.escape(json.dumps(profile.get('fitted'), indent=1))}</pre>"""
+            for s, cols in t.items() if s not in ("max_length", "rows") for c, n in cols.items() if n) +
+            f" were longer than max_length = {t['max_length']} tokens and lost their tail.</p>")
+    profile = data.profile
+    cleaning = _kv_rows(profile.get("cleaning")) + _kv_rows(profile.get("fitted"))
+    parts.append(_collapsible("Data cleaning", _table(cleaning) or "<p>nothing changed</p>", len(cleaning), 8))
     name = m.get("name", "run")
-    atomic_write_text(run.path / "report.html", page(f"{name} report", name, body, subtitle=run.path.name))
+    atomic_write_text(run.path / "report.html", page(f"{name} report", name, "\n".join(p for p in parts if p),
+                                                     subtitle=run.path.name))

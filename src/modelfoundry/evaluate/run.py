@@ -16,6 +16,7 @@ from .explain import explain_run
 from .fairness import evaluate_fairness
 from .lm import evaluate_lm
 from .predict_split import outputs
+from .summary import compare_to_best_baseline
 from .pretrain import evaluate_corpus
 from .report import write_report
 
@@ -33,14 +34,15 @@ def per_class(y: np.ndarray, proba: np.ndarray, classes: list) -> list[dict]:
              "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(classes)]
 
 
-def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines: bool) -> dict:
+def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines: bool,
+                  baseline_outputs: dict | None = None) -> dict:
     y, out = outputs(model, data, split)
     result = {"split": split, "rows": int(len(y)), split: M.compute(data.task, y, out, names)}
     result["test"] = result[split]
     if data.task == "classification":
         result["per_class"] = per_class(y, out, data.preprocessor.classes_)
     if baselines:
-        result["baselines"] = run_baselines(data, split, names)
+        result["baselines"] = run_baselines(data, split, names, baseline_outputs)
     return result, y, out
 
 
@@ -63,7 +65,10 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
         return result
     names = M.canonical(cfg.evaluate.metrics, data.task)
     split = "test" if "test" in data.encoded else "val"
-    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines)
+    baseline_outputs: dict = {}
+    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines, baseline_outputs)
+    if baseline_outputs:
+        result["comparison"] = compare_to_best_baseline(data.task, y, out, baseline_outputs, result, cfg.train.seed)
     truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}
     if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
         result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.spec import GENERATIVE_TASKS
+from ..data.pii import OutputGuard
 from ..predictor import Predictor
 from .batcher import Batcher, QueueFull
 from .config import ServeConfig
@@ -135,6 +136,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
     settings = settings or ServeSettings()
     settings.api_keys = check_keys(sorted(settings.api_keys), "api_keys")  # an empty key would match no header
     metrics = Metrics()
+    output_guard = OutputGuard(settings.redact_pii, settings.block_prompts)
     batchers: dict[str, Batcher] = {}
     generators: dict[str, asyncio.Lock] = {}
     state = {"ready": False}
@@ -200,11 +202,23 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                     pred.prompt_ids([req.prompt])
                 except ValueError as exc:
                     raise HTTPException(422, [{"loc": ["body", "prompt"], "msg": str(exc), "type": "value_error"}]) from None
+                hit = output_guard.blocked(req.prompt)
+                if hit is not None:
+                    metrics.generate_blocked.inc()
+                    raise HTTPException(400, f"prompt refused: it matches the block list (serve.block_prompts: {hit!r})")
                 loop = asyncio.get_running_loop()
-                if not req.stream:
+                if not req.stream or settings.redact_pii:  # redaction needs the whole text: one piece, then done
                     async with generators[name]:  # one generation at a time per model: it uses every core
                         text = await asyncio.wait_for(loop.run_in_executor(None, lambda: pred.generate(req.prompt, **kw)[0]),
                                                       settings.timeout_s)
+                    text, kinds = output_guard.clean(text)
+                    for k in kinds:
+                        metrics.generate_redactions.labels(kind=k).inc()
+                    if req.stream:
+                        whole = json.dumps({"text": text}, ensure_ascii=False)
+                        done = json.dumps({"done": True, "text": text}, ensure_ascii=False)
+                        return StreamingResponse(iter([f"data: {whole}\n\n", f"data: {done}\n\n"]),
+                                                 media_type="text/event-stream")
                     return {"model": name, "version": pred.run.path.name, "text": text}
                 pieces: asyncio.Queue = asyncio.Queue()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.schema import Section
+from ..data.pii import check_patterns
 
 
 class ServeConfig(Section):
@@ -41,3 +42,15 @@ class ServeConfig(Section):
     needs the key when keys are set."""
     max_new_tokens: int = Field(256, gt=0)
     """The most tokens one generate request may ask for."""
+    redact_pii: bool = False
+    """Generation: replace personal data in responses (e-mail, phone, resident ID, bank card, IP) with its tag,
+    [EMAIL] etc.; a streamed response then arrives as one piece (redaction needs the whole text). Counted in
+    /metrics (foundry_generate_redactions_total by kind)."""
+    block_prompts: list[str] = []
+    """Generation: refuse (HTTP 400) a prompt matching any of these regular expressions (case-insensitive); counted in
+    /metrics (foundry_generate_blocked_total)."""
+
+    @field_validator("block_prompts")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        return check_patterns(v, "block_prompts")

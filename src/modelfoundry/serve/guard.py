@@ -30,6 +30,10 @@ class Metrics:
               "models loaded)", registry=self.registry).set_function(gc.get_freeze_count)
         self.requests = Counter("foundry_requests_total", "Requests by route template and status code",
                                 ["route", "status"], registry=self.registry)
+        self.generate_blocked = Counter("foundry_generate_blocked_total", "Generate prompts refused by "
+                                        "serve.block_prompts", registry=self.registry)
+        self.generate_redactions = Counter("foundry_generate_redactions_total", "Personal data redacted from generated "
+                                           "text (serve.redact_pii), by kind", ["kind"], registry=self.registry)
         self.errors = Counter("foundry_errors_total", "Requests answered with an error, by kind", ["kind"],
                               registry=self.registry)
         self.latency = Histogram("foundry_request_seconds", "Request latency", ["route"], registry=self.registry,
