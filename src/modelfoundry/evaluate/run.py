@@ -16,9 +16,9 @@ from .explain import explain_run
 from .fairness import evaluate_fairness
 from .lm import evaluate_lm
 from .predict_split import outputs
-from .summary import compare_to_best_baseline
 from .pretrain import evaluate_corpus
 from .report import write_report
+from .summary import compare_to_best_baseline
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
