@@ -64,7 +64,7 @@ def fairness(seeds: int, out_dir: Path) -> dict:
                   f"{runs[-1]['equalized_odds_difference_after']}, accuracy {runs[-1]['accuracy_before']} -> "
                   f"{runs[-1]['accuracy_after']}", flush=True)
 
-        def stat(key):
+        def stat(key, runs=runs):
             v = np.array([r[key] for r in runs if r[key] is not None], dtype=float)
             return {"mean": round(float(v.mean()), 4), "std": round(float(v.std()), 4)}
 
