@@ -174,6 +174,8 @@ def card_text(run: Run, cfg, profile: dict, metrics: dict, lang: str) -> str:
             out += [t["mitigated"].format(method=mit["method"], constraint=mit["constraint"], fit=mit["fit_on"]), "",
                     _table([t["metric"], t["before"], t["after"]], [[r["metric"], r["before"], r["after"]]
                                                                    for r in mit["table"]]), ""]
+            if mit.get("note"):
+                out += [f"> {mit['note']}.", ""]
     ex = metrics.get("explanations", {})
     if ex.get("importance"):
         out += [f"## {t['explanations']}", "", t["importance"].format(rows=ex["importance_rows"],

@@ -278,4 +278,11 @@ def evaluate_fairness(cfg: FairnessConfig, data, model, split: str, y: np.ndarra
         "table": [{"metric": "accuracy", **acc}] + [{"metric": k, "before": before_m.get(k), "after": after_m.get(k)}
                                                    for k in keys[1:]],
         "after_groups": after_m["groups"]}
+    rates = {g["selection_rate"] for g in after_m["groups"]}
+    if rates <= {0.0} or rates <= {1.0}:
+        result["mitigation"]["note"] = (
+            f"the rule gives every held-out row the same decision ({'positive' if rates == {1.0} else 'negative'}): "
+            f"{cfg.constraint} is met trivially, because on the {fit_split} split's groups the constrained optimum of "
+            f"{cfg.objective} is a constant. More validation rows per group, fewer or coarser groups, or another "
+            "constraint or objective may do better")
     return result

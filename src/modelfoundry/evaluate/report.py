@@ -168,7 +168,8 @@ def fairness_html(f: dict) -> str:
     mit = f.get("mitigation")
     if mit:
         parts.append(f"<h3>Mitigation: {html.escape(mit['method'])} ({html.escape(mit['constraint'])}), fitted on "
-                     f"the {mit['fit_on']} split</h3>" + _table(mit["table"]))
+                     f"the {mit['fit_on']} split</h3>" + _table(mit["table"])
+                     + (f"<p><b>Note</b>: {html.escape(mit['note'])}.</p>" if mit.get("note") else ""))
     return "<h2>Fairness</h2>" + "".join(parts)
 
 

@@ -52,6 +52,8 @@ def flags(result: dict, profile: dict) -> list[str]:
     for key in ("demographic_parity_difference", "equalized_odds_difference"):
         if (fair.get(key) or 0) >= 0.1:
             out.append(f"{key.replace('_', ' ')} {fair[key]} across {', '.join(fair['sensitive'])}")
+    if (fair.get("mitigation") or {}).get("note"):
+        out.append("fairness mitigation: " + fair["mitigation"]["note"])
     if profile.get("pii_in_features"):
         out.append(f"personal data in model inputs: {', '.join(profile['pii_in_features'])}")
     leak = (profile.get("leakage") or {}).get("held_out_rows", 0)
