@@ -39,15 +39,25 @@ def texts(tmp_path):
     return cfg, flipped
 
 
+def report_text(cfg: dict, row: int) -> str:
+    text = pd.read_csv(cfg["data"]["path"])["text"][row]
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def test_text_profile_finds_duplicates_leakage_and_label_errors(texts):
     cfg, flipped = texts
     report = audit(load_config(cfg))
-    assert {"file": "data", "row": 200, "id": "dup", "duplicate_of": 3} in report["duplicates"]["rows"]
+    dup = next(r for r in report["duplicates"]["rows"] if r["row"] == 200)
+    assert {k: dup[k] for k in ("file", "row", "id", "duplicate_of")} == {"file": "data", "row": 200, "id": "dup",
+                                                                        "duplicate_of": 3}
+    assert dup["value"] == report_text(texts[0], 3)  # the text itself, beside the row number
     near = {r["row"]: r["near_duplicate_of"] for r in report["near_duplicates"]["rows"]}
     assert near[201] == 5 and near[200] == 3
     pairs = {(p["held_out"]["row"], p["train"]["row"]) for p in report["leakage"]["pairs"]}
     assert {(0, 202), (1, 203)} <= pairs
     assert all(p["held_out"]["file"] == "test" and "id" in p["held_out"] for p in report["leakage"]["pairs"])
+    pair = next(p for p in report["leakage"]["pairs"] if p["train"]["row"] == 203)
+    assert pair["train"]["value"] == report_text(texts[0], 203) and pair["held_out"]["value"]  # side by side
     li = report["label_issues"]
     assert li["model"].startswith("MiniLM") and li["folds"] == 5
     found = {it["row"] for it in li["issues"]}

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelfoundry.config import load_config
 from modelfoundry.data.schema import DataError, check_target, infer_schema, infer_task
 
 
@@ -47,3 +48,35 @@ def test_task_inference():
     assert infer_task(pd.Series(np.linspace(0, 1, 50)), "auto") == "regression"
     assert infer_task(pd.Series(range(100)), "auto") == "regression"
     assert infer_task(pd.Series([0, 1]), "regression") == "regression"
+
+
+def test_row_identifiers_are_left_out_unless_declared(tmp_path, capsys):
+    """An id column (unique per row: a row counter, a customer key, a UUID) is profiled and trained on as a feature
+    by default elsewhere; here it is left out and said so, unless data.types declares it."""
+    import json
+
+    from modelfoundry.api import train
+
+    from ..conftest import tabular_frame, tiny_config
+
+    df = tabular_frame(120)
+    df.insert(0, "row_id", range(1000, 1120))
+    df["customerID"] = np.random.default_rng(0).permutation(120) + 5000   # unique, not sorted: caught by its name
+    df["ticket"] = [f"T-{i:05d}-{i * 7 % 13}" for i in range(120)]         # a different string in every row
+    df["visits"] = np.random.default_rng(1).permutation(120)              # unique integers, but a real count
+    df.to_csv(tmp_path / "d.csv", index=False)
+    run = train(load_config(tiny_config(tmp_path, {"path": str(tmp_path / "d.csv"), "target": "label"})))
+    schema = json.loads((run.path / "model" / "preprocessor.json").read_text())["schema"]
+    assert schema["row_id"] == schema["customerID"] == schema["ticket"] == "ignore"
+    assert schema["visits"] == "numeric" and schema["x1"] == "numeric"
+    profile = json.loads((run.path / "data_profile.json").read_text())
+    assert set(profile["cleaning"]["id_like_columns"]) == {"row_id", "customerID", "ticket"}
+    assert "left out of the features as row identifiers: 'row_id' (unique, increasing integers)" in capsys.readouterr().err
+    run = train(load_config(tiny_config(tmp_path, {"path": str(tmp_path / "d.csv"), "target": "label",
+                                                   "types": {"row_id": "numeric"}})))
+    assert json.loads((run.path / "model" / "preprocessor.json").read_text())["schema"]["row_id"] == "numeric"
+
+
+def test_an_only_column_is_never_dropped_as_an_identifier():
+    schema = infer_schema(pd.DataFrame({"x": range(30), "y": [0, 1] * 15}), "y", {}, None)
+    assert schema == {"x": "numeric"}

@@ -16,7 +16,7 @@ import pandas as pd
 from ..core.hardware import cpu_has_bf16
 from ..core.paths import resolve_model_path
 from ..core.progress import bar
-from .pii import scan_frame
+from .pii import masked, scan_frame
 from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
@@ -94,11 +94,29 @@ def _texts(frame: pd.DataFrame, cols: list[str]) -> list[str]:
         " ".join, axis=1).tolist()
 
 
-def _ident(where: str, row: int, frame: pd.DataFrame, id_col: str | None) -> dict:
+PREVIEW = 100
+"""Characters of a flagged row shown beside its number (personal data in it masked), so a person can judge the pair."""
+
+
+def preview(frame: pd.DataFrame, row: int, cols: list[str]) -> str:
+    """The row as a person reads it: its text, or `column=value` pairs for a table; masked and truncated."""
+    rec = frame.iloc[row]
+    texts = [str(rec[c]) for c in cols if c in frame.columns and isinstance(rec[c], str)]
+    if texts and len(texts) == len([c for c in cols if c in frame.columns]):
+        shown = " | ".join(texts)
+    else:
+        shown = ", ".join(f"{c}={rec[c]}" for c in cols if c in frame.columns)
+    shown = masked(shown)
+    return shown if len(shown) <= PREVIEW else shown[: PREVIEW - 3] + "..."
+
+
+def _ident(where: str, row: int, frame: pd.DataFrame, id_col: str | None, show: list[str] | None = None) -> dict:
     out = {"file": where, "row": int(row)}
     if id_col and id_col in frame.columns:
         v = frame[id_col].iloc[row]
         out["id"] = v.item() if hasattr(v, "item") else v
+    if show:
+        out["value"] = preview(frame, row, show)
     return out
 
 
@@ -223,10 +241,12 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     check_target(df, d.target, str(cfg.resolve_path(d.path)))
     test = test_frame if test_frame is not None else read_frame(cfg, d.test_path) if d.test_path else None
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
-    schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
+    ids: dict[str, str] = {}
+    schema = infer_schema(df, d.target, d.types, d.id_column, exclude, ids)
     task = infer_task(df[d.target], d.task)
     features = [c for c, k in schema.items() if k != "ignore" and c != d.target]
     text_cols = [c for c in features if schema[c] == "text"]
+    shown = text_cols or features  # what a flagged row shows: its text, or its feature values
 
     do_labels = (d.audit.label_issues if with_label_issues is None else with_label_issues) and task == "classification"
     pb = bar(4 + do_labels + (against is not None), "profile", unit="step")
@@ -237,6 +257,7 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
         report["pii_test"] = scan_frame(test)
     pb.update(1)
     report["schema"] = schema
+    report["id_like_columns"] = ids
     report["all_missing_columns"] = [c for c in df.columns if len(df) and df[c].isna().all()]
     split = split_frame(df, d.split, task, d.target, cfg.train.seed, test is not None)
     held: list[tuple[str, pd.DataFrame, np.ndarray]] = [("data", df, split[s]) for s in ("val", "test") if len(split[s])]
@@ -249,7 +270,7 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     dup = keys.duplicated(keep="first")
     first = {k: i for i, k in reversed(list(enumerate(keys)))}
     report["duplicates"] = {"count": int(dup.sum()), "rows": [
-        {**_ident("data", i, df, d.id_column), "duplicate_of": int(first[keys.iloc[i]])} for i in np.flatnonzero(dup)]}
+        {**_ident("data", i, df, d.id_column, shown), "duplicate_of": int(first[keys.iloc[i]])} for i in np.flatnonzero(dup)]}
     pb.set_postfix_str("near duplicates and leakage")
     pb.update(1)
     # near duplicates within the training split, and leakage: held-out rows that repeat a training row
@@ -259,26 +280,28 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     if text_cols:
         joined = _texts(tr, text_cols)
         for i, j, sim in near_text_pairs(joined, joined, thr, same=True):
-            near.append({**_ident("data", train[i], df, d.id_column), "near_duplicate_of": int(train[j]), "similarity": sim})
+            near.append({**_ident("data", train[i], df, d.id_column, shown), "near_duplicate_of": int(train[j]),
+                         "similarity": sim, "near_duplicate_value": preview(df, int(train[j]), shown)})
         for where, frame_h, rows in held:
             texts = _texts(frame_h.iloc[rows], text_cols)
             for i, j, sim in near_text_pairs(texts, joined, thr, same=False):
-                leaks.append({"held_out": _ident(where, rows[i], frame_h, d.id_column),
-                              "train": _ident("data", train[j], df, d.id_column), "similarity": sim})
+                leaks.append({"held_out": _ident(where, rows[i], frame_h, d.id_column, shown),
+                              "train": _ident("data", train[j], df, d.id_column, shown), "similarity": sim})
     else:
         tk = row_keys(tr, features)
         seen: dict[str, int] = {}
         for pos, k in zip(train, tk):
             if k in seen:
-                near.append({**_ident("data", pos, df, d.id_column), "near_duplicate_of": seen[k], "similarity": 1.0})
+                near.append({**_ident("data", pos, df, d.id_column, shown), "near_duplicate_of": seen[k], "similarity": 1.0,
+                             "near_duplicate_value": preview(df, seen[k], shown)})
             else:
                 seen[k] = int(pos)
         for where, frame_h, rows in held:
             hk = row_keys(frame_h.iloc[rows], [c for c in features if c in frame_h.columns])
             for pos, k in zip(rows, hk):
                 if k in seen:
-                    leaks.append({"held_out": _ident(where, pos, frame_h, d.id_column),
-                                  "train": _ident("data", seen[k], df, d.id_column), "similarity": 1.0})
+                    leaks.append({"held_out": _ident(where, pos, frame_h, d.id_column, shown),
+                                  "train": _ident("data", seen[k], df, d.id_column, shown), "similarity": 1.0})
     pb.update(2)
     report["near_duplicates"] = {"count": len(near), "threshold": thr, "rows": near}
     report["leakage"] = {"count": len(leaks), "held_out_rows": len({(p["held_out"]["file"], p["held_out"]["row"]) for p in leaks}),
@@ -288,7 +311,7 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
         print(f"profile: looking for label errors in {len(df)} rows ({d.audit.label_folds}-fold)", file=sys.stderr, flush=True)
         found = label_issues(df, features, text_cols, d.target, cfg)
         for it in found.get("issues", []):
-            it.update(_ident("data", it["row"], df, d.id_column))
+            it.update(_ident("data", it["row"], df, d.id_column, shown))
         report["label_issues"] = found
         pb.update(1)
     if against is not None:

@@ -3,6 +3,7 @@ split: `prepare(cfg)` -> Prepared."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +42,12 @@ def load_clean(cfg: Config, frame: pd.DataFrame | None = None, where: str | None
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
     if d.sequence is not None:
         exclude |= {d.sequence.group_column, d.sequence.order_column}
-    schema = infer_schema(df, d.target, d.types, d.id_column, exclude)
+    ids: dict[str, str] = {}
+    schema = infer_schema(df, d.target, d.types, d.id_column, exclude, ids)
     task = infer_task(df[d.target], d.task)
     df, cleaning = drop_rows(df, d.clean, schema)
+    if ids:
+        cleaning["id_like_columns"] = ids
     return df.reset_index(drop=True), schema, task, cleaning
 
 
@@ -55,6 +59,11 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     d = cfg.data
     raw = read_frame(cfg, d.path) if frame is None else frame
     df, schema, task, cleaning = load_clean(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else None)
+    ids = cleaning.get("id_like_columns")
+    if ids and fold is None:  # said once per run, not once per fold
+        print("note: left out of the features as row identifiers: " + "; ".join(f"'{c}' ({why})" for c, why in ids.items())
+              + ". Declare a column in data.types to use it, or as data.id_column to keep it in predictions.",
+              file=sys.stderr, flush=True)
     if test_frame is None and d.test_path and fold is None:  # a fold's held-out part replaces the test file
         test_frame = read_frame(cfg, d.test_path)
     raws = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}

@@ -75,6 +75,10 @@ def write_data_report(profile: dict, out_dir: Path, title: str) -> Path:
                 [{"column": c, "kind": k, "rows": len(v["rows"]), "findings": v["count"],
                   "examples (masked)": ", ".join(v["examples"]), "first rows": ", ".join(map(str, v["rows"][:8]))}
                  for c, kinds in profile[key].items() for k, v in kinds.items()]))
+    if profile.get("id_like_columns"):
+        parts.append("<h2>Row identifiers left out of the features</h2>" + _table(
+            [{"column": c, "why": why} for c, why in profile["id_like_columns"].items()])
+            + "<p>Declare a column in <code>data.types</code> to use it as a feature anyway.</p>")
     if profile.get("all_missing_columns"):
         parts.append(f"<p><b>Columns with every value missing:</b> {html.escape(', '.join(profile['all_missing_columns']))}</p>")
     for key, label in (("duplicates", "Exact duplicates"), ("near_duplicates", "Near duplicates (training split)")):
@@ -84,7 +88,9 @@ def write_data_report(profile: dict, out_dir: Path, title: str) -> Path:
     parts.append(f"<h2>Leakage: {leak.get('held_out_rows', 0)} held-out rows repeat a training row "
                  f"({leak.get('count', 0)} pairs)</h2>"
                  + _table([{"held-out file": p["held_out"]["file"], "held-out row": p["held_out"]["row"],
-                            "train row": p["train"]["row"], "similarity": p["similarity"]} for p in leak.get("pairs", [])]))
+                            "held-out value": p["held_out"].get("value", ""), "train row": p["train"]["row"],
+                            "train value": p["train"].get("value", ""), "similarity": p["similarity"]}
+                           for p in leak.get("pairs", [])]))
     li = profile.get("label_issues")
     if li:
         if "skipped" in li:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 
 import numpy as np
@@ -73,8 +74,35 @@ def infer_type(s: pd.Series) -> str:
     return "categorical"
 
 
+ID_NAME = re.compile(r"^(?:id|uuid|guid|index|idx|row|row_?id|row_?num(?:ber)?|record_?id|key|序号|编号)$|(?:_id|Id|ID)$",
+                     re.I)
+"""Headers that name a row identifier (`id`, `row_id`, `customerID`, `序号`)."""
+
+
+def id_like(s: pd.Series, name: str, kind: str) -> str | None:
+    """Why a column looks like a row identifier (unique per row, so nothing to learn from and a path to overfitting),
+    or None. AutoGluon leaves such columns out by default; so do we, unless data.types declares them."""
+    if kind not in ("numeric", "categorical"):  # text, images, sequences and dates are never identifiers here
+        return None
+    values = s.dropna()
+    if len(values) < 20 or len(values) < len(s) or values.nunique() < len(values):
+        return None
+    if kind == "numeric":
+        v = values
+        if pd.api.types.is_integer_dtype(s) and (v.is_monotonic_increasing or v.is_monotonic_decreasing):
+            return "unique, increasing integers"
+        if ID_NAME.search(str(name)):
+            return "named like an identifier, a different value in every row"
+        return None
+    if kind == "categorical":
+        return "a different value in every row (no category repeats)"
+    return None
+
+
 def infer_schema(df: pd.DataFrame, target: str, overrides: dict[str, str], id_column: str | None,
-                 exclude: set[str] = frozenset()) -> dict[str, str]:
+                 exclude: set[str] = frozenset(), id_like_found: dict | None = None) -> dict[str, str]:
+    """Column -> type. A column not declared in `overrides` that looks like a row identifier (`id_like`) is ignored;
+    `id_like_found` receives {column: why}."""
     unknown = [c for c in overrides if c not in df.columns]
     if unknown:
         cols = [str(c) for c in df.columns]
@@ -88,7 +116,17 @@ def infer_schema(df: pd.DataFrame, target: str, overrides: dict[str, str], id_co
         if col == id_column:
             schema[col] = "ignore"
             continue
-        schema[col] = overrides.get(col) or infer_type(df[col])
+        if col in overrides:
+            schema[col] = overrides[col]
+            continue
+        schema[col] = infer_type(df[col])
+    ids = {col: why for col, kind in schema.items() if col not in overrides
+           and (why := id_like(df[col], col, kind))}
+    if ids and any(k != "ignore" for c, k in schema.items() if c not in ids):  # never the only inputs left
+        for col, why in ids.items():
+            schema[col] = "ignore"
+            if id_like_found is not None:
+                id_like_found[str(col)] = why
     for col, kind in schema.items():
         if kind == "numeric" and not pd.api.types.is_numeric_dtype(df[col]):
             coerced = pd.to_numeric(df[col], errors="coerce")
