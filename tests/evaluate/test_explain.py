@@ -75,7 +75,7 @@ def test_tabular_shap_adds_up_and_is_faithful(table_run):
     assert result["drop_top_k"] > result["drop_random_k"] + 0.05, result
 
 
-@pytest.mark.parametrize("model", ["ours", "hf_bert"])
+@pytest.mark.parametrize("model", ["ours", pytest.param("hf_bert", marks=pytest.mark.slow)])
 def test_token_attributions_are_faithful(text_run, tiny_bert, tmp_path, model):
     if model == "ours":
         run = text_run[1]

@@ -64,6 +64,7 @@ def many_classes(tmp_path_factory):
     return train(load_config(cfg))
 
 
+@pytest.mark.slow
 def test_run_report_fits_the_page_and_loads_every_plot(many_classes):
     page = many_classes.path / "report.html"
     text = page.read_text(encoding="utf-8")
@@ -76,6 +77,7 @@ def test_run_report_fits_the_page_and_loads_every_plot(many_classes):
     assert seen["first"] == "headline"
 
 
+@pytest.mark.slow
 def test_data_report_fits_the_page(many_classes):
     seen = open_in_browser(many_classes.path / "data_report.html", width=1100)
     assert int(seen["sw"]) <= int(seen["cw"]), seen

@@ -468,6 +468,7 @@ def test_generate_endpoint_for_a_causal_lm_run_plain_and_streamed(tmp_path, tiny
         assert 'route="/v1/generate",status="200"' in c.get("/metrics", headers=h).text
 
 
+@pytest.mark.slow
 def test_generate_guard_blocks_prompts_and_redacts_personal_data(tmp_path, tiny_gpt2, capsys):
     """serve.block_prompts refuses a prompt (400, counted); serve.redact_pii redacts what the model says, streamed or
     not (counted by kind); `foundry generate --block/--redact-pii` does the same on the command line."""
