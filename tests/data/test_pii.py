@@ -121,6 +121,8 @@ def test_training_warns_when_personal_data_is_a_model_input(people, tmp_path, ca
     assert "warning: personal data in model inputs: 'contact' email: 40 rows" in err
     profile = json.loads((run.path / "data_profile.json").read_text(encoding="utf-8"))
     assert profile["pii_in_features"] == ["contact"]
+    background = (run.path / "explain_background.json").read_text(encoding="utf-8")
+    assert "@mail.com" not in background and "[EMAIL]" in background  # rows kept for explanations are redacted
     run = train(load_config(tiny_config(tmp_path, {"path": str(people), "target": "label",
                                                    "types": {"contact": "ignore"}}, train={"epochs": 1})))
     assert "personal data in model inputs" not in capsys.readouterr().err

@@ -189,3 +189,16 @@ def test_bad_fairness_input_is_refused_before_training(tmp_path):
         cfg["evaluate"]["fairness"] = bad
         with pytest.raises(ConfigError, match=msg):
             load_config(cfg)
+
+
+def test_a_compressed_variant_keeps_the_rule(mitigated):
+    from modelfoundry.api import compress
+    from modelfoundry.compress.config import CompressConfig
+
+    run, _ = mitigated
+    variant = compress(run.path, CompressConfig(quantize="none", parity_rows=20))
+    assert (variant.path / "model" / "fairness.json").read_text() == (run.path / "model" / "fairness.json").read_text()
+    rows = biased_frame(100, seed=7).drop(columns=["approved"])
+    got, want = Predictor.load(variant.path).predict(rows), Predictor.load(run.path).predict(rows)
+    assert "model_prediction" in got.columns
+    assert (got["prediction"] == want["prediction"]).mean() >= 0.95  # ONNX scores agree to ~1e-6

@@ -53,6 +53,7 @@ def test_a_federation_is_a_complete_run(tmp_path, table):
     cost = json.loads((run.path / "manifest.json").read_text())["cost"]  # every round's site training, counted
     assert cost["train_examples"] == 3 * 2 * profile["splits"]["train"]
     assert "## Cost" in (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert not (run.path / "explain_background.json").exists()  # the server keeps no site's rows
     pred = Predictor.load(run.path)  # the global model loads like any run's
     out = pred.predict(tabular_frame(50, seed=1).drop(columns=["label"]).assign(branch="north"))
     assert len(out) == 50

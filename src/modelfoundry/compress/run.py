@@ -20,6 +20,8 @@ from ..core.infer import TensorData
 from ..core.onnxrt import OnnxModel
 from ..core.progress import bar
 from ..core.runs import Run, Timer, atomic_copy, write_json
+from ..evaluate.explain import BACKGROUND_FILE
+from ..evaluate.fairness import FAIRNESS_FILE
 from ..core.spec import LM_TASKS
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
@@ -175,6 +177,11 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
                                    "weights; dense kernels do not get faster and the file is not smaller from zeros")
     spec = model.spec
     pre.save(run.model_dir)
+    # what the source run applies or explains with travels with the variant: its fairness rule, its background rows
+    for src, dst in ((pred.run.model_dir / FAIRNESS_FILE, run.model_dir / FAIRNESS_FILE),
+                     (pred.run.path / BACKGROUND_FILE, run.path / BACKGROUND_FILE)):
+        if src.is_file():
+            atomic_copy(src, dst)
     if ccfg.quantize == "bf16":
         to_bf16(model)
         st.measure("bf16", model)

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from ..core.infer import predict_tensors
+from ..data.pii import rewrite
 from ..core.spec import BatchKey
 
 
@@ -294,9 +295,10 @@ BACKGROUND_FILE = "explain_background.json"
 """Training rows SHAP draws removed columns from, in the run directory (beside model/, not in it)."""
 
 
-def explain_run(cfg, data, model, split: str, y: np.ndarray, run_path, seed: int) -> dict:
+def explain_run(cfg, data, model, split: str, y: np.ndarray, run_path, seed: int, keep_rows: bool = True) -> dict:
     """metrics.json `explanations`: permutation importance on (a sample of) the held-out rows, mean |SHAP| when
-    asked; and the background rows for `foundry explain`, saved in the run."""
+    asked; and the background rows for `foundry explain`, saved in the run (unless keep_rows is False), with the
+    personal data the profile found in them redacted."""
     from ..core.runs import write_json
     from . import metrics as M
 
@@ -310,8 +312,11 @@ def explain_run(cfg, data, model, split: str, y: np.ndarray, run_path, seed: int
     pick = np.sort(rng.choice(len(frame), size=min(cfg.max_rows, len(frame)), replace=False))
     train = data.frames["train"].iloc[data.encoded["train"].rows].reset_index(drop=True)
     background = train.iloc[np.sort(rng.choice(len(train), size=min(cfg.background_rows, len(train)), replace=False))]
-    if cfg.background_rows:
-        write_json(run_path / BACKGROUND_FILE, json.loads(background[input_columns(pre)].to_json(orient="records")))
+    if cfg.background_rows and keep_rows:
+        kept = background[input_columns(pre)].copy()
+        for col in set(data.profile.get("pii") or {}) & set(kept.columns):  # the run keeps no personal data
+            kept[col] = [rewrite(str(v), "redact")[0] if isinstance(v, str) else v for v in kept[col]]
+        write_json(run_path / BACKGROUND_FILE, json.loads(kept.to_json(orient="records", force_ascii=False)))
     if cfg.importance:
         name = "accuracy" if data.task == "classification" else "rmse"
         sign = 1 if data.task == "classification" else -1

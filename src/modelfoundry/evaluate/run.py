@@ -47,11 +47,12 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
 
 
 def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None, extra_html: str = "",
-                 usage: Usage | None = None) -> dict:
+                 usage: Usage | None = None, keep_training_rows: bool = True) -> dict:
     """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
     (train/cv.py: cross-validation trains models, so it sits above evaluation), goes to cv.json and the report;
     `extra_html`, a section a stage above adds to the report (the federation's rounds and sites); `usage`, what
-    training did (rows, epochs, seconds), for the cost section (metrics.json `cost`)."""
+    training did (rows, epochs, seconds), for the cost section (metrics.json `cost`); keep_training_rows=False: no
+    training rows are written into the run (a federation's server never holds the sites' rows)."""
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
@@ -73,7 +74,8 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     if truncated:  # texts longer than data.text.max_length tokens lost their tail: say how often
         result["truncated_texts"] = {"max_length": cfg.data.text.max_length, "rows": data.profile["splits"], **truncated}
     if cfg.evaluate.explain.importance or cfg.evaluate.explain.shap_rows or cfg.evaluate.explain.background_rows:
-        result["explanations"] = explain_run(cfg.evaluate.explain, data, model, split, y, run.path, cfg.train.seed)
+        result["explanations"] = explain_run(cfg.evaluate.explain, data, model, split, y, run.path, cfg.train.seed,
+                                             keep_training_rows)
     if cfg.evaluate.fairness is not None:
         result["fairness"] = evaluate_fairness(cfg.evaluate.fairness, data, model, split, y, out, cfg.train.seed,
                                                run.model_dir)

@@ -149,7 +149,8 @@ def finish(cfg: Config, run: Run, data, model, start: dict, rounds: int, sites: 
     # the rows every round's sampled sites train on, local_epochs times: what the cost report multiplies FLOPs by
     usage = Usage(train_rows=round(len(data.encoded["train"]) * fed.fraction), epochs=rounds * fed.local_epochs,
                   seconds=timer(), threads=torch.get_num_threads())
-    evaluate_run(run, cfg, data, model, extra_html=federated_html(run, summary, history), usage=usage)
+    evaluate_run(run, cfg, data, model, extra_html=federated_html(run, summary, history), usage=usage,
+                 keep_training_rows=False)  # the server keeps no site's rows
     result = read_json(run.path / "metrics.json")
     result["federated"] = summary
     write_json(run.path / "metrics.json", result)
