@@ -20,11 +20,11 @@ from ..core.infer import TensorData
 from ..core.onnxrt import OnnxModel
 from ..core.progress import bar
 from ..core.runs import Run, Timer, atomic_copy, write_json
-from ..evaluate.explain import BACKGROUND_FILE
-from ..evaluate.fairness import FAIRNESS_FILE
 from ..core.spec import LM_TASKS
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data
+from ..evaluate.explain import BACKGROUND_FILE
+from ..evaluate.fairness import FAIRNESS_FILE
 from ..finetune import adapted_parts, merge_adapters, refuse_virtual
 from ..models import save_model, to_bf16
 from ..predictor import Predictor

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from ..core.infer import predict_tensors
-from ..data.pii import rewrite
 from ..core.spec import BatchKey
+from ..data.pii import rewrite
 
 
 def require(package: str) -> None:
