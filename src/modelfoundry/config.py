@@ -192,6 +192,12 @@ class Config(Section):
         unknown = sorted(set(f.bins) - set(f.sensitive)) + sorted(set(f.groups) - set(f.sensitive))
         if unknown:
             raise ValueError(f"evaluate.fairness: bins/groups name {', '.join(unknown)}, not in sensitive {f.sensitive}")
+        if f.mitigate == "reweigh" and self.data.augment.oversample is not None:
+            raise ValueError("evaluate.fairness.mitigate: reweigh weights the training rows; data.augment.oversample "
+                             "adds synthetic rows that have no group: use one of the two")
+        if f.mitigate == "reweigh" and self.federated is not None:
+            raise ValueError("evaluate.fairness.mitigate: reweigh needs every site's group counts in one place; a "
+                             "federation keeps them at the sites (threshold_optimizer works on the server's scores)")
         if not f.use_as_feature:  # audited, never an input: the data stage leaves them out like any ignored column
             used = [c for c in f.sensitive if self.data.types.get(c, "ignore") != "ignore"]
             if used:

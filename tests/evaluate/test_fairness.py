@@ -202,3 +202,27 @@ def test_a_compressed_variant_keeps_the_rule(mitigated):
     got, want = Predictor.load(variant.path).predict(rows), Predictor.load(run.path).predict(rows)
     assert "model_prediction" in got.columns
     assert (got["prediction"] == want["prediction"]).mean() >= 0.95  # ONNX scores agree to ~1e-6
+
+
+def test_reweighing_weights_the_loss_and_narrows_the_gap(tmp_path):
+    from modelfoundry.evaluate.fairness import reweighing
+
+    frame = pd.DataFrame({"g": ["a"] * 6 + ["b"] * 4})
+    y = np.array([1, 1, 1, 1, 0, 0, 1, 0, 0, 0])
+    w, table = reweighing(FairnessConfig(sensitive=["g"]), frame, y)
+    # P(a) P(1) / P(a, 1) = 0.6 * 0.5 / 0.4
+    assert w[0] == pytest.approx(0.75) and {r["group"] for r in table} == {"a", "b"}
+    assert (w * (frame["g"] == "a")).sum() / 6 == pytest.approx(1.0)  # each group keeps its total weight
+    biased_frame(1000).to_csv(tmp_path / "loans.csv", index=False)
+    cfg = tiny_config(tmp_path, {"path": str(tmp_path / "loans.csv"), "target": "approved",
+                                 "split": {"test": 0.3}}, train={"epochs": 15})
+    gaps = {}
+    for how in ("none", "reweigh"):
+        cfg["evaluate"]["fairness"] = {"sensitive": ["group"], "positive": "yes", "mitigate": how}
+        f = json.loads((train(load_config(cfg)).path / "metrics.json").read_text())["fairness"]
+        gaps[how] = f["demographic_parity_difference"]
+    assert f["mitigation"]["method"] == "reweigh" and len(f["mitigation"]["weights"]) == 4
+    assert gaps["reweigh"] < gaps["none"] - 0.05, gaps
+    cfg["data"]["augment"] = {"oversample": "smote"}
+    with pytest.raises(ConfigError, match="reweigh weights the training rows; data.augment.oversample"):
+        load_config(cfg)

@@ -170,7 +170,12 @@ def card_text(run: Run, cfg, profile: dict, metrics: dict, lang: str) -> str:
         if gaps:
             out += [_table([t["metric"], t["value"]], [list(g) for g in gaps]), ""]
         mit = fair.get("mitigation")
-        if mit:
+        if mit and mit["method"] == "reweigh":
+            out += ["Mitigation: reweighing in training (P(group) P(label) / P(group, label)); the scores above are the "
+                    "reweighed model's.", "", _table(["group", "label", "rows", "weight"],
+                                                     [[w["group"], w["label"], w["rows"], w["weight"]]
+                                                      for w in mit["weights"]]), ""]
+        elif mit:
             out += [t["mitigated"].format(method=mit["method"], constraint=mit["constraint"], fit=mit["fit_on"]), "",
                     _table([t["metric"], t["before"], t["after"]], [[r["metric"], r["before"], r["after"]]
                                                                    for r in mit["table"]]), ""]

@@ -35,10 +35,12 @@ class FairnessConfig(Section):
     positive: str | None = None
     """The favourable class of a binary target (approved, good, 1), whose rate is the selection rate; default the
     second class in sorted order."""
-    mitigate: Literal["none", "threshold_optimizer"] = "none"
+    mitigate: Literal["none", "threshold_optimizer", "reweigh"] = "none"
     """threshold_optimizer = fairlearn's ThresholdOptimizer, fitted on the validation split's scores: a threshold
     per group (randomised between two where needed) that meets `constraint`. Saved as model/fairness.json; Predictor
-    and serve apply it (the same row always gets the same decision). Binary classification only."""
+    and serve apply it (the same row always gets the same decision). Binary classification only.
+    reweigh = in training: each training row's loss is weighted by P(group) P(label) / P(group, label) (Kamiran &
+    Calders), so that group and label look independent to the model; classification, one-machine training."""
     constraint: Literal["equalized_odds", "demographic_parity", "true_positive_rate_parity",
                         "false_negative_rate_parity", "true_negative_rate_parity",
                         "false_positive_rate_parity"] = "equalized_odds"

@@ -63,8 +63,10 @@ def count_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor], train: b
 
 
 def first_rows(features: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    """The first n rows as a batch, text trimmed to the batch's longest sequence as training and inference do."""
-    return TensorData(features).__getitems__(list(range(min(n, len(TensorData(features))))))
+    """The first n rows as a batch, text trimmed to the batch's longest sequence as training and inference do (the
+    loss's row weights and a teacher's outputs are not model inputs)."""
+    inputs = {k: v for k, v in features.items() if k not in ("sample_weight", "teacher")}
+    return TensorData(inputs).__getitems__(list(range(min(n, len(TensorData(inputs))))))
 
 
 def flops_per_example(model: torch.nn.Module, features: dict[str, torch.Tensor], train: bool) -> float:

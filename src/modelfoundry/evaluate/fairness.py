@@ -224,6 +224,26 @@ def positive_code(cfg: FairnessConfig, classes: list) -> int | None:
     return names.index(cfg.positive)
 
 
+def reweighing(cfg: FairnessConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """Kamiran & Calders' reweighing on the training rows: weight(g, y) = P(g) P(y) / P(g, y) over the groups of the
+    sensitive columns (banded as for the metrics). Returns (a weight per row, the table of weights)."""
+    edges = band_edges(cfg, frame)
+    groups = combined(group_labels(frame, cfg.sensitive, cfg.groups, edges)).to_numpy()
+    y = np.asarray(y)
+    n = len(y)
+    weights = np.ones(n)
+    table = []
+    for g in np.unique(groups):
+        in_g = groups == g
+        for label in np.unique(y):
+            cell = in_g & (y == label)
+            if cell.any():
+                w = (in_g.sum() / n) * ((y == label).sum() / n) / (cell.sum() / n)
+                weights[cell] = w
+                table.append({"group": str(g), "label": int(label), "rows": int(cell.sum()), "weight": round(float(w), 4)})
+    return weights, table
+
+
 def evaluate_fairness(cfg: FairnessConfig, data, model, split: str, y: np.ndarray, out: np.ndarray, seed: int,
                       model_dir) -> dict:
     """metrics.json `fairness`: per group over all sensitive columns together and over each alone; with
@@ -237,7 +257,7 @@ def evaluate_fairness(cfg: FairnessConfig, data, model, split: str, y: np.ndarra
     classes = getattr(data.preprocessor, "classes_", None)
     task = data.task
     pos = positive_code(cfg, list(classes)) if task == "classification" else None
-    if cfg.mitigate != "none" and pos is None:
+    if cfg.mitigate == "threshold_optimizer" and pos is None:
         raise ValueError(f"evaluate.fairness.mitigate: {cfg.mitigate} needs a binary classification target; this one "
                          + (f"has {len(classes)} classes" if task == "classification" else "is a regression target"))
     edges = band_edges(cfg, data.frames["train"])
@@ -247,6 +267,10 @@ def evaluate_fairness(cfg: FairnessConfig, data, model, split: str, y: np.ndarra
     result.update(group_metrics(task, y, out, combined(labels), pos, cfg.min_group_size))
     if len(cfg.sensitive) > 1:
         result["columns"] = {c: group_metrics(task, y, out, labels[c], pos, cfg.min_group_size) for c in cfg.sensitive}
+    if cfg.mitigate == "reweigh":  # applied in training: these scores are the reweighed model's
+        result["mitigation"] = {"method": "reweigh", "applied": "training loss weights, P(g) P(y) / P(g, y)",
+                                "weights": data.profile.get("reweighing", [])}
+        return result
     if cfg.mitigate == "none":
         return result
     fit_split = "val" if len(data.encoded.get("val", [])) else "train"

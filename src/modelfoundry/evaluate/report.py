@@ -166,7 +166,11 @@ def fairness_html(f: dict) -> str:
                                                   "equalized_odds_difference", "equalized_odds_ratio") if k in f]
     parts.append(_table(gaps) if gaps else f"<p>{html.escape(f.get('note', ''))}</p>")
     mit = f.get("mitigation")
-    if mit:
+    if mit and mit["method"] == "reweigh":
+        parts.append("<h3>Mitigation: reweighing in training</h3><p>Each training row's loss was weighted by "
+                     "P(group) P(label) / P(group, label); the scores above are the reweighed model's (compare a run "
+                     "with <code>mitigate: none</code>).</p>" + _table(mit["weights"]))
+    elif mit:
         parts.append(f"<h3>Mitigation: {html.escape(mit['method'])} ({html.escape(mit['constraint'])}), fitted on "
                      f"the {mit['fit_on']} split</h3>" + _table(mit["table"])
                      + (f"<p><b>Note</b>: {html.escape(mit['note'])}.</p>" if mit.get("note") else ""))

@@ -71,17 +71,27 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
 
 
-def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+SAMPLE_WEIGHT = "sample_weight"
+"""A training feature holding each row's weight in the loss (evaluate.fairness.mitigate: reweigh); never a model input."""
+
+
+def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+            sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     logits = logits.float()
     if task in LM_TASKS:  # the model returned per-example [loss sum, predicted tokens]
         return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
+    if sample_weight is not None:  # a weighted mean over the batch's rows
+        per = (F.cross_entropy(logits, y, weight=weights, reduction="none") if task == "classification"
+               else (logits[:, 0] - y.float()) ** 2)
+        return (per * sample_weight).sum() / sample_weight.sum().clamp_min(1e-12)
     if task == "classification":
         return F.cross_entropy(logits, y, weight=weights)
     return F.mse_loss(logits[:, 0], y.float())
 
 
-def _objective(task, logits, y, teacher, distill, weights) -> torch.Tensor:
-    return loss_fn(task, logits, y, weights) if teacher is None else distill_loss(task, logits, y, teacher, *distill, weights)
+def _objective(task, logits, y, teacher, distill, weights, sample_weight=None) -> torch.Tensor:
+    return (loss_fn(task, logits, y, weights, sample_weight) if teacher is None
+            else distill_loss(task, logits, y, teacher, *distill, weights))
 
 
 def distill_loss(task: str, logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -301,6 +311,7 @@ def _train_epoch(model, raw, loader, optimizer, schedule, accelerator, cfg: Trai
     total, count = 0.0, 0
     for batch in loader:
         teacher = batch.pop("teacher", None)
+        sample_weight = batch.pop(SAMPLE_WEIGHT, None)
         if augment is not None:
             batch = augment(batch)
         y = batch.pop("y")
@@ -310,10 +321,10 @@ def _train_epoch(model, raw, loader, optimizer, schedule, accelerator, cfg: Trai
         with accelerator.accumulate(model):
             with accelerator.autocast():
                 logits = model(batch)
-            loss = _objective(task, logits, y, teacher, distill, weights)
+            loss = _objective(task, logits, y, teacher, distill, weights, sample_weight)
             if perm is not None:  # mixup: the loss blends the two targets as the inputs were blended
                 loss = lam * loss + (1 - lam) * _objective(task, logits, y[perm], None if teacher is None
-                                                           else teacher[perm], distill, weights)
+                                                           else teacher[perm], distill, weights, sample_weight)
             reg = raw.regularization() if hasattr(raw, "regularization") else None
             accelerator.backward(loss if reg is None else loss + reg)
             if accelerator.sync_gradients and cfg.grad_clip:

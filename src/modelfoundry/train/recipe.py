@@ -21,12 +21,13 @@ from ..data.pii import scan_frame
 from ..data.pii import summary as pii_summary
 from ..data.report import write_data_report
 from ..evaluate import Usage, evaluate_run, write_card
-from ..evaluate.fairness import check_columns
+from ..evaluate.fairness import check_columns, reweighing
 from ..models import save_model
 from ..pretrain import prepare_corpus
 from .accel import make_accelerator
 from .cv import cross_validate
 from .fit import train_model
+from .loop import SAMPLE_WEIGHT
 from .track import Tracker
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -104,6 +105,19 @@ def train(cfg: Config, *, frame: pd.DataFrame | None = None, test_frame: pd.Data
             lock.release()
 
 
+def reweigh(cfg: Config, data) -> None:
+    """evaluate.fairness.mitigate: reweigh: each training row's weight in the loss (the loop's sample_weight
+    feature), and the table of weights in the profile."""
+    if data.task != "classification":
+        raise ValueError("evaluate.fairness.mitigate: reweigh weights the classification loss by group and label; this "
+                         "target is a regression target")
+    train = data.encoded["train"]
+    frame = data.frames["train"].iloc[train.rows]
+    weights, table = reweighing(cfg.evaluate.fairness, frame, data.targets["train"].numpy())
+    train.features[SAMPLE_WEIGHT] = torch.tensor(weights, dtype=torch.float32)
+    data.profile["reweighing"] = table
+
+
 def personal_data_warning(data, cfg: Config, pii: dict | None) -> None:
     """Record the personal data in the training table (data_profile.json `pii`; scanned here unless the audit did)
     and warn before training when a flagged column is a model input: the model can learn it and repeat it."""
@@ -155,6 +169,8 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
             data = prepare(cfg, frame, test_frame, cache_dir=cache)
         if cfg.evaluate.fairness is not None and data.task not in LM_TASKS:  # before training, not after it
             check_columns(cfg.evaluate.fairness, list(data.raw["data"].columns), str(cfg.data.path or "the data"))
+            if cfg.evaluate.fairness.mitigate == "reweigh":
+                reweigh(cfg, data)
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             pii = None
