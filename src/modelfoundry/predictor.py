@@ -15,7 +15,15 @@ from .core.runs import Run
 from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
 from .data.lm import LMPreprocessor
-from .evaluate.explain import BACKGROUND_FILE, Scorer, input_columns, integrated_gradients, shap_values
+from .evaluate.explain import (
+    BACKGROUND_FILE,
+    Scorer,
+    image_column,
+    input_columns,
+    integrated_gradients,
+    pixel_attributions,
+    shap_values,
+)
 from .evaluate.fairness import FAIRNESS_FILE, decide
 from .finetune import merge_adapters
 from .models import load_model
@@ -216,7 +224,8 @@ class Predictor:
 
     def explain(self, rows, background=None, steps: int = 32) -> list[dict]:
         """Per-row attributions, one per input row, in order. A model whose one input is text: Integrated Gradients
-        per token ({prediction, explained, tokens, attributions, special}). Otherwise SHAP per input column
+        per token ({prediction, explained, tokens, attributions, special}); one image: per pixel ({prediction,
+        explained, attributions: [height][width]}). Otherwise SHAP per input column
         ({prediction, explained, base_value, output, attributions: {column: value}}; base_value + the attributions
         = output, the explained class's probability or the predicted value). `background`: the rows a removed
         column takes its values from (default: the run's explain_background.json)."""
@@ -244,9 +253,15 @@ class Predictor:
                 it["prediction"] = label(int(o.argmax())) if out.ndim == 2 else float(o)
                 it["explained"] = label(it.pop("target")) if it["target"] is not None else it.pop("target")
             return items
-        if self.preprocessor.schema[cols[0]] == "image" and len(cols) == 1:
-            raise ValueError(f"{self.run.path}: an image model is not explained yet (pixel attributions are not built); "
-                             "tables and text are")
+        if image_column(self.preprocessor):
+            items = pixel_attributions(scorer, df, steps=steps)
+            for it in items:
+                if "error" not in it:
+                    it["explained"] = label(it.pop("target")) if it["target"] is not None else it.pop("target")
+            out = self.predict(df)
+            for it, p in zip(items, out["prediction"]):
+                it["prediction"] = p
+            return items
         if background is None:
             path = self.run.path / BACKGROUND_FILE
             if not path.is_file():

@@ -145,3 +145,32 @@ def test_bad_explain_requests_are_refused_clearly(table_run, tmp_path):
     with pytest.raises(ValueError, match="keeps no background rows"):
         Predictor.load(bare.path).explain(rows)
     assert len(Predictor.load(bare.path).explain(rows, background=noisy_table(100))) == 5
+
+
+def test_pixel_attributions_are_faithful_and_written_as_heat_maps(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from modelfoundry.data import from_arrays
+    from modelfoundry.evaluate.explain import pixel_attributions, pixel_deletion
+
+    d = load_digits()
+    cfg = tiny_config(tmp_path, {"target": "label", "image": {"size": [8, 8], "channels": 1}},
+                      model={"type": "cnn", "channels": [16, 32], "hidden": [32]},
+                      train={"epochs": 20, "early_stopping": None})
+    run = train(load_config(cfg), frame=from_arrays(d.images[:400], d.target[:400]))
+    pred = Predictor.load(run.path)
+    rows = from_arrays(d.images[400:440])
+    items = pred.explain(rows)
+    assert len(items) == 40 and np.asarray(items[0]["attributions"]).shape == (8, 8)
+    assert [it["prediction"] for it in items] == list(pred.predict(rows)["prediction"])
+    assert max(it["convergence_delta"] for it in items) <= 0.01
+    scorer = Scorer(pred.model, pred.preprocessor, pred.task)
+    raw = pixel_attributions(scorer, rows)
+    targets = [it["target"] for it in raw]
+    result = deletion_test(pixel_deletion(scorer, rows, targets), [np.asarray(it["attributions"]).ravel() for it in raw],
+                           k=8)
+    assert result["drop_top_k"] > result["drop_random_k"], result
+    rows.iloc[:3].to_json(tmp_path / "imgs.jsonl", orient="records", lines=True)
+    assert main(["explain", str(run.path), str(tmp_path / "imgs.jsonl"), "-o", str(tmp_path / "px")]) == 0
+    assert len((tmp_path / "px" / "explanations.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "px" / "explanations.html").read_text().count("data:image/png;base64") == 3

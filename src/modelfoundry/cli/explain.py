@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..core.html import page
 from ..core.runs import atomic_write_text, csv_text
-from ..evaluate.explain import heatmap_html
+from ..evaluate.explain import Scorer, heatmap_html, image_column, image_heatmaps_html
 from ..predictor import Predictor
 from .common import add_raw_csv, add_set, input_frame
 
@@ -42,6 +42,16 @@ def run(args) -> int:
         atomic_write_text(out / "explanations.html", page(f"{name} explanations", name, heatmap_html(items, "Token attributions"),
                                                           subtitle=pred.run.path.name))
         print(f"{len(items)} rows explained -> {out / 'explanations.jsonl'}, {out / 'explanations.html'}", file=sys.stderr)
+        return 0
+    if image_column(pred.preprocessor) is not None:  # pixel attributions: a heat map beside each image
+        enc = Scorer(pred.model, pred.preprocessor, pred.task).encode(df)
+        images = {int(r): enc.features["image"][i] for i, r in enumerate(enc.rows)}
+        atomic_write_text(out / "explanations.jsonl", "".join(json.dumps(it) + "\n" for it in items))
+        name = pred.run.manifest().get("name", "run")
+        atomic_write_text(out / "explanations.html", page(f"{name} explanations", name,
+                                                          image_heatmaps_html(items, images), subtitle=pred.run.path.name))
+        print(f"{len(items)} images explained -> {out / 'explanations.jsonl'}, {out / 'explanations.html'}",
+              file=sys.stderr)
         return 0
     id_col = pred.preprocessor.data.id_column
     table = pd.DataFrame([{**({id_col: df[id_col].iloc[i]} if id_col and id_col in df.columns else {}),

@@ -209,6 +209,99 @@ def integrated_gradients(scorer: Scorer, rows: pd.DataFrame, steps: int = 32, ta
     return results
 
 
+def image_column(pre) -> str | None:
+    """The one image input of an image model, or None."""
+    cols = input_columns(pre)
+    return cols[0] if len(cols) == 1 and pre.schema[cols[0]] == "image" else None
+
+
+def pixel_attributions(scorer: Scorer, rows: pd.DataFrame, steps: int = 32, targets: np.ndarray | None = None
+                       ) -> list[dict]:
+    """Per row: Integrated Gradients per pixel (summed over channels, [height][width]) toward the predicted class (or
+    `targets`'), from the training images' mean (the normalised zero image); steps double until the attributions add
+    up. A row whose image could not be read gets {"error": ...}."""
+    require("captum")
+    from captum.attr import IntegratedGradients
+
+    enc = scorer.encode(rows)
+    model = scorer.model.eval()
+    x = enc.features[BatchKey.IMAGE]
+    out = predict_tensors(model, enc.features, scorer.task)
+    extra = {k: v for k, v in enc.features.items() if k != BatchKey.IMAGE}
+
+    current = {"i": 0}  # the row being explained: its other features ride along unchanged
+
+    def forward(img):
+        i = current["i"]
+        b = {k: v[i: i + 1].expand(len(img), *v.shape[1:]) for k, v in extra.items()}
+        logits = model({**b, BatchKey.IMAGE: img}).float()
+        return torch.softmax(logits, -1) if scorer.task == "classification" else logits[:, 0]
+
+    ig = IntegratedGradients(forward)
+    found: dict[int, dict] = {}
+    for i, row in enumerate(enc.rows):
+        current["i"] = i
+        target = int(out[i].argmax() if targets is None else targets[row]) if out.ndim == 2 else None
+        n_steps = steps
+        while True:
+            attr, delta = ig.attribute(x[i: i + 1], baselines=torch.zeros_like(x[i: i + 1]), target=target,
+                                       n_steps=n_steps, return_convergence_delta=True)
+            if float(delta.abs().sum()) <= DELTA or n_steps >= MAX_STEPS:
+                break
+            n_steps *= 2
+        found[int(row)] = {"attributions": attr[0].sum(0).detach().float().numpy().round(6).tolist(), "target": target,
+                           "steps": n_steps, "convergence_delta": round(float(delta.abs().sum()), 5)}
+    skipped = {s["row"]: f"unreadable image {s['image']}: {s['error']}" for s in enc.skipped}
+    return [found.get(i, {"error": skipped.get(i, "not predicted")}) for i in range(len(rows))]
+
+
+def pixel_deletion(scorer: Scorer, rows: pd.DataFrame, targets):
+    """score_rows for deletion_test over pixels (flattened height x width, every channel at once): a removed pixel
+    takes the training images' mean (0 once normalised), as in the Integrated Gradients reference."""
+    enc = scorer.encode(rows)
+
+    def score_rows(masks: list[np.ndarray]) -> np.ndarray:
+        feats = {k: v.clone() for k, v in enc.features.items()}
+        img = feats[BatchKey.IMAGE]
+        for i, m in enumerate(masks):
+            flat = img[i].reshape(img.shape[1], -1)
+            flat[:, torch.from_numpy(m)] = 0.0
+        out = predict_tensors(scorer.model, feats, scorer.task)
+        return out[np.arange(len(out)), targets] if out.ndim == 2 else out
+
+    return score_rows
+
+
+def image_heatmaps_html(items: list[dict], images: dict[int, torch.Tensor], shown: int = 50) -> str:
+    """Each row's image (normalised, grey) beside its pixel attributions (red toward the explained class, blue away)."""
+    import base64
+    import io
+
+    from ..core.plots import pyplot
+
+    plt = pyplot()
+    parts = ["<h2>Pixel attributions</h2><p>Integrated Gradients per pixel, from the training images' mean: red pushes "
+             "toward the explained class, blue away from it.</p>"]
+    for i, it in enumerate(items[:shown]):
+        if "error" in it:
+            parts.append(f"<p><b>row {i}</b>: {html.escape(it['error'])}</p>")
+            continue
+        a = np.asarray(it["attributions"])
+        fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+        axes[0].imshow(images[i].mean(0).numpy(), cmap="gray")  # row i's image, normalised
+        scale = float(np.abs(a).max()) or 1.0
+        axes[1].imshow(a, cmap="bwr", vmin=-scale, vmax=scale)
+        for ax in axes:
+            ax.axis("off")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        label = html.escape(str(it.get("prediction", "")))
+        parts.append(f"<p><b>row {i}</b> → {label}<br><img alt='row {i}' src='data:image/png;base64,"
+                     f"{base64.b64encode(buf.getvalue()).decode()}'></p>")
+    return "".join(parts)
+
+
 def ordinary(items: list[dict]) -> list[np.ndarray]:
     """Each row's attributions of its ordinary (not special) tokens: what deletion_test ranks for token_deletion."""
     return [np.asarray([a for a, sp in zip(it["attributions"], it["special"]) if not sp]) for it in items]

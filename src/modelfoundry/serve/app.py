@@ -256,7 +256,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         predict.__annotations__ = {"rows": Rows, "return": dict}  # FastAPI must see the per-model body type itself
         out = {"predict": predict}
         inputs = _input_columns(pred)
-        if pred.backend == "torch" and list(inputs.values()) != ["image"] and pred.preprocessor.data.sequence is None:
+        if pred.backend == "torch" and pred.preprocessor.data.sequence is None:
             async def explain(rows: Rows) -> dict:
                 if len(rows) > settings.max_explain_rows:
                     raise HTTPException(413, f"{len(rows)} rows; explanations take at most {settings.max_explain_rows} "
