@@ -35,6 +35,10 @@ def kinds(text: str) -> list[tuple[str, str]]:
     ("from 192.168.1.20.", [("ip", "192.168.1.20")]),
     ("host fe80::1ff:fe23:4567:890a up", [("ip", "fe80::1ff:fe23:4567:890a")]),
     ("call 5551234567 now", [("phone", "5551234567")]),
+    ("卡号6222 0202 0000 0000 006 待确认", [("bank_card", "6222 0202 0000 0000 006")]),  # UnionPay, 19 digits
+    ("amex 3782 822463 10005.", [("bank_card", "3782 822463 10005")]),
+    ("paid 5413 2787 4858 2030 146.85.123.123 used", [("bank_card", "5413 2787 4858 2030"),
+                                                     ("ip", "146.85.123.123")]),
 ])
 def test_each_kind_is_found_in_chinese_and_english(text, want):
     assert kinds(text) == want

@@ -97,7 +97,8 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str, re.Match], bool] | None]] =
     ("email", re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"
                          r"(?![A-Za-z0-9-])"), None),
     ("cn_id", re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])"), lambda t, m: cn_id_valid(m.group())),
-    ("bank_card", re.compile(r"(?<![\dA-Za-z-])(?:\d{4}[ -]){3}\d{1,7}(?![\dA-Za-z-])"
+    ("bank_card", re.compile(r"(?<![\dA-Za-z-])(?:\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?|\d{4}[ -]\d{6}[ -]\d{4,5})"
+                             r"(?![\dA-Za-z-]|\.\d)"
                              r"|(?<![\dA-Za-z-])\d{12,19}(?![\dA-Za-z-])"),
      lambda t, m: card_valid(_digits(m.group()))),
     ("phone", re.compile(
