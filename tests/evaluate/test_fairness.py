@@ -71,6 +71,11 @@ def test_bands_and_recoding():
     assert list(labels["age"]) == ["<25", "25-60", "25-60", ">=60", "missing"]
     assert list(labels["status"]) == ["female", "A93", "female", "missing", "A93"]
     assert combined(labels).iloc[0] == "<25 · female · 0"
+    # a 0/1 column read as floats (1.0) is grouped as the config writes it
+    floats = pd.DataFrame({"sex": [1.0, 0.0, 1.0, np.nan]})
+    assert list(group_labels(floats, ["sex"], {"sex": {"0": "female", "1": "male"}}, {})["sex"]) == \
+        ["male", "female", "male", "missing"]
+    assert list(group_labels(floats, ["sex"], {}, {})["sex"]) == ["1", "0", "1", "missing"]
     q = band_edges(FairnessConfig(sensitive=["x"], quantiles=4), pd.DataFrame({"x": np.arange(100.0)}))
     assert q["x"] == pytest.approx([24.75, 49.5, 74.25])
 

@@ -65,9 +65,9 @@ def group_labels(frame: pd.DataFrame, sensitive: list[str], groups: dict, edges:
         s = frame[col]
         if col in edges:
             out[col] = [_band(v, edges[col]) for v in s]
-        else:
-            names = groups.get(col, {})
-            out[col] = ["missing" if pd.isna(v) else names.get(str(v), str(v)) for v in s]
+        else:  # a value as the user writes it: 1.0 read from a CSV is "1", as in `groups: {sex: {"1": male}}`
+            names = {_key(k): v for k, v in groups.get(col, {}).items()}
+            out[col] = ["missing" if pd.isna(v) else names.get(_key(v), _key(v)) for v in s]
     return pd.DataFrame(out, index=frame.index)
 
 
@@ -183,12 +183,15 @@ def positive_probability(rules: dict, score: np.ndarray, groups: pd.Series) -> n
 
 
 def _key(v: Any) -> str:
-    """A value as the hash sees it: 67, 67.0 and numpy's int64(67) alike; missing is empty."""
+    """A value as a person writes it: 67, 67.0, "67.0" and numpy's int64(67) alike; missing is empty."""
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
     if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
         return f"{float(v):.10g}"
-    return str(v)
+    try:  # a numeric string from a config key
+        return f"{float(v):.10g}" if isinstance(v, str) and v.strip() and v.strip() == v else str(v)
+    except ValueError:
+        return str(v)
 
 
 def row_uniforms(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
