@@ -173,3 +173,15 @@ def test_new_data_with_text_in_a_numeric_column_is_refused_unless_training_saw_i
     with pytest.raises(DataError, match=r"row 2, column 'x': 'three' is not a number.*\(2 such value\(s\)\).*\['\?'\]"):
         again.transform(bad, strict=True)
     assert torch.isfinite(again.transform(bad).features["numeric"]).all()  # a training split's rows: imputed
+
+
+def test_a_character_tokenizer_for_supervised_text():
+    """data.text.tokenizer: char (documented, and what pretraining uses) works for classification too: one token per
+    character, so Chinese needs no segmentation (it was refused as a missing tokenizer directory)."""
+    from modelfoundry.config import load_config
+    from modelfoundry.data import prepare
+
+    df = pd.DataFrame({"text": ["高血压能吃党参吗", "胃痛怎么办", "头痛发热", "血压高怎么办"] * 10, "label": ["a", "b", "b", "a"] * 10})
+    data = prepare(load_config({"name": "x", "data": {"text": {"tokenizer": "char"}, "split": {"method": "random"}}}), df)
+    tok = data.preprocessor.tokenizers_["text"]
+    assert tok.encode("党参").tokens == ["党", "参"]

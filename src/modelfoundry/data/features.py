@@ -192,7 +192,7 @@ class Preprocessor:
         self.text_missing_ = [c for c in self._cols("text", "pair") if df[c].isna().any()]
         for col in self._cols("text"):
             texts = df[col].fillna("").astype(str).tolist()
-            if text_cfg.tokenizer in ("wordpiece", "bpe"):
+            if text_cfg.tokenizer in ("wordpiece", "bpe", "char"):
                 tok = train_tokenizer(texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase)
             else:
                 tok = load_tokenizer(Path(text_cfg.tokenizer))
