@@ -183,6 +183,7 @@ def test_a_character_tokenizer_for_supervised_text():
 
     texts = ["高血压能吃党参吗", "胃痛怎么办", "头痛发热", "血压高怎么办"]
     df = pd.DataFrame({"text": [f"{texts[i % 4]}{i}" for i in range(40)], "label": ["a", "b", "b", "a"] * 10})
-    data = prepare(load_config({"name": "x", "data": {"text": {"tokenizer": "char"}, "split": {"method": "random"}}}), df)
+    data = prepare(load_config({"name": "x", "data": {"text": {"tokenizer": "char"}, "types": {"text": "text"},
+                                                     "split": {"method": "random"}}}), df)
     tok = data.preprocessor.tokenizers_["text"]
     assert tok.encode("党参").tokens == ["党", "参"]
