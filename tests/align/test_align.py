@@ -55,6 +55,8 @@ def test_dpo_learns_the_preference_and_the_run_generates_and_serves(tmp_path):
     assert m["cost"]["steps"] == 10 and m["cost"]["tokens_per_s"] > 0
     history = run.history()
     assert any("rewards/margins" in h for h in history) and (run.path / "report.html").is_file()
+    card = (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")  # an aligned run is a complete run: it has a card
+    assert "library_name: modelfoundry" in card and "type: reward_accuracy" in card
     # the model directory is a plain Hugging Face decoder plus the template: Predictor, generate and serve take it
     pred = Predictor.load(run.path)
     out = pred.generate(["Question 99: tell me about the moon."], max_new_tokens=6)

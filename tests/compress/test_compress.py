@@ -51,6 +51,7 @@ def test_onnx_variant_is_a_complete_run_that_predicts_like_the_source(table):
     d, source = table
     run, summary = _variant(source, quantize="none")
     assert run.status == "complete" and run.path.parent.name == "churn-onnx"
+    assert "## Evaluation" in (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")  # a variant has its own card
     assert run.path.parent.parent == source.parent.parent  # beside the source's name folder
     assert [s["stage"] for s in summary["stages"]] == ["source", "onnx fp32"]
     assert summary["onnx"]["parity_max_abs_diff"] <= 1e-4

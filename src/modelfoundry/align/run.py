@@ -16,8 +16,9 @@ import torch
 
 from ..core import progress
 from ..core.hardware import resolve_precision
-from ..core.runs import Run, Timer, atomic_write_text, write_json
+from ..core.runs import Run, Timer, atomic_write_text, read_json, write_json
 from ..data import data_files
+from ..evaluate import write_card
 from ..finetune import STRATEGIES, adapt
 from ..models.lm import export_hf
 from .data import DEFAULT_TEMPLATE, read_align
@@ -274,6 +275,7 @@ def align(cfg: Config, run_dir: str | Path | None = None) -> Run:
             model = trainer.model
             del trainer
             evaluate_align(cfg, run, base, tok, data, model, rules, template, cost, guard)
+            write_card(run, cfg, data.profile, read_json(run.path / "metrics.json"))
             run.finish("complete", timings={"fit_s": fit_s, "total_s": timer()}, method=cfg.align.method,
                        parameters=sum(p.numel() for p in model.parameters()),
                        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),

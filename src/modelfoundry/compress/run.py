@@ -19,10 +19,10 @@ import torch
 from ..core.infer import TensorData
 from ..core.onnxrt import OnnxModel
 from ..core.progress import bar
-from ..core.runs import Run, Timer, atomic_copy, write_json
+from ..core.runs import Run, Timer, atomic_copy, read_json, write_json
 from ..core.spec import LM_TASKS
 from ..data import Prepared, data_files, prepare
-from ..evaluate import M, evaluate_data
+from ..evaluate import M, evaluate_data, write_card
 from ..evaluate.explain import BACKGROUND_FILE
 from ..evaluate.fairness import FAIRNESS_FILE
 from ..finetune import adapted_parts, merge_adapters, refuse_virtual
@@ -126,6 +126,7 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
             write_json(run.path / "compression.json", summary)
             write_report(run, summary)
             shutil.copy(pred.run.path / "data_profile.json", run.path / "data_profile.json")
+            write_card(run, out_cfg, read_json(run.path / "data_profile.json"), read_json(run.path / "metrics.json"))
             run.finish("complete", source=str(pred.run.path), variant=variant_name(ccfg),
                        backend=summary["backend"], timings={"total_s": summary["total_s"]})
     finally:

@@ -189,7 +189,9 @@ def card_text(run: Run, cfg, profile: dict, metrics: dict, lang: str) -> str:
                 ""]
     out += [f"## {t['limitations']}", ""] + [f"- {x}" for x in limitations(t, profile, metrics)] + [""]
     cost = metrics.get("cost")
-    if cost:
+    if cost and "train_flops" not in cost:  # an aligned run's own cost record (steps, tokens, seconds)
+        out += [f"## {t['cost']}", "", _table(["", t["value"]], [[k, v] for k, v in cost.items()]), ""]
+    elif cost:
         vals = {**cost, "params": f"{cost['trainable_parameters']:,} / {cost['parameters']:,}"}
         out += [f"## {t['cost']}", "", _table(["", t["value"]], [[name, vals[k]] for name, k in t["cost_rows"]]), "",
                 t["cost_basis"].format(basis=cost["basis"])]

@@ -61,10 +61,6 @@ class Scorer:
         out = predict_tensors(self.model, enc.features, self.task)
         return self.pre.decode_regression(out) if self.task == "regression" else out
 
-    def target(self, out: np.ndarray) -> np.ndarray:
-        """The explained output per row: the predicted class's probability, or the predicted value."""
-        return out[np.arange(len(out)), out.argmax(1)] if out.ndim == 2 else out
-
 
 def permutation_importance(scorer: Scorer, frame: pd.DataFrame, y: np.ndarray, score, repeats: int = 3,
                            seed: int = 0) -> list[dict]:
@@ -119,10 +115,11 @@ def shap_values(scorer: Scorer, rows: pd.DataFrame, background: pd.DataFrame, se
         targets = out.argmax(1) if targets is None else np.asarray(targets)
         pick = np.arange(len(rows))
         values, base = e.values[pick, :, targets], np.asarray(e.base_values)[pick, targets]
+        explained = out[pick, targets]
     else:
-        values, base = e.values, np.asarray(e.base_values).reshape(-1)
+        values, base, explained = e.values, np.asarray(e.base_values).reshape(-1), out
     return {"columns": columns, "values": values, "base": base,
-            "targets": None if out.ndim == 1 else [int(t) for t in targets], "output": scorer.target(out)}
+            "targets": None if out.ndim == 1 else [int(t) for t in targets], "output": explained}
 
 
 def _token_embedding(model: torch.nn.Module, batch: dict, ids: torch.Tensor) -> torch.nn.Module:
