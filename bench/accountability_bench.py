@@ -138,8 +138,6 @@ def explain(rows: int, out_dir: Path) -> dict:
         "rows": len(texts), "integrated_gradients_s_per_100_rows": round(ig_s / len(texts) * 100, 3),
         "steps_used": {"min": min(it["steps"] for it in raw), "max": max(it["steps"] for it in raw)},
         "max_convergence_delta": max(it["convergence_delta"] for it in raw),
-        "permutation_importance_s_per_100_rows": round(m["explanations"]["importance_s"]
-                                                       / m["explanations"]["importance_rows"] * 100, 3),
         "deletion": {k: deletion_test(token_deletion(scorer, texts, targets, raw), ordinary(raw), k=k) for k in (1, 3)}}
     print(json.dumps(result["text"]), flush=True)
     return result

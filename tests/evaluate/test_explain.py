@@ -79,6 +79,7 @@ def test_tabular_shap_adds_up_and_is_faithful(table_run):
 def test_token_attributions_are_faithful(text_run, tiny_bert, tmp_path, model):
     if model == "ours":
         run = text_run[1]
+        assert "importance" not in json.loads((run.path / "metrics.json").read_text())["explanations"]  # one input
     else:
         cfg = tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category"}, train={"epochs": 8, "lr": 5e-3},
                           model={"type": "pretrained", "path": str(tiny_bert), "finetune": "full", "hidden": [16]})

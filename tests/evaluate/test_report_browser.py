@@ -83,3 +83,43 @@ def test_data_report_fits_the_page(many_classes):
     assert int(seen["sw"]) <= int(seen["cw"]), seen
     loaded, total = map(int, seen["imgs"].split("/"))
     assert loaded == total
+
+
+def _compression(tmp_path, many_classes):
+    from modelfoundry.api import compress
+    from modelfoundry.compress.config import CompressConfig
+
+    return compress(many_classes.path, CompressConfig(quantize="int8", parity_rows=20)).path / "compression_report.html"
+
+
+def _pretraining(tmp_path, many_classes):
+    from ..train.test_pretrain import TINY_GPT, cfg_for, corpus
+
+    return train(cfg_for(tmp_path, {"path": corpus(tmp_path)}, TINY_GPT, epochs=2)).path / "report.html"
+
+
+def _alignment(tmp_path, many_classes):
+    from ..align.test_align import config
+
+    return train(load_config(config(tmp_path, {"method": "dpo"}, train={"max_steps": 2}))).path / "report.html"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [_compression, _pretraining, _alignment], ids=["compression", "pretraining", "alignment"])
+def test_every_other_report_fits_the_page(make, many_classes, tmp_path):
+    page = make(tmp_path, many_classes)
+    seen = open_in_browser(page)
+    assert int(seen["sw"]) <= int(seen["cw"]), seen
+    loaded, total = map(int, seen["imgs"].split("/"))
+    assert loaded == total, seen
+
+
+@pytest.mark.slow
+def test_the_causal_lm_report_fits_the_page(tiny_gpt2, tmp_path):
+    from ..models.test_causal_lm import _cfg, _frames
+
+    frame, test = _frames(4)
+    cfg = _cfg(tmp_path, tiny_gpt2, epochs=1)
+    cfg.evaluate.report = True
+    seen = open_in_browser(train(cfg, frame=frame, test_frame=test).path / "report.html")
+    assert int(seen["sw"]) <= int(seen["cw"]), seen

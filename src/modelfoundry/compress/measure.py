@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..core.html import page
+from ..core.html import table as html_table
 from ..core.infer import TensorData, predict_tensors
 from ..core.plots import save_figure
 from ..core.runs import Run, atomic_write_text
@@ -125,8 +126,7 @@ def write_report(run: Run, summary: dict) -> None:
                      *[_fmt(s["metrics"].get(m)) for m in summary["metrics"]]])
     head = ["stage", "size (MB)", "parameters", "batch 1 p50 / p95 (ms)", "batch 32 p50 / p95 (ms)", "rows/s (batch 32)",
             "speed-up", "alone vs in a batch", *summary["metrics"]]
-    table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+    table = html_table([dict(zip(head, r)) for r in rows])  # the shared table: it scrolls inside the page width
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
     body = f"""<p>Source run: {html.escape(summary['source'])}. Scored on its {html.escape(summary['split'])} split
 ({summary['rows']} rows). Latency: model calls on encoded rows, preprocessing excluded, {summary['threads']} threads.</p>

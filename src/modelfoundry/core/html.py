@@ -20,7 +20,7 @@ def page(title: str, heading: str, body: str, *, subtitle: str = "", width: int 
 table{{border-collapse:collapse;margin:0.5em 0{';font-size:90%' if compact else ''}}}td,th{{{cell_css}}}
 .scroll{{overflow-x:auto;max-width:100%}}img{{max-width:100%}}summary h2{{display:inline}}summary{{cursor:pointer;margin:1em 0}}
 .headline{{background:#f4f6f8;border-left:4px solid #2563eb;padding:0.4em 1em;margin:1em 0}}
-.flags li{{color:#9a3412}}
+.flags li{{color:#9a3412}}p,li{{overflow-wrap:anywhere}}
 @media print{{body{{max-width:none;margin:0}}details::details-content{{content-visibility:visible;display:contents}}
 img,table{{break-inside:avoid}}}}</style></head><body>
 <h1>{html.escape(heading)}{small}</h1>

@@ -407,7 +407,7 @@ def explain_run(cfg, data, model, split: str, y: np.ndarray, run_path, seed: int
         for col in set(data.profile.get("pii") or {}) & set(kept.columns):  # the run keeps no personal data
             kept[col] = [rewrite(str(v), "redact")[0] if isinstance(v, str) else v for v in kept[col]]
         write_json(run_path / BACKGROUND_FILE, json.loads(kept.to_json(orient="records", force_ascii=False)))
-    if cfg.importance:
+    if cfg.importance and len(input_columns(pre)) > 1:  # one input column: nothing to rank
         name = "accuracy" if data.task == "classification" else "rmse"
         sign = 1 if data.task == "classification" else -1
         t = time.perf_counter()
