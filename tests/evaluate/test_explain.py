@@ -58,6 +58,22 @@ def test_run_metrics_rank_the_columns_the_model_uses(table_run):
     assert len(json.loads((run.path / "explain_background.json").read_text())) == 50
 
 
+def test_importance_sample_and_repeats_follow_the_config(table_run, tmp_path):
+    from modelfoundry.data import prepare
+    from modelfoundry.evaluate.config import ExplainConfig
+    from modelfoundry.evaluate.explain import explain_run
+
+    d, run = table_run
+    cfg = load_config(tiny_config(d, {"path": str(d / "t.csv"), "target": "label"}))
+    data = prepare(cfg)
+    pred = Predictor.load(run.path)
+    y = data.targets["test"].numpy()
+    ex = explain_run(ExplainConfig(max_rows=10, repeats=1, background_rows=0), data, pred.model, "test", y, tmp_path, 0)
+    assert ex["importance_rows"] == 10 and all(r["std"] == 0 for r in ex["importance"])  # one shuffle: no spread
+    ex = explain_run(ExplainConfig(max_rows=10, repeats=4, background_rows=0), data, pred.model, "test", y, tmp_path, 0)
+    assert any(r["std"] > 0 for r in ex["importance"])
+
+
 def test_tabular_shap_adds_up_and_is_faithful(table_run):
     _, run = table_run
     pred = Predictor.load(run.path)

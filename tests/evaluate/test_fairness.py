@@ -80,16 +80,17 @@ def test_bands_and_recoding():
     assert q["x"] == pytest.approx([24.75, 49.5, 74.25])
 
 
-def test_saved_rule_equals_fairlearn_decisions():
+@pytest.mark.parametrize("objective", ["accuracy_score", "balanced_accuracy_score"])
+def test_saved_rule_equals_fairlearn_decisions(objective):
     from fairlearn.postprocessing import ThresholdOptimizer
 
     rng = np.random.default_rng(0)
     g = rng.choice(["a", "b"], 600)
     y = (rng.random(600) < np.where(g == "a", 0.6, 0.3)).astype(int)
     score = np.clip(0.3 * y + 0.7 * rng.random(600) + 0.1 * (g == "a"), 0, 1)
-    cfg = FairnessConfig(sensitive=["g"], mitigate="threshold_optimizer")
+    cfg = FairnessConfig(sensitive=["g"], mitigate="threshold_optimizer", objective=objective)
     rules = fit_thresholds(score, y, pd.Series(g), cfg, seed=0)
-    ref = ThresholdOptimizer(estimator=_score_estimator(), constraints="equalized_odds", prefit=True,
+    ref = ThresholdOptimizer(estimator=_score_estimator(), constraints="equalized_odds", prefit=True, objective=objective,
                              predict_method="predict").fit(score.reshape(-1, 1), y, sensitive_features=g)
     want = ref._pmf_predict(score.reshape(-1, 1), sensitive_features=g)[:, 1]
     assert positive_probability(json.loads(json.dumps(rules)), score, pd.Series(g)) == pytest.approx(want)
