@@ -6,13 +6,12 @@ fraction of its inference cost. Written to metrics.json and manifest.json under 
 from __future__ import annotations
 
 import resource
-import time
 from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from ..core.infer import TensorData, predict_tensors
+from ..core.infer import TensorData
 from .config import CostConfig
 
 FLOP_ROWS = 32
@@ -75,17 +74,6 @@ def flops_per_example(model: torch.nn.Module, features: dict[str, torch.Tensor],
     return count_flops(model, batch, train) / max(rows, 1)
 
 
-def seconds_per_example(model: torch.nn.Module, features: dict[str, torch.Tensor], task: str, repeat: int = 1) -> float:
-    """Wall seconds per prediction over the given rows (the run's own batching), the least of `repeat` passes."""
-    n = len(TensorData(features))
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        predict_tensors(model, features, task)
-        best = min(best, time.perf_counter() - t)
-    return best / max(n, 1)
-
-
 def sig(x: float, digits: int = 4) -> float:
     """Rounded to significant digits: a thousandth of a cent is still worth showing."""
     return float(f"{x:.{digits}g}")
@@ -131,8 +119,7 @@ def cost_report(model: torch.nn.Module, data, result: dict, usage: Usage, cfg: C
     train_feats, test_feats = data.encoded["train"].features, data.encoded[split].features
     train_fl = flops_per_example(model, train_feats, train=True)
     infer_fl = flops_per_example(model, test_feats, train=False)
-    per_example_s = (result["predict_s_per_1000"] / 1000 if "predict_s_per_1000" in result
-                     else seconds_per_example(model, test_feats, data.task))
+    per_example_s = result["predict_s_per_1000"] / 1000  # the evaluation's own timed pass over the split
     core_hours, kwh = money(usage.seconds, usage.threads, cfg)
     pred_core_hours, pred_kwh = money(per_example_s * 1000, usage.threads, cfg)
     metric = "f1_macro" if data.task == "classification" else "rmse"

@@ -357,12 +357,6 @@ def token_deletion(scorer: Scorer, rows: pd.DataFrame, targets, items: list[dict
     return score_rows
 
 
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t
-
-
 def heatmap_html(items: list[dict], title: str) -> str:
     """Tokens coloured by attribution (red toward the explained class, blue away from it), one row per text."""
     parts = [f"<h2>{html.escape(title)}</h2><p>Integrated Gradients per token: red pushes toward the explained class, "
