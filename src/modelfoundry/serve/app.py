@@ -138,18 +138,18 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
     metrics = Metrics()
     output_guard = OutputGuard(settings.redact_pii, settings.block_prompts)
     batchers: dict[str, Batcher] = {}
-    generators: dict[str, asyncio.Lock] = {}
+    one_at_a_time: dict[str, asyncio.Lock] = {}  # per model: a generation or an explanation uses every core
     state = {"ready": False}
 
     @asynccontextmanager
     async def lifespan(app):
         for name, pred in models.items():
             if pred.task in GENERATIVE_TASKS:
-                generators[name] = asyncio.Lock()
+                one_at_a_time[name] = asyncio.Lock()
             else:
                 batchers[name] = Batcher(pred, settings, metrics, name)
                 batchers[name].start()
-                generators[name] = asyncio.Lock()  # explanations: one at a time per model, they use every core
+                one_at_a_time[name] = asyncio.Lock()  # explanations: one at a time per model, they use every core
         state["ready"] = True
         yield
         state["ready"] = False
@@ -208,7 +208,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                     raise HTTPException(400, f"prompt refused: it matches the block list (serve.block_prompts: {hit!r})")
                 loop = asyncio.get_running_loop()
                 if not req.stream or settings.redact_pii:  # redaction needs the whole text: one piece, then done
-                    async with generators[name]:  # one generation at a time per model: it uses every core
+                    async with one_at_a_time[name]:  # one generation at a time per model: it uses every core
                         text = await asyncio.wait_for(loop.run_in_executor(None, lambda: pred.generate(req.prompt, **kw)[0]),
                                                       settings.timeout_s)
                     text, kinds = output_guard.clean(text)
@@ -229,7 +229,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                         loop.call_soon_threadsafe(pieces.put_nowait, None)
 
                 async def events():
-                    async with generators[name]:
+                    async with one_at_a_time[name]:
                         job = loop.run_in_executor(None, work)
                         parts = []
                         while (piece := await pieces.get()) is not None:
@@ -264,7 +264,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                 records = _rows(rows, pred)
                 loop = asyncio.get_running_loop()
                 try:
-                    async with generators[name]:
+                    async with one_at_a_time[name]:
                         items = await asyncio.wait_for(loop.run_in_executor(None, lambda: pred.explain(records)),
                                                        settings.timeout_s)
                 except TimeoutError:
