@@ -207,9 +207,16 @@ class Preprocessor:
             self.pair_segments_ = any(self.tokenizers_[text_cfg.pair[0]].encode("a", "b").type_ids)
 
     def _fit_sequences(self, df: pd.DataFrame) -> None:
-        """List columns (their longest length), and data.sequence windows (their numeric features)."""
+        """List columns (each one channel of a per-row series: their longest length, and each channel's mean and
+        scale over every training step), and data.sequence windows (their numeric features)."""
         self.sequence_cols_ = self._cols("sequence")
         self.sequence_len_ = {c: int(df[c].dropna().map(len).max()) for c in self.sequence_cols_}
+        self.sequence_stats_ = {}
+        for c in self.sequence_cols_:
+            steps = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in df[c].dropna().tolist()] or [np.zeros(1)])
+            steps = steps[np.isfinite(steps)]
+            mean, std = (float(steps.mean()), float(steps.std())) if steps.size else (0.0, 1.0)
+            self.sequence_stats_[c] = {"mean": mean, "std": std or 1.0}
         if self.data.sequence is not None:
             seq = self.data.sequence
             feats = seq.features or [c for c in self.numeric_ if c not in (seq.group_column, seq.order_column)]
@@ -372,14 +379,8 @@ class Preprocessor:
             feats[f"text:{col}"], feats[f"len:{col}"] = tokens["ids"], tokens["lengths"]
             if with_segments:
                 feats[f"segment:{col}"] = tokens["segments"]
-        for col in self.sequence_cols_:
-            T = self.sequence_len_[col]
-            arr = np.zeros((len(df), T, 1), dtype=np.float32)
-            for i, v in enumerate(df[col].tolist()):
-                if isinstance(v, (list, tuple, np.ndarray)) and len(v):
-                    v = np.asarray(v, dtype=np.float32)[:T]
-                    arr[i, : len(v), 0] = v
-            feats["sequence"] = torch.from_numpy(arr)
+        if self.sequence_cols_:
+            feats["sequence"] = self._series(df)
         if self.image_col_ is not None:
             imgs, keep, bad = self._images(df[self.image_col_], bad_ok=False, none_ok=strict)
             mean = torch.tensor(self.image_stats_["mean"]).view(-1, 1, 1)
@@ -392,6 +393,21 @@ class Preprocessor:
         if self.data.sequence is not None:
             feats, rows = self._windows(df, feats, last_window_only)
         return Encoded(feats, rows, skipped)
+
+    def _series(self, df: pd.DataFrame) -> torch.Tensor:
+        """List columns -> [N, T, channels]: one channel per column, standardised by training's statistics (none were
+        kept by runs saved before them), cut or zero-padded at the end to the longest training series; a missing step
+        (NaN) or a missing series is 0, the training mean."""
+        T = max(self.sequence_len_.values())
+        arr = np.zeros((len(df), T, len(self.sequence_cols_)), dtype=np.float32)
+        stats = getattr(self, "sequence_stats_", {})
+        for j, col in enumerate(self.sequence_cols_):
+            st = stats.get(col, {"mean": 0.0, "std": 1.0})
+            for i, v in enumerate(df[col].tolist()):
+                if isinstance(v, (list, tuple, np.ndarray)) and len(v):
+                    v = (np.asarray(v, dtype=np.float32).ravel()[:T] - st["mean"]) / st["std"]
+                    arr[i, : len(v), j] = np.nan_to_num(v, nan=0.0)
+        return torch.from_numpy(arr)
 
     def _windows(self, df: pd.DataFrame, feats: dict, last_only: bool) -> tuple[dict, np.ndarray]:
         seq = self.data.sequence
@@ -442,7 +458,7 @@ class Preprocessor:
         if windows:
             sequence = (self.data.sequence.window, len(self.window_features_))
         elif self.sequence_cols_:
-            sequence = (max(self.sequence_len_.values()), 1)
+            sequence = (max(self.sequence_len_.values()), len(self.sequence_cols_))
         return InputSpec(
             task=self.task, n_outputs=len(self.classes_) if self.task == "classification" else 1,
             n_numeric=0 if windows else sum(2 if st["flag"] else 1 for st in self.numeric_.values()),
@@ -461,6 +477,7 @@ class Preprocessor:
                  "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "cat_fill": self.cat_fill_,
                  "image_col": self.image_col_,
                  "image_stats": self.image_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
+                 "sequence_stats": self.sequence_stats_,
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "pair_segments": self.pair_segments_,
                  "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
@@ -481,6 +498,8 @@ class Preprocessor:
         self.categorical_cols_, self.vocab_, self.cat_fill_ = s["categorical_cols"], s["vocab"], s["cat_fill"]
         self.image_col_, self.image_stats_ = s["image_col"], s["image_stats"]
         self.sequence_cols_, self.sequence_len_ = s["sequence_cols"], s["sequence_len"]
+        if s.get("sequence_stats") is not None:
+            self.sequence_stats_ = s["sequence_stats"]
         if s["window_features"] is not None:
             self.window_features_ = s["window_features"]
         self.tokenizers_ = {c: Tokenizer.from_file(str(directory / f"tokenizer_{i}.json")) for i, c in enumerate(s["text_cols"])}

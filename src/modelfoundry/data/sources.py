@@ -302,3 +302,6 @@ register_source("jsonl", (".jsonl", ".ndjson"), lambda p, o: _read_jsonl(p, o.en
 register_source("json", (".json",), lambda p, o: _read_json(p, o.encoding))
 register_source("text_folder", (), lambda p, o: _read_folder(p, o.target, "text"))
 register_source("image_folder", (), lambda p, o: _read_folder(p, o.target, "image"))
+from .tsformat import read_ts  # noqa: E402  (a reader in its own file: it imports DataError and decode from above)
+
+register_source("ts", (".ts",), lambda p, o: read_ts(p, o.target))
