@@ -14,7 +14,9 @@ from .core.onnxrt import OnnxModel
 from .core.runs import Run
 from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
+from .data.features import unreadable
 from .data.lm import LMPreprocessor
+from .evaluate.anomaly import ANOMALY_FILE
 from .evaluate.explain import (
     BACKGROUND_FILE,
     Scorer,
@@ -37,6 +39,9 @@ class Predictor:
         rule = run.model_dir / FAIRNESS_FILE
         self.fairness: dict | None = json.loads(rule.read_text(encoding="utf-8")) if rule.is_file() else None
         """A fairness mitigation rule (evaluate.fairness.mitigate): predict applies it."""
+        alerts = run.model_dir / ANOMALY_FILE
+        self.alerts: dict | None = json.loads(alerts.read_text(encoding="utf-8")) if alerts.is_file() else None
+        """An anomaly run's alert threshold (evaluate.alert_budget): `prediction` is true above it."""
 
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto", merge: bool = True) -> Predictor:
@@ -177,7 +182,7 @@ class Predictor:
         full = np.full((len(df), width) if width else (len(df),), np.nan)
         if out is not None:
             full[enc.rows] = out
-        return df, full, {s["row"]: f"unreadable image {s['image']}: {s['error']}" for s in enc.skipped}
+        return df, full, {s["row"]: unreadable(s) for s in enc.skipped}
 
     def _mitigated(self, df: pd.DataFrame, out: np.ndarray, ok: np.ndarray, result: pd.DataFrame) -> pd.DataFrame:
         """`prediction` becomes the fairness rule's decision (`model_prediction` keeps the model's own, and
@@ -199,7 +204,8 @@ class Predictor:
         return result
 
     def predict(self, rows) -> pd.DataFrame:
-        """A DataFrame with `prediction` (and `prob_<class>` per class), plus the id column when declared: one row
+        """A DataFrame with `prediction` (and `prob_<class>` per class; for anomaly detection, `prediction` is whether the
+        row is flagged and `anomaly_score` its score), plus the id column when declared: one row
         per input row, in order. A row that could not be predicted has no prediction and its reason in an `error`
         column (present only then), never a neighbour's answer."""
         df, out, errors = self.predict_raw(rows)
@@ -216,6 +222,10 @@ class Predictor:
                 result = self._mitigated(df, out, ok, result)
             probs = pd.DataFrame(out.round(6), columns=[f"prob_{c}" for c in classes])
             result = pd.concat([result, probs], axis=1)  # one block, not a column insert per class
+        elif self.task == "anomaly":  # flagged above the alert threshold training fitted (model/anomaly.json)
+            ok = ~np.isnan(out)
+            result["prediction"] = [bool(s > self.alerts["threshold"]) if k else None for s, k in zip(out, ok)]
+            result["anomaly_score"] = out
         else:
             result["prediction"] = out
         if errors:

@@ -364,7 +364,7 @@ def test_every_batch_augmentation_declares_its_input_and_is_refused_without_it()
 
     assert {augmentation_kind(o) for o in BATCH_OPTIONS} <= set(NEEDS)
     assert set(AugmentConfig.model_fields) - set(BATCH_OPTIONS) == {
-        "synonym_model", "synonym_neighbours", "oversample", "oversample_ratio", "oversample_neighbours"}
+        "synonym_model", "synonym_neighbours", "oversample", "oversample_ratio", "oversample_neighbours", "audio_masks"}
     for opt in BATCH_OPTIONS:
         kind = AugmentConfig.model_fields[opt].annotation
         value = True if kind is bool else 1 if kind is int else 0.1

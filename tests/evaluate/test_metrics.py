@@ -84,8 +84,9 @@ def test_metrics_are_a_registry_that_config_validation_reads():
     which way it improves comes from its registration."""
     from modelfoundry.evaluate.metrics import METRICS, metric_mode, register_metric, reported_metric
 
-    assert set(M.CLASSIFICATION) | set(M.REGRESSION) == set(METRICS)
-    for name, m in METRICS.items():
+    assert {("classification", n) for n in M.CLASSIFICATION} | {("regression", n) for n in M.REGRESSION} | \
+        {("anomaly", n) for n in M.ANOMALY} == set(METRICS)
+    for (_, name), m in METRICS.items():
         assert reported_metric(name, ("val_",)) == f"val_{name}"
         assert metric_mode(f"val_{name}") == ("min" if m.lower_is_better else "max")
     assert metric_mode("val_log_loss") == "min" and metric_mode("val_rmse") == "min" and metric_mode("val_r2") == "max"

@@ -25,6 +25,7 @@ INPUTS = {
     "text": (dict(text={"t": 30}), lambda n: {"text:t": torch.randint(1, 30, (n, 7)), "len:t": torch.randint(1, 8, (n,))}),
     "image": (dict(image=[1, 8, 8]), lambda n: {"image": torch.randn(n, 1, 8, 8)}),
     "sequence": (dict(sequence=[6, 2]), lambda n: {"sequence": torch.randn(n, 6, 2)}),
+    "audio": (dict(audio=[8, 12]), lambda n: {"audio": torch.randn(n, 1, 8, 12)}),
 }
 SMALL = {"mlp": {"hidden": [8]}, "cnn": {"channels": [4, 8], "hidden": [8]}, "rnn": {"hidden_size": 8, "embedding_dim": 8},
          "transformer": {"hidden_size": 8, "num_heads": 2, "intermediate_size": 16, "num_layers": 1},
@@ -97,3 +98,41 @@ def test_family_options_change_the_model(name, options, kind):
     assert out.shape == (4, 3)
     model.eval()
     assert repr(model) != repr(default) or not torch.allclose(model(x), default(x))
+
+
+ANOMALY_CASES = [(name, kind) for name, reg in REGISTRY.items() if "anomaly" in reg.tasks for kind in sorted(reg.inputs)]
+SMALL_ANOMALY = {"autoencoder": {"hidden": [8], "code": 2}, "deep_svdd": {"hidden": [8], "code": 4}}
+
+
+@pytest.mark.parametrize("name,kind", ANOMALY_CASES)
+def test_anomaly_family_learns_each_input_kind(name, kind, tmp_path):
+    """An anomaly family returns one score per row, which training lowers (it is the loss), and reloads exactly
+    (deep SVDD's centre is saved with its weights)."""
+    reg = REGISTRY[name]
+    cfg = reg.config_cls(type=name, **SMALL_ANOMALY[name])
+    kinds, make = INPUTS[kind]
+    s = replace(spec(**kinds, **({} if kind == "numeric" else {"n_numeric": 1})), task="anomaly", n_outputs=1)
+    batch = {**make(32), "numeric": torch.randn(32, s.n_numeric)} if s.n_numeric else make(32)
+    model = build_model(cfg, s)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        score = model(batch)
+        assert score.shape == (32, 1)
+        loss = score.mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    model.eval()
+    save_model(model, cfg, s, tmp_path)
+    again, _, _ = load_model(tmp_path)
+    assert torch.allclose(model(batch), again(batch), atol=1e-5)
+
+
+def test_task_and_family_must_match():
+    with pytest.raises(ValueError, match="'autoencoder' does not train for data.task classification"):
+        build_model(REGISTRY["autoencoder"].config_cls(), spec(n_numeric=3))
+    with pytest.raises(ValueError, match="'cnn' does not train for data.task anomaly.*autoencoder, deep_svdd"):
+        build_model(REGISTRY["cnn"].config_cls(), replace(spec(n_numeric=3), task="anomaly", n_outputs=1))

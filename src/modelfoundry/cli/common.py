@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..config import load_config, run_config
 from ..core.schema import one_line
 from ..data import read_frame
+from ..evaluate.metrics import HEADLINE
 
 
 def add_set(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def summary(run_path: Path) -> None:
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
     print(f"{metrics['split']}: {shown}", file=sys.stderr)
     for name, b in metrics.get("baselines", {}).items():
-        key = "f1_macro" if "f1_macro" in b else "rmse" if "rmse" in b else None
+        key = next((k for k in HEADLINE.values() if k in b), None)
         if key:
             print(f"  baseline {name}: {key}={b[key]:.4f}", file=sys.stderr)
     if "cv" in metrics:

@@ -33,7 +33,7 @@ def run(args) -> int:
         return 0
     for r in rows:
         m = r["metrics"]
-        key = next((k for k in ("accuracy", "rmse") if k in m), None)
+        key = next((k for k in ("accuracy", "rmse", "pr_auc", "perplexity") if k in m), None)
         score = f"{key}={m[key]:.4f}" if key and m[key] is not None else ""
         print(f"{r['status']:<11} {r['created'] or '':<26} {score:<16} {r['run']}")
     return 0

@@ -23,6 +23,7 @@ from ..core.runs import Run, Timer, atomic_copy, read_json, write_json
 from ..core.spec import LM_TASKS
 from ..data import Prepared, data_files, prepare
 from ..evaluate import M, evaluate_data, write_card
+from ..evaluate.anomaly import ANOMALY_FILE
 from ..evaluate.explain import BACKGROUND_FILE
 from ..evaluate.fairness import FAIRNESS_FILE
 from ..finetune import adapted_parts, merge_adapters, refuse_virtual
@@ -180,6 +181,7 @@ def _stages(pred: Predictor, cfg: Config, ccfg: CompressConfig, run: Run) -> dic
     pre.save(run.model_dir)
     # what the source run applies or explains with travels with the variant: its fairness rule, its background rows
     for src, dst in ((pred.run.model_dir / FAIRNESS_FILE, run.model_dir / FAIRNESS_FILE),
+                     (pred.run.model_dir / ANOMALY_FILE, run.model_dir / ANOMALY_FILE),
                      (pred.run.path / BACKGROUND_FILE, run.path / BACKGROUND_FILE)):
         if src.is_file():
             atomic_copy(src, dst)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-KINDS = ("numeric", "categorical", "text", "image", "sequence")
+KINDS = ("numeric", "categorical", "text", "image", "audio", "sequence")
 CORPUS_TASKS = ("clm", "mlm")
 """Self-supervised pretraining on a raw corpus: next-token (clm) and masked-token (mlm)."""
 LM_TASKS = ("causal_lm", *CORPUS_TASKS)
@@ -33,6 +33,8 @@ class InputSpec:
     """Text columns that carry a second segment (sentence pairs)."""
     image: tuple[int, int, int] | None = None
     """(channels, height, width)."""
+    audio: tuple[int, int] | None = None
+    """(mel bands, frames) of an audio input's log-mel spectrogram (one channel)."""
     sequence: tuple[int, int] | None = None
     """(length, features) of a sequence input."""
     eos_id: int | None = None
@@ -43,7 +45,7 @@ class InputSpec:
     def kinds(self) -> set[str]:
         """The input kinds present: a model family registers the kinds it takes."""
         have = {"numeric": self.n_numeric, "categorical": self.categorical, "text": self.text, "image": self.image,
-                "sequence": self.sequence}
+                "audio": self.audio, "sequence": self.sequence}
         return {k for k, v in have.items() if v}
 
     def with_steps(self, total_steps: int) -> InputSpec:
@@ -63,18 +65,18 @@ class InputSpec:
         for key in ("categorical", "segments"):
             if key in d:
                 d[key] = tuple(d[key] or ())
-        for key in ("image", "sequence"):
+        for key in ("image", "audio", "sequence"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
 
 
 class BatchKey:
-    """A batch's tensor names: `numeric`, `categorical`, `image`, `sequence`, and per text column `text:<col>` (token
+    """A batch's tensor names: `numeric`, `categorical`, `image`, `audio`, `sequence`, and per text column `text:<col>` (token
     ids), `len:<col>` (lengths), `segment:<col>` (segment ids). A module holding per-input encoders names each by
     `module_name` (a ModuleDict key cannot hold every character a column name may)."""
 
-    NUMERIC, CATEGORICAL, IMAGE, SEQUENCE = "numeric", "categorical", "image", "sequence"
+    NUMERIC, CATEGORICAL, IMAGE, AUDIO, SEQUENCE = "numeric", "categorical", "image", "audio", "sequence"
 
     @staticmethod
     def text(col: str) -> str:

@@ -219,7 +219,7 @@ def drift(ref: pd.DataFrame, other: pd.DataFrame, schema: dict[str, str], target
     for col in [c for c in ref.columns if c in other.columns and (schema.get(c, "ignore") != "ignore" or c == target)]:
         kind = schema.get(col, "categorical")
         a, b = ref[col].dropna(), other[col].dropna()
-        if not len(a) or not len(b) or kind in ("text", "image", "sequence"):
+        if not len(a) or not len(b) or kind in ("text", "image", "audio", "sequence"):
             continue
         numeric = kind == "numeric" and pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)
         entry = {"type": "numeric" if numeric else "categorical", "psi": round(psi(a.to_numpy(), b.to_numpy(), not numeric), 4)}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.paths import resolve_model_path
+from .audio import spec_augment
 from .config import AUGMENTS, AugmentConfig
 from .text import pad_ids
 
@@ -39,8 +40,8 @@ def is_active(cfg: AugmentConfig) -> bool:
 # the input an option works on: (feature key prefix, the input kind's name for a message)
 NEEDS = {"image": ("image", "an image column"), "text": ("text:", "a text column"),
          "sequence": ("sequence", "a sequence (data.sequence windows or a list column)"),
-         "numeric": ("numeric", "a numeric column"),
-         "continuous": (("numeric", "image", "sequence"), "a numeric, image or sequence input")}
+         "numeric": ("numeric", "a numeric column"), "audio": ("audio", "an audio column"),
+         "continuous": (("numeric", "image", "audio", "sequence"), "a numeric, image, audio or sequence input")}
 
 
 def check_fits(cfg: AugmentConfig, feature_keys: list[str], task: str) -> None:
@@ -199,7 +200,7 @@ def warp_windows(seq: torch.Tensor, sigma: float, knots: int = 4) -> torch.Tenso
     return _resample(seq, t / t[:, -1:].clamp_min(1e-6) * (T - 1))
 
 
-MIXABLE = ("numeric", "image", "sequence")
+MIXABLE = ("numeric", "image", "audio", "sequence")
 
 
 def mixup(batch: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
@@ -415,6 +416,8 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig, synonyms: 
         if cfg.sequence_jitter:
             seq = seq + cfg.sequence_jitter * torch.randn_like(seq)
         out["sequence"] = seq
+    if "audio" in out and (cfg.audio_time_mask or cfg.audio_freq_mask):
+        out["audio"] = spec_augment(out["audio"], cfg.audio_time_mask, cfg.audio_freq_mask, cfg.audio_masks)
     if cfg.tabular_noise and "numeric" in out:
         out["numeric"] = out["numeric"] + cfg.tabular_noise * torch.randn_like(out["numeric"])
     return out

@@ -12,7 +12,7 @@ from .sources import SOURCES
 
 SourceFormat = Literal[("auto", *SOURCES)]  # type: ignore[valid-type]  (built from the source registry)
 
-ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "sequence", "ignore"]
+ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "audio", "sequence", "ignore"]
 MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag", "unknown"]
 
 
@@ -114,6 +114,41 @@ class ImageConfig(Section):
     """1 = grayscale, 3 = RGB."""
 
 
+class AudioConfig(Section):
+    """An audio column (file paths, or a folder of class sub-folders of .wav/.flac/.ogg/.mp3 files): each recording is
+    decoded, mixed to mono, resampled, cut or padded to `duration`, and turned into a log-mel spectrogram."""
+
+    sample_rate: int = Field(16000, ge=1000)
+    """Every recording is resampled to this rate (counted in the data profile)."""
+    duration: float = Field(1.0, gt=0)
+    """Seconds per example: a longer recording is cut around its loudest stretch, a shorter one padded with silence."""
+    n_mels: int = Field(40, ge=4)
+    """Mel bands of the spectrogram (its height)."""
+    window_ms: float = Field(25.0, gt=0)
+    """Analysis window (the FFT size is the next power of two)."""
+    hop_ms: float = Field(10.0, gt=0)
+    """Step between frames (the spectrogram's width is duration / hop + 1)."""
+    fmin: float = Field(20.0, ge=0)
+    """Lowest frequency of the mel bands (Hz)."""
+    fmax: float | None = Field(None, gt=0)
+    """Highest frequency (Hz); default: half the sample rate."""
+    normalize: Literal["utterance", "global"] = "utterance"
+    """utterance = each spectrogram's bands centred on their own mean over time and scaled by its own spread (cepstral
+    mean and variance normalisation: loudness and microphone/voice colouring cancel, which is what carries a model to a
+    voice it never heard); global = only the training set's one mean and scale."""
+
+    @model_validator(mode="after")
+    def _band(self) -> AudioConfig:
+        top = self.fmax if self.fmax is not None else self.sample_rate / 2
+        if top > self.sample_rate / 2:
+            raise ValueError(f"fmax {self.fmax} Hz is above the Nyquist frequency ({self.sample_rate / 2:g} Hz)")
+        if self.fmin >= top:
+            raise ValueError(f"fmin {self.fmin} Hz must be below fmax ({top:g} Hz)")
+        if self.hop_ms > self.window_ms:
+            raise ValueError(f"hop_ms {self.hop_ms} is longer than window_ms {self.window_ms}: samples would be skipped")
+        return self
+
+
 class SequenceConfig(Section):
     group_column: str
     """The column that identifies one series (an engine, a sensor)."""
@@ -134,7 +169,7 @@ AUGMENTS = "augments"  # the json_schema_extra key naming a batch augmentation's
 
 def augmentation(default: Any, kind: str, **constraints: Any) -> Any:
     """A batch augmentation's field: a Field whose schema names the input kind it works on (image, text, numeric,
-    sequence, or continuous for mixup's blend of numeric, image and sequence inputs)."""
+    sequence, or continuous for mixup's blend of numeric, image, audio and sequence inputs)."""
     return Field(default, json_schema_extra={AUGMENTS: kind}, **constraints)
 
 
@@ -163,6 +198,12 @@ class AugmentConfig(Section):
     sequence_slice: float = augmentation(0.0, "sequence", ge=0.0, lt=1.0)
     """Time series, window slicing: cut this fraction off each window (a random stretch of the rest is kept)
     and stretch what is left back to the window's length."""
+    audio_time_mask: int = augmentation(0, "audio", ge=0)
+    """SpecAugment: mask up to this many consecutive frames of each training spectrogram (audio_masks times)."""
+    audio_freq_mask: int = augmentation(0, "audio", ge=0)
+    """SpecAugment: mask up to this many consecutive mel bands of each training spectrogram (audio_masks times)."""
+    audio_masks: int = Field(2, ge=1)
+    """How many time masks and how many frequency masks per spectrogram."""
     sequence_warp: float = augmentation(0.0, "sequence", ge=0.0)
     """Time series, time warping: the speed of time follows a smooth random curve with knots from N(1, this)."""
     image_rotation: float = augmentation(0.0, "image", ge=0.0, le=180.0)
@@ -184,7 +225,7 @@ class AugmentConfig(Section):
     synonym_neighbours: int = Field(5, ge=1)
     """Candidates per word for text_synonym and text_insert."""
     mixup: float = augmentation(0.0, "continuous", ge=0.0)
-    """mixup's Beta(this, this): blend each training example's continuous inputs (numeric, image, sequence) and
+    """mixup's Beta(this, this): blend each training example's continuous inputs (numeric, image, audio, sequence) and
     its loss with another example's. 0 = off; 0.2-0.4 is usual."""
     oversample: Literal["smote", "borderline", "adasyn"] | None = None
     """Tables, classification: synthesise minority-class training rows before training (imbalanced-learn):
@@ -272,17 +313,23 @@ class CorpusConfig(Section):
 
 class DataConfig(Section):
     path: str | None = None
-    """A CSV/TSV/Parquet/JSONL file, or a folder of class sub-folders of text or image files. Relative to the config file."""
+    """A CSV/TSV/Parquet/JSONL/.ts file, or a folder of class sub-folders of text, image or audio files. Relative to the
+    config file."""
     format: SourceFormat = "auto"
     """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression", "causal_lm", "clm", "mlm"] = "auto"
+    task: Literal["auto", "classification", "regression", "anomaly", "causal_lm", "clm", "mlm"] = "auto"
     """auto = classification for text/categorical/binary targets or few distinct integers. The language-model family:
     causal_lm = fine-tune a decoder (model.type pretrained) on instruction/response pairs: `prompt` is the instruction
     column, `target` the response column, and the loss is computed on the response tokens only; clm = next-token
     pretraining and mlm = masked-token pretraining on a raw corpus (data.corpus: a .txt file, a folder of text files,
-    JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained)."""
+    JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained).
+    anomaly = learn what normal rows look like, without labels (model.type autoencoder / deep_svdd); `target`, when the
+    data has that column, holds evaluation labels only (see anomaly_label)."""
+    anomaly_label: str | int | float | bool | None = None
+    """data.task anomaly: the value of data.target that marks an anomaly (evaluation only); default: 1 or True when the
+    column holds 0/1 or booleans, else its rarer value in the training split."""
     prompt: str | None = None
     """causal_lm: the instruction (prompt) column."""
     prompt_template: str = "{prompt}\n"
@@ -304,12 +351,15 @@ class DataConfig(Section):
     """Override inferred column types: `{zip: categorical, notes: text, old: ignore}`."""
     bad_images: Literal["skip", "error"] = "skip"
     """An unreadable image is skipped and reported, or stops the run."""
+    bad_audio: Literal["skip", "error"] = "skip"
+    """An unreadable audio file is skipped and reported, or stops the run."""
     clean: CleanConfig = CleanConfig()
     split: SplitConfig = SplitConfig()
     text: TextConfig = TextConfig()
     corpus: CorpusConfig = CorpusConfig()
     """data.task clm / mlm: documents, blocks and held-out shares of a raw-text corpus."""
     image: ImageConfig = ImageConfig()
+    audio: AudioConfig = AudioConfig()
     sequence: SequenceConfig | None = None
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
     augment: AugmentConfig = AugmentConfig()

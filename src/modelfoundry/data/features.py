@@ -6,7 +6,8 @@ Tokenizers are in text.py, image decoding in images.py.
 
 Fitted on the training split only; saved beside the model as JSON (+ tokenizer.json files), never pickle.
 Tensor keys: `numeric` [N, F] float, `categorical` [N, C] long (0 = unknown), `text:<col>` [N, L] long
-with `len:<col>` [N], `image` [N, C, H, W] float, `sequence` [N, T, F] float.
+with `len:<col>` [N], `image` [N, C, H, W] float, `audio` [N, 1, mels, frames] float (log-mel), `sequence` [N, T, F]
+float.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from ..core.runs import atomic_write_text, save_safetensors
 from ..core.spec import InputSpec
+from .audio import fix_length, frames, load_audio, log_mel
 from .clean import outlier_bounds
 from .config import CleanConfig, DataConfig
 from .images import load_image
@@ -58,6 +60,42 @@ def category_key(value: Any, kind: str) -> str:
             if float(number).is_integer():
                 return str(int(number))
     return str(value)
+
+
+def same_label(value: Any, label: Any) -> bool:
+    """A label read from a file equals the configured one: 1, 1.0 and '1' are one label; 'Fraud' is 'Fraud'."""
+    value, label = _to_py(value), _to_py(label)
+    if isinstance(value, bool) or isinstance(label, bool):
+        return str(value).lower() == str(label).lower()
+    try:
+        return float(value) == float(label)
+    except (TypeError, ValueError):
+        return str(value) == str(label)
+
+
+def anomaly_value(y: pd.Series, declared: Any, target: str) -> Any:
+    """The evaluation label that marks an anomaly: data.anomaly_label, else 1 / True for a 0/1 or boolean column, else
+    the rarer value (None when the column holds no labels)."""
+    values = y.dropna()
+    if declared is not None:
+        if len(values) and not any(same_label(v, declared) for v in values.unique().tolist()):
+            seen = sorted(set(values.astype(str)))[:10]
+            raise DataError(f"data.anomaly_label: {declared!r} is not a value of '{target}' in the training split "
+                            f"(it holds {seen})")
+        return declared
+    if values.empty:
+        return None
+    unique = set(values.map(_to_py).tolist())
+    if unique <= {0, 1} or unique <= {True, False}:
+        return 1 if unique <= {0, 1} and not pd.api.types.is_bool_dtype(values) else True
+    counts = values.map(_to_py).value_counts()
+    return _to_py(counts.index[-1])
+
+
+def unreadable(skipped: dict) -> str:
+    """Why a row of new data has no prediction: its skipped entry (an unreadable image or audio file) in words."""
+    kind = "image" if "image" in skipped else "audio"
+    return f"unreadable {kind} {skipped[kind]}: {skipped['error']}"
 
 
 @dataclass
@@ -122,6 +160,7 @@ class Preprocessor:
         self._fit_sequences(df)
         self._fit_target(df)
         self._fit_images(df)
+        self._fit_audio(df)
         return self
 
     def _fit_numeric(self, df: pd.DataFrame) -> None:
@@ -226,7 +265,11 @@ class Preprocessor:
             self.window_features_ = feats
 
     def _fit_target(self, df: pd.DataFrame) -> None:
-        """Classes (classification) or the target's mean and scale (regression)."""
+        """Classes (classification), the target's mean and scale (regression), or the value that marks an anomaly in
+        the evaluation labels (anomaly)."""
+        if self.task == "anomaly":
+            self.anomaly_label_ = anomaly_value(df[self.target], self.data.anomaly_label, self.target)
+            return
         if self.task == "classification":
             labels = df[self.target].dropna().unique().tolist()
             self.classes_ = sorted((_to_py(v) for v in labels), key=lambda v: (str(type(v)), v))
@@ -249,7 +292,46 @@ class Preprocessor:
             enc = self._images(df[self.image_col_], bad_ok=True)[0]
             self.image_stats_ = {"mean": enc.mean(dim=(0, 2, 3)).tolist(), "std": enc.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
 
+    def _fit_audio(self, df: pd.DataFrame) -> None:
+        """The mean and scale of the training spectrograms' log-mel values."""
+        self.audio_col_ = next(iter(self._cols("audio")), None)
+        self.audio_stats_ = None
+        if self.audio_col_ is not None:
+            enc = self._audio(df[self.audio_col_], bad_ok=True)[0]
+            self.audio_stats_ = {"mean": float(enc.mean()), "std": float(enc.std().clamp_min(1e-3))}
+
     # ------------------------------------------------------------------ transform
+    def _audio(self, values: pd.Series, bad_ok: bool, none_ok: bool = False) -> tuple[torch.Tensor, list[int], list[dict]]:
+        """Recordings -> log-mel spectrograms [N, 1, mels, frames]; the file's sample rates counted in `audio_rates_`."""
+        cfg = self.data.audio
+        samples = round(cfg.duration * cfg.sample_rate)
+        out, keep, bad = [], [], []
+        self.audio_rates_: dict[int, int] = {}
+        for i, v in enumerate(values.tolist()):
+            try:
+                wave, rate = load_audio(v, cfg.sample_rate)
+                self.audio_rates_[rate] = self.audio_rates_.get(rate, 0) + 1
+                spec = log_mel(fix_length(wave, samples), cfg.sample_rate, cfg.n_mels, cfg.window_ms, cfg.hop_ms,
+                               cfg.fmin, cfg.fmax)
+                if cfg.normalize == "utterance":
+                    spec = (spec - spec.mean(dim=1, keepdim=True)) / spec.std().clamp_min(1e-3)
+                out.append(spec.unsqueeze(0))
+                keep.append(i)
+            except DataError:  # soundfile is not installed: no file can be read
+                raise
+            except Exception as exc:  # soundfile raises several types for a corrupt or foreign file; each is reported
+                shown = f"<{len(v)} bytes>" if isinstance(v, bytes) else str(v)
+                bad.append({"row": i, "audio": shown, "error": f"{type(exc).__name__}: {exc}"})
+        if bad and self.data.bad_audio == "error" and not bad_ok:
+            raise DataError(f"unreadable audio at row {bad[0]['row'] + 1}: {bad[0]['audio']} ({bad[0]['error']}); "
+                            f"{len(bad)} in all. Set data.bad_audio: skip to skip them")
+        if not out and none_ok:
+            return torch.empty((0, 1, cfg.n_mels, frames(samples, cfg.sample_rate, cfg.hop_ms))), keep, bad
+        if not out:
+            raise DataError(f"no readable audio ({len(bad)} unreadable, e.g. {bad[0]['audio'] if bad else '-'}: "
+                            f"{bad[0]['error'] if bad else ''})")
+        return torch.stack(out), keep, bad
+
     def _images(self, values: pd.Series, bad_ok: bool, none_ok: bool = False) -> tuple[torch.Tensor, list[int], list[dict]]:
         cfg = self.data.image
         out, keep, bad = [], [], []
@@ -390,6 +472,13 @@ class Preprocessor:
             feats["image"] = (imgs - mean) / std
             rows = rows[keep]
             skipped = bad
+        if getattr(self, "audio_col_", None) is not None:
+            spec, keep, bad = self._audio(df[self.audio_col_].iloc[rows], bad_ok=False, none_ok=strict)
+            keep_t = torch.tensor(keep, dtype=torch.long)
+            feats = {k: v[keep_t] for k, v in feats.items()}
+            feats["audio"] = (spec - self.audio_stats_["mean"]) / self.audio_stats_["std"]
+            skipped += [{**b, "row": int(rows[b["row"]])} for b in bad]
+            rows = rows[keep]
         if self.data.sequence is not None:
             feats, rows = self._windows(df, feats, last_window_only)
         return Encoded(feats, rows, skipped)
@@ -434,6 +523,10 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ target
     def encode_target(self, y: pd.Series) -> torch.Tensor:
+        if self.task == "anomaly":  # 1 = anomaly, 0 = normal, -1 = not labelled (scored by no metric)
+            label = self.anomaly_label_
+            codes = [-1 if pd.isna(v) else int(same_label(v, label)) for v in y.tolist()]
+            return torch.tensor(codes, dtype=torch.long)
         if self.task == "classification":
             lookup = {v: i for i, v in enumerate(self.classes_)}
             codes = [lookup.get(_to_py(v), -1) for v in y.tolist()]
@@ -460,14 +553,19 @@ class Preprocessor:
         elif self.sequence_cols_:
             sequence = (max(self.sequence_len_.values()), len(self.sequence_cols_))
         return InputSpec(
-            task=self.task, n_outputs=len(self.classes_) if self.task == "classification" else 1,
+            task=self.task, n_outputs=len(self.classes_) if self.task == "classification" else 1,  # anomaly: a score
             n_numeric=0 if windows else sum(2 if st["flag"] else 1 for st in self.numeric_.values()),
             categorical=() if windows else tuple(len(self.vocab_[c]) + 1 for c in self.categorical_cols_),
             text={c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
             max_length=self.data.text.max_length + 2,
             segments=tuple(c for c in self.tokenizers_ if self.pair_segments_ and c == self.data.text.pair[0]),
             image=(self.data.image.channels, *self.data.image.size) if self.image_col_ else None,
+            audio=self._audio_shape() if getattr(self, "audio_col_", None) else None,
             sequence=sequence)
+
+    def _audio_shape(self) -> tuple[int, int]:
+        cfg = self.data.audio
+        return cfg.n_mels, frames(round(cfg.duration * cfg.sample_rate), cfg.sample_rate, cfg.hop_ms)
 
     # ------------------------------------------------------------------ persistence (JSON, no pickle)
     def save(self, directory: Path) -> None:
@@ -476,11 +574,11 @@ class Preprocessor:
                  "data": self.data.model_dump(mode="json"), "numeric": self.numeric_, "numeric_cols": self.numeric_cols_,
                  "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "cat_fill": self.cat_fill_,
                  "image_col": self.image_col_,
-                 "image_stats": self.image_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
+                 "image_stats": self.image_stats_, "audio_col": self.audio_col_, "audio_stats": self.audio_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
                  "sequence_stats": self.sequence_stats_,
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "pair_segments": self.pair_segments_,
-                 "classes": getattr(self, "classes_", None), "y_mean": getattr(self, "y_mean_", None),
+                 "classes": getattr(self, "classes_", None), "anomaly_label": getattr(self, "anomaly_label_", None), "y_mean": getattr(self, "y_mean_", None),
                  "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None),
                  "text_missing": getattr(self, "text_missing_", None),
                  "cat_kinds": getattr(self, "cat_kinds_", None)}
@@ -497,6 +595,7 @@ class Preprocessor:
         self.numeric_, self.numeric_cols_ = s["numeric"], s["numeric_cols"]
         self.categorical_cols_, self.vocab_, self.cat_fill_ = s["categorical_cols"], s["vocab"], s["cat_fill"]
         self.image_col_, self.image_stats_ = s["image_col"], s["image_stats"]
+        self.audio_col_, self.audio_stats_ = s.get("audio_col"), s.get("audio_stats")
         self.sequence_cols_, self.sequence_len_ = s["sequence_cols"], s["sequence_len"]
         if s.get("sequence_stats") is not None:
             self.sequence_stats_ = s["sequence_stats"]
@@ -510,7 +609,9 @@ class Preprocessor:
             self.cat_kinds_ = s["cat_kinds"]
         if s.get("text_missing") is not None:
             self.text_missing_ = s["text_missing"]
-        if s["classes"] is not None:
+        if s["task"] == "anomaly":
+            self.anomaly_label_ = s["anomaly_label"]
+        elif s["classes"] is not None:
             self.classes_ = s["classes"]
         else:
             self.y_mean_, self.y_std_ = s["y_mean"], s["y_std"]

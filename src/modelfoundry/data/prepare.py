@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..core.paths import resolve_model_path
+from .audio import describe_rates
 from .clean import drop_rows
 from .features import Preprocessor
 from .lm import prepare_lm
@@ -38,7 +39,9 @@ def load_clean(cfg: Config, frame: pd.DataFrame | None = None, where: str | None
     d = cfg.data
     where = where or (str(cfg.resolve_path(d.path)) if frame is None else "DataFrame")
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
-    check_target(df, d.target, where)
+    check_target(df, d.target, where, d.task)
+    if d.task == "anomaly":
+        df = anomaly_labels(df, d.target, where)
     exclude = {c for c in (d.split.column, d.split.group_column, d.split.time_column) if c}
     if d.sequence is not None:
         exclude |= {d.sequence.group_column, d.sequence.order_column}
@@ -72,7 +75,10 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         data.raw = raws
         return data
     if test_frame is not None:
-        check_target(test_frame, d.target, str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame")
+        test_where = str(cfg.resolve_path(d.test_path)) if d.test_path else "test DataFrame"
+        check_target(test_frame, d.target, test_where, task)
+        if task == "anomaly":
+            test_frame = anomaly_labels(test_frame, d.target, test_where, quiet=True)
     where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
     group_default = d.sequence.group_column if d.sequence is not None else None
     if fold is not None:
@@ -105,7 +111,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         d = d.model_copy(update={"text": d.text.model_copy(update=text)})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
     pre.cache_dir = cache_dir
-    encoded, targets, truncated, skipped = {}, {}, {}, {}
+    encoded, targets, truncated, skipped, audio = {}, {}, {}, {}, {}
     for split, f in frames.items():
         if len(f) == 0:
             continue
@@ -114,14 +120,33 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         encoded[split] = enc
         targets[split] = pre.encode_target(f[d.target].iloc[enc.rows])
         truncated[split] = getattr(pre, "truncated_", {})
-        if enc.skipped:
-            skipped[split] = enc.skipped
+        if any("image" in s for s in enc.skipped):
+            skipped[split] = [s for s in enc.skipped if "image" in s]
+        if pre.audio_col_ is not None:
+            audio[split] = {"sample_rates": pre.audio_rates_, "summary": describe_rates(pre.audio_rates_, d.audio.sample_rate),
+                            "unreadable": [s for s in enc.skipped if "audio" in s]}
     profile = profile_frame(df, schema, d.target, task)
     if capped_length is not None:
         profile["max_length_capped"] = {"data.text.max_length": cfg.data.text.max_length, "model context": capped_length}
     profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
+                   **({"audio": audio} if audio else {}),
                    splits={s: len(e) for s, e in encoded.items()}, source=where)
     return Prepared(frames, encoded, targets, pre, profile, raws)
+
+
+def anomaly_labels(df: pd.DataFrame, target: str, where: str, quiet: bool = False) -> pd.DataFrame:
+    """An anomaly model learns from the inputs alone: the target column, when the data has one, holds evaluation labels
+    (missing = nobody checked that row); without one, the column is added empty (the run reports no ranking metrics)."""
+    if target not in df.columns:
+        if not quiet:
+            print(f"note: {where} has no '{target}' column: the anomaly model trains without labels, and the run "
+                  "reports scores and alerts but no PR-AUC (set data.target to a column of known anomalies to have it)",
+                  file=sys.stderr, flush=True)
+        return df.assign(**{target: float("nan")})
+    if not quiet:
+        print(f"note: data.task anomaly: '{target}' is used for evaluation only (PR-AUC, recall at the alert budget); "
+              "the model never sees it in training", file=sys.stderr, flush=True)
+    return df
 
 
 def model_context(path: Path) -> int | None:

@@ -12,7 +12,11 @@ import pandas as pd
 from .sources import DataError
 
 
-def check_target(df: pd.DataFrame, target: str, where: str) -> None:
+def check_target(df: pd.DataFrame, target: str, where: str, task: str = "auto") -> None:
+    """The target column exists and has no missing values. An anomaly task trains without labels: its target (the
+    evaluation labels) may be absent or partly missing (rows nobody checked)."""
+    if task == "anomaly":
+        return
     if target not in df.columns:
         cols = [str(c) for c in df.columns]
         close = difflib.get_close_matches(target, cols, n=1, cutoff=0.4)
@@ -62,6 +66,8 @@ def infer_type(s: pd.Series) -> str:
     text = non_null.astype(str)
     if text.str.lower().str.match(r".*\.(png|jpe?g|bmp|gif|webp)$").mean() > 0.9:
         return "image"
+    if text.str.lower().str.match(r".*\.(wav|flac|ogg|mp3|aiff?)$").mean() > 0.9:
+        return "audio"
     if _looks_like_datetime(s):
         return "datetime"
     lengths = text.str.len()

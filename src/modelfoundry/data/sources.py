@@ -1,4 +1,4 @@
-"""Read a data source into a pandas DataFrame: CSV/TSV, Parquet, JSONL, folders of text or image files,
+"""Read a data source into a pandas DataFrame: CSV/TSV, Parquet, JSONL, UEA/UCR .ts, folders of text, image or audio files,
 and in-memory DataFrames / numpy arrays (Python API)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 TEXT_SUFFIXES = {".txt", ".md", ""}
 
 
@@ -57,7 +58,9 @@ def detect_format(path: Path) -> str:
         if not files:
             raise DataError(f"{path}: folder holds no files; expected class sub-folders (cat/1.png, dog/2.png, ...)")
         images = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
-        return "image_folder" if images >= len(files) / 2 else "text_folder"
+        sounds = sum(p.suffix.lower() in AUDIO_SUFFIXES for p in files)
+        return ("image_folder" if images >= len(files) / 2 else "audio_folder" if sounds >= len(files) / 2
+                else "text_folder")
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     return next((s.name for s in SOURCES.values() if suffix in s.suffixes), "csv")
 
@@ -270,6 +273,8 @@ def _read_folder(path: Path, target: str, kind: str) -> pd.DataFrame:
                 continue
             if kind == "image" and f.suffix.lower() in IMAGE_SUFFIXES:
                 rows.append({"image": str(f), target: cls.name})
+            elif kind == "audio" and f.suffix.lower() in AUDIO_SUFFIXES:
+                rows.append({"audio": str(f), target: cls.name})
             elif kind == "text" and f.suffix.lower() in TEXT_SUFFIXES:
                 rows.append({"text": decode(f, None).strip(), target: cls.name})
     if not rows:
@@ -305,3 +310,4 @@ register_source("image_folder", (), lambda p, o: _read_folder(p, o.target, "imag
 from .tsformat import read_ts  # noqa: E402  (a reader in its own file: it imports DataError and decode from above)
 
 register_source("ts", (".ts",), lambda p, o: read_ts(p, o.target))
+register_source("audio_folder", (), lambda p, o: _read_folder(p, o.target, "audio"))

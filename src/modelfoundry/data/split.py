@@ -28,7 +28,7 @@ def _two_way(idx: np.ndarray, frac: float, method: str, y: pd.Series, groups: pd
         return idx[keep], idx[held]
     strat = None
     if method == "stratified":
-        labels = y.iloc[idx]
+        labels = y.iloc[idx].fillna("<unlabelled>").astype(str)  # an anomaly task's evaluation labels may be partial
         counts = labels.value_counts()
         if counts.min() >= 2 and int(round(len(idx) * frac)) >= len(counts):
             strat = labels.to_numpy()
@@ -50,7 +50,7 @@ def split_frame(df: pd.DataFrame, cfg: SplitConfig, task: str, target: str, seed
         return {s: idx[(values == s).to_numpy()] for s in SPLITS}
     method = cfg.method
     if method == "auto":
-        method = "group" if group_default else ("stratified" if task == "classification" else "random")
+        method = "group" if group_default else ("stratified" if task in ("classification", "anomaly") else "random")
     groups = df[cfg.group_column or group_default] if method == "group" else None
     order = df[cfg.time_column] if method == "time" else None
     y = df[target]

@@ -13,8 +13,9 @@ import yaml
 from ..core.runs import Run, atomic_write_text
 
 PIPELINE = {"classification": {"text": "text-classification", "image": "image-classification",
-                               "table": "tabular-classification"},
-            "regression": {"text": "text-classification", "image": "image-classification", "table": "tabular-regression"},
+                               "audio": "audio-classification", "table": "tabular-classification"},
+            "regression": {"text": "text-classification", "image": "image-classification", "audio": "audio-classification",
+                           "table": "tabular-regression"},
             "clm": "text-generation", "causal_lm": "text-generation", "mlm": "fill-mask"}
 
 T = {
@@ -90,7 +91,7 @@ def _table(head: list[str], rows: list[list]) -> str:
 
 def _input_kind(schema: dict, target: str) -> str:
     kinds = {k for c, k in schema.items() if c != target and k not in ("ignore", "target")}
-    return "text" if kinds == {"text"} else "image" if kinds == {"image"} else "table"
+    return next((k for k in ("text", "image", "audio") if kinds == {k}), "table")
 
 
 def schema_of(profile: dict) -> dict[str, str]:

@@ -73,7 +73,8 @@ class EvaluateConfig(Section):
     """Metrics to report; default: all for the task."""
     cv: CVConfig | None = None
     baselines: bool = True
-    """Train majority/mean, linear and HistGradientBoosting baselines beside the model."""
+    """Train majority/mean, linear and HistGradientBoosting baselines beside the model (anomaly: Isolation Forest and
+    the Local Outlier Factor)."""
     report: bool = True
     """Write report.html with plots."""
     language: Literal["en", "zh"] = "en"
@@ -81,6 +82,10 @@ class EvaluateConfig(Section):
     explain: ExplainConfig = ExplainConfig()
     fairness: FairnessConfig | None = None
     """Group fairness metrics and mitigation (classification and regression; parity metrics need a binary target)."""
+    alert_budget: float = Field(0.01, gt=0, lt=1)
+    """data.task anomaly: the share of rows a review team can look at. The alert threshold is the training scores'
+    (1 - this) quantile; metrics.json `alerts` reports the flagged share and recall / precision at it on the held-out
+    rows, and predict / serve flag a row (`prediction` true) above it."""
 
 
 class CostConfig(Section):

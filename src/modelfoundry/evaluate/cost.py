@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ..core.infer import TensorData
+from . import metrics as M
 from .config import CostConfig
 
 FLOP_ROWS = 32
@@ -122,9 +123,8 @@ def cost_report(model: torch.nn.Module, data, result: dict, usage: Usage, cfg: C
     per_example_s = result["predict_s_per_1000"] / 1000  # the evaluation's own timed pass over the split
     core_hours, kwh = money(usage.seconds, usage.threads, cfg)
     pred_core_hours, pred_kwh = money(per_example_s * 1000, usage.threads, cfg)
-    metric = "f1_macro" if data.task == "classification" else "rmse"
-    metric = metric if metric in result["test"] else next(iter(result["test"]))
-    higher = metric not in ("rmse", "mae", "mse", "log_loss", "mape")
+    metric = M.headline(data.task, result["test"])
+    higher = not M.lower_is_better(metric)
     out = {
         "train_flops": int(train_fl * usage.train_rows * usage.epochs),
         "train_flops_per_example": int(train_fl),

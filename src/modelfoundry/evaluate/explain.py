@@ -25,6 +25,7 @@ import torch
 
 from ..core.infer import predict_tensors
 from ..core.spec import BatchKey
+from ..data.features import unreadable
 from ..data.pii import rewrite
 
 
@@ -248,7 +249,7 @@ def pixel_attributions(scorer: Scorer, rows: pd.DataFrame, steps: int = 32, targ
             n_steps *= 2
         found[int(row)] = {"attributions": attr[0].sum(0).detach().float().numpy().round(6).tolist(), "target": target,
                            "steps": n_steps, "convergence_delta": round(float(delta.abs().sum()), 5)}
-    skipped = {s["row"]: f"unreadable image {s['image']}: {s['error']}" for s in enc.skipped}
+    skipped = {s["row"]: unreadable(s) for s in enc.skipped}
     return [found.get(i, {"error": skipped.get(i, "not predicted")}) for i in range(len(rows))]
 
 
@@ -401,9 +402,11 @@ def explain_run(cfg, data, model, split: str, y: np.ndarray, run_path, seed: int
         for col in set(data.profile.get("pii") or {}) & set(kept.columns):  # the run keeps no personal data
             kept[col] = [rewrite(str(v), "redact")[0] if isinstance(v, str) else v for v in kept[col]]
         write_json(run_path / BACKGROUND_FILE, json.loads(kept.to_json(orient="records", force_ascii=False)))
-    if cfg.importance and len(input_columns(pre)) > 1:  # one input column: nothing to rank
-        name = "accuracy" if data.task == "classification" else "rmse"
-        sign = 1 if data.task == "classification" else -1
+    name = "accuracy" if data.task == "classification" else M.headline(data.task)
+    # one input column: nothing to rank; an anomaly run without both kinds of labelled rows: no score to lose
+    scoreable = data.task != "anomaly" or len(np.unique(y[pick][y[pick] >= 0])) == 2
+    if cfg.importance and len(input_columns(pre)) > 1 and scoreable:
+        sign = -1 if M.lower_is_better(name) else 1
         t = time.perf_counter()
         result["importance"] = permutation_importance(
             scorer, frame.iloc[pick], y[pick], lambda yy, out: sign * M.compute(data.task, yy, out, [name])[name],

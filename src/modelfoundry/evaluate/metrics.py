@@ -1,6 +1,7 @@
 """Metrics, a registry: each is one `register_metric` line (its name, task and score). Classification metrics read
 one shared confusion matrix computed from the probabilities (scikit-learn's definitions); regression uses
-scikit-learn."""
+scikit-learn; anomaly detection ranks the anomaly scores against the evaluation labels (1 = anomaly). A name may
+serve several tasks (roc_auc ranks classes' probabilities, or anomaly scores)."""
 
 from __future__ import annotations
 
@@ -19,24 +20,29 @@ ALIASES = {"f1": "f1_macro", "precision": "precision_macro", "recall": "recall_m
 class Metric:
     name: str
     task: str
-    """classification (scored from class probabilities) or regression (from predictions)."""
+    """classification (scored from class probabilities), regression (from predictions) or anomaly (from scores)."""
     score: Callable[[Any], float | None]
     """From the task's shared scores (Confusion or Residuals); None where it is undefined (AUC with one class)."""
     lower_is_better: bool = False
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: dict[tuple[str, str], Metric] = {}
+"""(task, name) -> Metric."""
 
 
 def register_metric(name: str, task: str, score: Callable[[Any], float | None], lower_is_better: bool = False) -> None:
     """A metric: one registration line. Its name becomes valid in evaluate.metrics, early stopping and tune.metric."""
-    if name in METRICS or name in ALIASES:
-        raise ValueError(f"metric {name!r} is already registered")
-    METRICS[name] = Metric(name, task, score, lower_is_better)
+    if (task, name) in METRICS or name in ALIASES:
+        raise ValueError(f"metric {name!r} is already registered for {task}")
+    METRICS[(task, name)] = Metric(name, task, score, lower_is_better)
 
 
 def names_for(task: str) -> list[str]:
-    return [n for n, m in METRICS.items() if m.task == task]
+    return [n for (t, n) in METRICS if t == task]
+
+
+def lower_is_better(name: str) -> bool:
+    return any(m.lower_is_better for (_, n), m in METRICS.items() if n == name)
 
 
 class Confusion:
@@ -101,19 +107,39 @@ def _auc(name: str, y: np.ndarray, proba: np.ndarray) -> float | None:
 def classification_metrics(y: np.ndarray, proba: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
     """The registered classification metrics (or `names`), equal to scikit-learn's (a test checks them)."""
     c = Confusion(y, proba)
-    out = {n: METRICS[n].score(c) for n in names or CLASSIFICATION}
+    out = {n: METRICS[("classification", n)].score(c) for n in names or CLASSIFICATION}
     return {k: (round(float(v), 6) if v is not None and np.isfinite(v) else None) for k, v in out.items()}
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
     r = Residuals(y, pred)
-    out = {n: METRICS[n].score(r) for n in names or REGRESSION}
+    out = {n: METRICS[("regression", n)].score(r) for n in names or REGRESSION}
+    return {k: (round(float(v), 6) if v is not None else None) for k, v in out.items()}
+
+
+class Scores:
+    """Anomaly scores (higher = more anomalous) and the evaluation labels (1 = anomaly, 0 = normal; -1 = not labelled:
+    left out)."""
+
+    def __init__(self, y: np.ndarray, score: np.ndarray):
+        y = np.asarray(y).astype(np.int64)
+        self.y, self.score = y[y >= 0], np.asarray(score, dtype=np.float64)[y >= 0]
+
+    def auc(self, name: str) -> float | None:
+        return _binary_auc(name, self.y == 1, self.score) if len(np.unique(self.y)) == 2 else None
+
+
+def anomaly_metrics(y: np.ndarray, score: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
+    s = Scores(y, score)
+    out = {n: METRICS[("anomaly", n)].score(s) for n in names or ANOMALY}
     return {k: (round(float(v), 6) if v is not None else None) for k, v in out.items()}
 
 
 def compute(task: str, y: np.ndarray, output: np.ndarray, names: list[str] | None = None) -> dict[str, float]:
     if task == "classification":
         return classification_metrics(y, output, names)
+    if task == "anomaly":
+        return anomaly_metrics(y, output, names)
     return regression_metrics(y, output, names)
 
 
@@ -129,13 +155,26 @@ register_metric("log_loss", "classification", _log_loss, lower_is_better=True)
 register_metric("mae", "regression", lambda r: skm.mean_absolute_error(r.y, r.pred), lower_is_better=True)
 register_metric("rmse", "regression", lambda r: float(np.sqrt(skm.mean_squared_error(r.y, r.pred))), lower_is_better=True)
 register_metric("r2", "regression", lambda r: skm.r2_score(r.y, r.pred) if len(r.y) > 1 else None)
+register_metric("pr_auc", "anomaly", lambda s: s.auc("pr_auc"))  # average precision: what fraud teams read
+register_metric("roc_auc", "anomaly", lambda s: s.auc("roc_auc"))
 
 CLASSIFICATION = names_for("classification")
 REGRESSION = names_for("regression")
+ANOMALY = names_for("anomaly")
+
+
+HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc"}
+"""The one metric a run is summarised by (the report's baseline chart, the comparison, the cost verdict, `foundry runs`)."""
+
+
+def headline(task: str, scores: dict | None = None) -> str:
+    """The task's headline metric; when `scores` lacks it (evaluate.metrics left it out), their first one."""
+    name = HEADLINE.get(task, "loss")
+    return name if scores is None or name in scores else next(iter(scores), name)
 
 
 def available(task: str) -> list[str]:
-    return CLASSIFICATION if task == "classification" else REGRESSION
+    return names_for(task)
 
 
 def canonical(names: list[str] | None, task: str) -> list[str]:
@@ -153,13 +192,13 @@ def canonical(names: list[str] | None, task: str) -> list[str]:
 
 # metric names whose lower values are better (a validation or training metric carries a val_/train_ prefix): the
 # registered ones that say so, and the losses every run reports
-LOWER_IS_BETTER = ("loss", "perplexity", *(n for n, m in METRICS.items() if m.lower_is_better))
+LOWER_IS_BETTER = ("loss", "perplexity", *(n for (_, n), m in METRICS.items() if m.lower_is_better))
 
 
 def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:
     """A metric name as runs report it: `roc_auc` (no prefix) means `val_roc_auc`, aliases resolve (`val_f1` ->
     `val_f1_macro`); a name no run reports is refused with the list, before any training starts."""
-    known = ["loss", *CLASSIFICATION, *REGRESSION, "perplexity"]
+    known = ["loss", *CLASSIFICATION, *REGRESSION, *(n for n in ANOMALY if n not in CLASSIFICATION), "perplexity"]
     prefix = next((p for p in prefixes if name.startswith(p)), "")
     base = ALIASES.get(name.removeprefix(prefix), name.removeprefix(prefix))
     if base in known and not (prefix == "cv_" and base in ("loss", "perplexity")):

@@ -14,6 +14,8 @@ from ..core.plots import pyplot as _fig
 from ..core.plots import save_figure, tick_labels
 from ..core.runs import Run, atomic_write_text
 from ..data import Prepared
+from . import metrics as M
+from .anomaly import score_histogram
 
 
 def _save(plt, fig, run: Run, name: str) -> str:
@@ -70,6 +72,11 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
             axes[1].plot(rec, prec)
             axes[1].set(xlabel="recall", ylabel="precision", title="Precision-recall" + (" (micro-average)" if k > 2 else ""))
             made.append(("ROC and precision-recall", _save(plt, fig, run, "roc_pr.png")))
+    elif data.task == "anomaly":
+        alerts = result["alerts"]
+        made.append(("Anomaly scores and the alert threshold",
+                     _save(plt, score_histogram(plt, y, out, alerts["threshold"], alerts["alert_budget"]), run,
+                           "anomaly_scores.png")))
     else:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].scatter(y, out, s=6, alpha=0.5)
@@ -80,8 +87,7 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
         axes[1].set(xlabel="residual (predicted - actual)", title="Residuals")
         made.append(("Predictions", _save(plt, fig, run, "predictions.png")))
     if result.get("baselines"):
-        metric = "f1_macro" if data.task == "classification" else "rmse"
-        metric = metric if metric in result["test"] else next(iter(result["test"]))
+        metric = M.headline(data.task, result["test"])
         names = ["model"] + list(result["baselines"])
         vals = [result["test"].get(metric)] + [b.get(metric) for b in result["baselines"].values()]
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -197,6 +203,11 @@ def write_report(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.
              for name, b in result.get("baselines", {}).items()]
     parts = [headline(data, result, m), f"<h2>Metrics on the {result['split']} split, beside the baselines</h2>"
              + _table(rows)]
+    if result.get("alerts"):
+        a = result["alerts"]
+        rows = [{"detector": "model", **a[result["split"]]}] + [{"detector": n, **v} for n, v in a.get("baselines", {}).items()]
+        parts.append(f"<h2>Alerts at a budget of {a['alert_budget']:.2%} of rows (threshold {a['threshold']:.4g})</h2>"
+                     + _table(rows))
     parts += [f"<h2>{html.escape(t)}</h2><img src='{src}' alt='{html.escape(t)}'>" for t, src in figures]
     if result.get("cv"):
         parts.append("<h2>Cross-validation</h2>" + _table([{"metric": k, **v} for k, v in result["cv"].items()]))

@@ -11,6 +11,7 @@ from ..core.runs import Run, Timer, write_json
 from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
 from . import metrics as M
+from .anomaly import evaluate_alerts
 from .baselines import run_baselines
 from .cost import Usage, cost_report
 from .explain import explain_run
@@ -36,7 +37,7 @@ def per_class(y: np.ndarray, proba: np.ndarray, classes: list) -> list[dict]:
 
 
 def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines: bool,
-                  baseline_outputs: dict | None = None) -> dict:
+                  baseline_outputs: dict | None = None, baseline_train: dict | None = None) -> dict:
     t = time.perf_counter()
     y, out = outputs(model, data, split)
     predict_s = time.perf_counter() - t  # the model's own pass over the split: what the cost report prices
@@ -46,7 +47,7 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
     if data.task == "classification":
         result["per_class"] = per_class(y, out, data.preprocessor.classes_)
     if baselines:
-        result["baselines"] = run_baselines(data, split, names, baseline_outputs)
+        result["baselines"] = run_baselines(data, split, names, baseline_outputs, baseline_train)
     return result, y, out
 
 
@@ -71,7 +72,11 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     names = M.canonical(cfg.evaluate.metrics, data.task)
     split = "test" if "test" in data.encoded else "val"
     baseline_outputs: dict = {}
-    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines, baseline_outputs)
+    baseline_train: dict = {}
+    result, y, out = evaluate_data(model, data, names, split, cfg.evaluate.baselines, baseline_outputs, baseline_train)
+    if data.task == "anomaly":
+        result["alerts"] = evaluate_alerts(data, model, split, y, out, cfg.evaluate.alert_budget, run.model_dir,
+                                           baseline_outputs, baseline_train)
     if baseline_outputs:
         result["comparison"] = compare_to_best_baseline(data.task, y, out, baseline_outputs, result, cfg.train.seed)
     truncated = {s: c for s, c in data.profile.get("truncated_texts", {}).items() if any(c.values())}

@@ -8,7 +8,6 @@ import numpy as np
 
 from . import metrics as M
 
-HEADLINE = {"classification": "f1_macro", "regression": "rmse"}
 BOOTSTRAP = 1000
 """Resamples of the held-out rows for the difference's 95% interval."""
 
@@ -17,8 +16,8 @@ def compare_to_best_baseline(task: str, y: np.ndarray, out: np.ndarray, baseline
                              seed: int) -> dict | None:
     """metrics.json `comparison`: the headline metric of the model and of the best baseline on it, the difference
     (model - baseline; for an error metric, negative is the model's win) and its 95% paired-bootstrap interval."""
-    metric = HEADLINE[task]
-    lower = M.METRICS[metric].lower_is_better
+    metric = M.HEADLINE[task]
+    lower = M.METRICS[(task, metric)].lower_is_better
     scored = {n: b[metric] for n, b in result.get("baselines", {}).items() if b.get(metric) is not None}
     if not scored or metric not in result["test"]:
         return None

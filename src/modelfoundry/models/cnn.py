@@ -1,4 +1,4 @@
-"""CNN: 2-D conv blocks for images; 1-D conv blocks (with global max-pooling) for text and sequences."""
+"""CNN: 2-D conv blocks for images and audio spectrograms; 1-D conv blocks (with global max-pooling) for text and sequences."""
 
 from __future__ import annotations
 
@@ -45,6 +45,25 @@ class ImageEncoder(nn.Module):
         return self.body(x).amax(dim=(-2, -1))
 
 
+class SpectrogramEncoder(nn.Module):
+    """2-D conv blocks over a log-mel spectrogram [N, 1, mels, frames], then max over time only: where in frequency
+    a pattern sits (a formant) is what tells one word from another, so the frequency axis is kept and flattened."""
+
+    def __init__(self, mels: int, channels: list[int], k: int):
+        super().__init__()
+        self.body = conv_blocks(2, 1, channels, k)
+        self.width = channels[-1] * self.bands(mels, len(channels))
+
+    @staticmethod
+    def bands(mels: int, blocks: int) -> int:
+        for _ in range(blocks):  # each block's 2x2 max-pool, ceil_mode
+            mels = -(-mels // 2)
+        return mels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).amax(dim=-1).flatten(1)
+
+
 class TextConvEncoder(nn.Module):
     def __init__(self, vocab: int, channels: list[int], k: int):
         super().__init__()
@@ -65,12 +84,15 @@ class SequenceConvEncoder(nn.Module):
         return self.body(x.transpose(1, 2)).amax(-1)
 
 
-@register("cnn", CNNConfig, {"numeric", "categorical", "text", "image", "sequence"})
+@register("cnn", CNNConfig, {"numeric", "categorical", "text", "image", "audio", "sequence"})
 def build(cfg: CNNConfig, spec: InputSpec) -> nn.Module:
     encoders, widths = {}, {}
     if spec.image:
         encoders["image"] = ImageEncoder(spec.image[0], cfg.channels, cfg.kernel_size)
         widths["image"] = cfg.channels[-1]
+    if spec.audio:
+        encoders["audio"] = SpectrogramEncoder(spec.audio[0], cfg.channels, cfg.kernel_size)
+        widths["audio"] = encoders["audio"].width
     for col, vocab in spec.text.items():
         encoders[f"text:{col}"] = TextConvEncoder(vocab, cfg.channels, cfg.kernel_size)
         widths[f"text:{col}"] = cfg.channels[-1]

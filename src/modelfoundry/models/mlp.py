@@ -42,13 +42,13 @@ class Flatten(nn.Module):
         return x.flatten(1)
 
 
-@register("mlp", MLPConfig, {"numeric", "categorical", "text", "image", "sequence"})
+@register("mlp", MLPConfig, {"numeric", "categorical", "text", "image", "audio", "sequence"})
 def build(cfg: MLPConfig, spec: InputSpec) -> nn.Module:
     encoders, widths = {}, {}
     for col, vocab in spec.text.items():
         encoders[f"text:{col}"] = BagOfTokens(vocab, cfg.text_embedding_dim)
         widths[f"text:{col}"] = cfg.text_embedding_dim
-    for key in ("image", "sequence"):
+    for key in ("image", "audio", "sequence"):
         if getattr(spec, key):
             encoders[key] = Flatten()
             widths[key] = int(torch.tensor(getattr(spec, key)).prod())

@@ -65,9 +65,11 @@ def _record_model(name: str, pred: Predictor):
     from pydantic import ConfigDict, Field, create_model
 
     image = (str, Field(..., description="the image file's bytes, base64 (a data: URL is fine)"))
+    audio = (str, Field(..., description="the audio file's bytes (WAV, FLAC, OGG, MP3), base64 (a data: URL is fine)"))
     kinds = {"numeric": (float | None, None), "binary": (float | str | bool | None, None),
              "datetime": (str | None, None), "categorical": (str | int | float | bool | None, None),
-             "text": (str, ...), "pair": (str, ...), "image": image, "sequence": (list[float] | None, None)}
+             "text": (str, ...), "pair": (str, ...), "image": image, "audio": audio,
+             "sequence": (list[float] | None, None)}
     fields = {c: kinds.get(k, (Any, None)) for c, k in _input_columns(pred).items()}
     id_col = pred.preprocessor.data.id_column
     if id_col:
@@ -76,25 +78,25 @@ def _record_model(name: str, pred: Predictor):
     return create_model(f"{safe}_record", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def _image_bytes(value: str, row: int, col: str) -> bytes:
+def _file_bytes(value: str, row: int, col: str, kind: str) -> bytes:
     from fastapi import HTTPException
 
     data = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(422, [{"loc": ["body", row, col], "msg": "expected the image file's bytes as base64; "
+        raise HTTPException(422, [{"loc": ["body", row, col], "msg": f"expected the {kind} file's bytes as base64; "
                                    "file paths are not read by the server", "type": "value_error"}]) from None
 
 
 def _rows(rows: list, pred: Predictor) -> list[dict]:
     """FastAPI-validated rows (record models, or plain strings for a single-text model) as plain records; images
-    decoded from base64 into bytes (a client never names a file on the server)."""
+    and audio decoded from base64 into bytes (a client never names a file on the server)."""
     from fastapi import HTTPException
 
     inputs = _input_columns(pred)
     text_cols = [c for c, k in inputs.items() if k == "text"]
-    image_cols = [c for c, k in inputs.items() if k == "image"]
+    file_cols = {c: k for c, k in inputs.items() if k in ("image", "audio")}
     records = []
     for i, item in enumerate(rows):
         if isinstance(item, str):
@@ -104,8 +106,8 @@ def _rows(rows: list, pred: Predictor) -> list[dict]:
             records.append({text_cols[0]: item})
         else:
             record = item.model_dump()
-            for c in image_cols:
-                record[c] = _image_bytes(record[c], i, c)
+            for c, kind in file_cols.items():
+                record[c] = _file_bytes(record[c], i, c, kind)
             records.append(record)
     return records
 
@@ -275,7 +277,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
 
             explain.__annotations__ = {"rows": Rows, "return": dict}
             out["explain"] = explain
-        if list(inputs.values()) == ["image"]:  # an image-only model also takes multipart uploads
+        if list(inputs.values()) in (["image"], ["audio"]):  # an image- or audio-only model also takes file uploads
             column = next(iter(inputs))
 
             async def upload(files: list[UploadFile]) -> dict:
@@ -297,7 +299,7 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
             app.post(f"{prefix}/explain", summary=f"Explain {label}'s predictions (SHAP per column, Integrated "
                                                   "Gradients per token)")(routes["explain"])
         if "upload" in routes:
-            app.post(f"{prefix}/predict/upload", summary=f"Predict uploaded image files with {label}")(routes["upload"])
+            app.post(f"{prefix}/predict/upload", summary=f"Predict uploaded image or audio files with {label}")(routes["upload"])
 
     def info_for(name: str):
         async def info() -> dict:

@@ -38,6 +38,9 @@ def answers(pred: Predictor, out: pd.DataFrame) -> list[dict]:
         if "model_prediction" in out.columns:  # a fairness rule decided `label`; the model's own answer beside it
             result = [{**a, "model_label": m, "fair_positive_probability": f} for a, m, f in
                       zip(result, out["model_prediction"].tolist(), out["fair_positive_probability"].tolist())]
+    elif pred.task == "anomaly":  # flagged above the run's alert threshold, and the score that decided it
+        result = [{"anomaly": flag, "score": s} for flag, s in
+                  zip(out["prediction"].tolist(), out["anomaly_score"].to_numpy(dtype=float).tolist())]
     else:
         result = [{"value": v} for v in out["prediction"].to_numpy(dtype=float).tolist()]
     if "error" in out.columns:
