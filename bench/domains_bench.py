@@ -60,7 +60,7 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path) -> dict:
         folder = out_dir / f"fsdd-{speaker}"
         manifests(recordings, folder, speaker)
         base = [f"data.path={folder / 'train.csv'}", f"data.test_path={folder / 'test.csv'}", f"output_dir={out_dir}",
-                "evaluate.explain.importance=false"]
+                "evaluate.explain.importance=false", "evaluate.baselines=false"]  # baselines: one run of the recipe
         row = {}
         for name, extra in {"recipe": [], "specaugment": ["data.augment.audio_time_mask=10",
                                                           "data.augment.audio_freq_mask=6"]}.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .core.infer import predict_tensors
 from .core.onnxrt import OnnxModel
@@ -15,6 +16,7 @@ from .core.runs import Run
 from .core.spec import CORPUS_TASKS, LM_TASKS
 from .data import DataError, Preprocessor
 from .data.features import unreadable
+from .data.forecast import ForecastPreprocessor, future_times
 from .data.lm import LMPreprocessor
 from .evaluate.anomaly import ANOMALY_FILE
 from .evaluate.explain import (
@@ -27,6 +29,7 @@ from .evaluate.explain import (
     shap_values,
 )
 from .evaluate.fairness import FAIRNESS_FILE, decide
+from .evaluate.forecast import INTERVAL_FILE
 from .finetune import merge_adapters
 from .models import load_model
 from .models.lm import load_hf_decoder
@@ -87,6 +90,8 @@ class Predictor:
             return cls(model, LMPreprocessor.load(run.model_dir, state), run)
         if state.get("task") in CORPUS_TASKS:
             return cls(model, CorpusPreprocessor.load(run.model_dir, state), run)
+        if state.get("kind") == "forecast":
+            return cls(model, ForecastPreprocessor.load(run.model_dir, state), run, backend)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
@@ -141,6 +146,36 @@ class Predictor:
         if len(text) > len(sent[0]):
             on_text(text[len(sent[0]):])
         return text
+
+    def forecast(self, history) -> pd.DataFrame:
+        """A forecast run: the next `horizon` values of every series in `history` (a table like the training data:
+        time, series and target columns, exogenous columns), from its last `context` steps; one row per series and
+        step ahead, with the interval the validation residuals gave (`lower`, `upper`) when the run kept one. Gaps
+        are filled by the run's rule. A series shorter than the context has its first step repeated."""
+        if self.task != "forecast":
+            raise ValueError(f"{self.run.path}: a {self.task} run predicts rows; use predict")
+        pre = self.preprocessor
+        fc = pre.fc
+        series, _ = pre.series(self._frame(history), "history")
+        unknown = sorted(set(series) - set(pre.scale_))
+        if unknown:
+            raise DataError(f"history: series {unknown[:5]} were not in training (it knew {sorted(pre.scale_)[:10]}); "
+                            "their scale and exogenous statistics are unknown")
+        interval_file = self.run.model_dir / INTERVAL_FILE
+        interval = json.loads(interval_file.read_text(encoding="utf-8")) if interval_file.is_file() else None
+        rows = []
+        for key, s in series.items():
+            w = pre.windows(key, s, [len(s) - 1], with_targets=False)
+            rel = predict_tensors(self.model, {"sequence": torch.from_numpy(w["context"])}, "forecast")[0]
+            times = future_times(s.index[-1], pre.freq_, fc.horizon)
+            for h in range(fc.horizon):
+                row = {"series": key, "step": h + 1, "time": times[h], "prediction": w["level"][0] + w["scale"] * rel[h]}
+                if interval is not None:
+                    row["lower"] = w["level"][0] + w["scale"] * (rel[h] + interval["lower"][h])
+                    row["upper"] = w["level"][0] + w["scale"] * (rel[h] + interval["upper"][h])
+                rows.append(row)
+        out = pd.DataFrame(rows)
+        return out.rename(columns={"series": fc.series_column}) if fc.series_column else out.drop(columns="series")
 
     @property
     def task(self) -> str:

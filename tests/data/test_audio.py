@@ -88,11 +88,12 @@ def test_a_folder_per_class_is_read_as_audio(tmp_path):
     assert sorted(df.columns) == ["audio", "label"] and len(df) == 4
 
 
-def audio_config(tmp_path, path, **data):
+def audio_config(tmp_path, path, report=False, epochs=6, lr=0.01, **data):
     return Config.model_validate(tiny_config(
         tmp_path, {"path": str(path), "target": "label", "audio": {"sample_rate": 8000, "duration": 0.4, "n_mels": 16},
                    "split": {"test": 0.25, "val": 0.15}, **data},
-        model={"type": "cnn", "channels": [8], "hidden": [8]}, train={"epochs": 6, "batch_size": 8, "lr": 0.01}))
+        model={"type": "cnn", "channels": [8], "hidden": [8]}, train={"epochs": epochs, "batch_size": 8, "lr": lr},
+        evaluate={"report": report}))
 
 
 def test_learns_from_recordings_counts_resampled_and_skips_unreadable(tmp_path):
@@ -118,3 +119,13 @@ def test_bad_audio_error_names_the_file(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "rec.csv", index=False)
     with pytest.raises(DataError, match=r"unreadable audio at row \d+: .*broken.wav"):
         train(audio_config(tmp_path, tmp_path / "rec.csv", bad_audio="error", split={"test": 0.0, "val": 0.2}))
+
+
+def test_the_report_shows_the_misheard_spectrograms(tmp_path):
+    rows = write_recordings(tmp_path / "rec", n=24, bad=False)
+    pd.DataFrame(rows).to_csv(tmp_path / "rec.csv", index=False)
+    run = train(audio_config(tmp_path, tmp_path / "rec.csv", report=True, epochs=1, lr=1e-6))  # untrained: some wrong
+    m = json.loads((run.path / "metrics.json").read_text())
+    page = (run.path / "report.html").read_text()
+    assert (m["test"]["accuracy"] < 1.0) == ("plots/audio_confusions.png" in page)
+    assert m["test"]["accuracy"] < 1.0

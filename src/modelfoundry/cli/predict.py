@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     pred = Predictor.load(args.run)
     df = input_frame(pred.run, args.input, args.overrides)
-    out = pred.predict(df)
+    out = pred.forecast(df) if pred.task == "forecast" else pred.predict(df)  # forecast: one row per series and step
 
     text = csv_text(out, raw=args.raw_csv)
     if args.output:

@@ -164,6 +164,47 @@ class SequenceConfig(Section):
     """'last' scores only each test series' final window (as C-MAPSS is scored)."""
 
 
+class ForecastConfig(Section):
+    """data.task forecast: a long table of time series (one row per series and time step) -> the next `horizon`
+    values of data.target from the last `context` steps, trained once and backtested from rolling origins."""
+
+    time_column: str
+    """The column holding each row's date or time."""
+    series_column: str | None = None
+    """The column naming each series (a ticker, a store, a sensor); none = the table is one series."""
+    horizon: int = Field(5, ge=1)
+    """Steps ahead to forecast, all at once."""
+    context: int = Field(30, ge=2)
+    """Past steps the model reads (target and exogenous columns)."""
+    exogenous: list[str] = []
+    """Numeric columns observed beside the target: their past values over the context are inputs too."""
+    season: int = Field(1, ge=1)
+    """Seasonal period in steps (7 for daily data with a weekly cycle, 5 for trading days): the seasonal-naive
+    baseline repeats the value one season back, and MASE is scaled by its in-sample error. 1 = naive."""
+    frequency: str | None = None
+    """The series' step as a pandas offset alias (D, B, h, W, MS); default: inferred (weekdays with holidays missing
+    read as B)."""
+    fill: Literal["ffill", "interpolate", "error"] = "ffill"
+    """Missing time steps (gaps on the frequency) and missing values: carried forward, interpolated in time, or
+    refused. Counted per series in the data profile."""
+    val: float = Field(0.1, ge=0, lt=1)
+    """Share of each series' steps (after training, before the backtest) for validation: early stopping, and the
+    residuals the forecast interval is read from."""
+    test: float = Field(0.2, ge=0, lt=1)
+    """Share of each series' steps at its end for the rolling-origin backtest."""
+    step: int | None = Field(None, ge=1)
+    """Steps between backtest origins; default: the horizon (forecasts that do not overlap)."""
+    interval: float = Field(0.8, gt=0, lt=1)
+    """Coverage of the forecast interval (the fan chart's band, predict's lower/upper): quantiles of the validation
+    residuals at each step ahead."""
+
+    @model_validator(mode="after")
+    def _shares(self) -> ForecastConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must be < 1, got {self.val} + {self.test}")
+        return self
+
+
 AUGMENTS = "augments"  # the json_schema_extra key naming a batch augmentation's input kind
 
 
@@ -319,12 +360,13 @@ class DataConfig(Section):
     """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression", "anomaly", "causal_lm", "clm", "mlm"] = "auto"
+    task: Literal["auto", "classification", "regression", "anomaly", "forecast", "causal_lm", "clm", "mlm"] = "auto"
     """auto = classification for text/categorical/binary targets or few distinct integers. The language-model family:
     causal_lm = fine-tune a decoder (model.type pretrained) on instruction/response pairs: `prompt` is the instruction
     column, `target` the response column, and the loss is computed on the response tokens only; clm = next-token
     pretraining and mlm = masked-token pretraining on a raw corpus (data.corpus: a .txt file, a folder of text files,
     JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained).
+    forecast = the next data.forecast.horizon values of `target` per series (see data.forecast).
     anomaly = learn what normal rows look like, without labels (model.type autoencoder / deep_svdd); `target`, when the
     data has that column, holds evaluation labels only (see anomaly_label)."""
     anomaly_label: str | int | float | bool | None = None
@@ -362,8 +404,20 @@ class DataConfig(Section):
     audio: AudioConfig = AudioConfig()
     sequence: SequenceConfig | None = None
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
+    forecast: ForecastConfig | None = None
+    """data.task forecast: the time axis, series, horizon, context, exogenous columns and backtest."""
     augment: AugmentConfig = AugmentConfig()
     audit: AuditConfig = AuditConfig()
     """What `foundry data profile` looks for (every `foundry train` writes the same report, without label issues)."""
     fixes: FixesConfig = FixesConfig()
     """What `foundry data clean` changes in its copy of the data."""
+
+    @model_validator(mode="after")
+    def _forecast(self) -> DataConfig:
+        if self.task == "forecast" and self.forecast is None:
+            raise ValueError("data.task forecast needs a data.forecast section, e.g. "
+                             "`forecast: {time_column: date, series_column: ticker, horizon: 5}`")
+        if self.task == "forecast" and self.test_path:
+            raise ValueError("data.task forecast backtests on the end of each series (data.forecast.test); "
+                             "data.test_path is not read: append the later rows to data.path instead")
+        return self

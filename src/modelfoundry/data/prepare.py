@@ -13,6 +13,7 @@ from ..core.paths import resolve_model_path
 from .audio import describe_rates
 from .clean import drop_rows
 from .features import Preprocessor
+from .forecast import prepare_forecast
 from .lm import prepare_lm
 from .prepared import Prepared
 from .profile import profile_frame
@@ -72,6 +73,13 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     raws = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
     if task == "causal_lm":
         data = prepare_lm(cfg, df, test_frame, cleaning)
+        data.raw = raws
+        return data
+    if task == "forecast":
+        if fold is not None:
+            raise DataError("evaluate.cv: k-fold would train on the future to forecast the past; a forecast run is "
+                            "evaluated by its rolling-origin backtest (data.forecast.test)")
+        data = prepare_forecast(cfg, df, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", cleaning)
         data.raw = raws
         return data
     if test_frame is not None:

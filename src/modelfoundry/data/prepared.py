@@ -21,6 +21,10 @@ class Prepared:
     raw: dict[str, pd.DataFrame] = field(default_factory=dict)
     """The tables as read, before cleaning ("data", and "test" with data.test_path): what the data audit and k-fold
     reuse, so that a run reads each file once."""
+    windows: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """data.task forecast: per split, one row per window (series, origin time, level, scale, position)."""
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """data.task forecast: each series on its regular time axis, gaps filled (the fan chart's history)."""
 
     @property
     def task(self) -> str:

@@ -51,12 +51,15 @@ def evaluate_alerts(data: Prepared, model, split: str, y: np.ndarray, score: np.
 def score_histogram(plt, y: np.ndarray, score: np.ndarray, threshold: float, budget: float):
     """Scores of normal and anomalous held-out rows (unlabelled ones apart), the alert threshold as a line."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.histogram_bin_edges(score, bins=50)
+    wide = score.min() > 0 and score.max() / score.min() > 100  # heavy-tailed scores read better on a log axis
+    bins = np.geomspace(score.min(), score.max(), 51) if wide else np.histogram_bin_edges(score, bins=50)
     for mask, name, colour in ((y == 0, "normal", "tab:blue"), (y == 1, "anomaly", "tab:red"), (y < 0, "unlabelled", "tab:grey")):
         if mask.any():
             ax.hist(score[mask], bins=bins, alpha=0.6, label=f"{name} ({int(mask.sum())})", color=colour)
     ax.axvline(threshold, color="black", linestyle="--", label=f"alert threshold ({budget:.1%} of training rows)")
     ax.set(xlabel="anomaly score", ylabel="rows", title="Anomaly scores on the held-out rows")
     ax.set_yscale("log")
+    if wide:
+        ax.set_xscale("log")
     ax.legend(fontsize=8)
     return fig

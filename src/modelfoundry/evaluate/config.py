@@ -68,6 +68,21 @@ class ExplainConfig(Section):
     with: it takes their values. 0 = keep no training rows in the run; `foundry explain` then needs --background."""
 
 
+class PortfolioConfig(Section):
+    """data.task forecast with several series (prices): a portfolio on the backtest's forecasts, beside equal weights.
+    A demonstration of what forecasts feed, not investment advice."""
+
+    methods: list[Literal["mean_variance", "risk_parity"]] = ["mean_variance", "risk_parity"]
+    """mean_variance = long-only max mu'w - risk_aversion/2 w'Sigma w on the forecast returns; risk_parity = equal risk
+    contributions from the trailing covariance (ignores the forecasts: the risk-only reference)."""
+    lookback: int = Field(60, ge=5)
+    """Trailing steps of returns the covariance is estimated from, at each origin."""
+    risk_aversion: float = Field(5.0, gt=0)
+    """mean_variance's penalty on variance."""
+    max_weight: float = Field(1.0, gt=0, le=1)
+    """The most one asset may hold."""
+
+
 class EvaluateConfig(Section):
     metrics: list[str] | None = None
     """Metrics to report; default: all for the task."""
@@ -82,6 +97,8 @@ class EvaluateConfig(Section):
     explain: ExplainConfig = ExplainConfig()
     fairness: FairnessConfig | None = None
     """Group fairness metrics and mitigation (classification and regression; parity metrics need a binary target)."""
+    portfolio: PortfolioConfig | None = None
+    """data.task forecast: backtest a portfolio built on the forecasts (two or more price series)."""
     alert_budget: float = Field(0.01, gt=0, lt=1)
     """data.task anomaly: the share of rows a review team can look at. The alert threshold is the training scores'
     (1 - this) quantile; metrics.json `alerts` reports the flagged share and recall / precision at it on the held-out

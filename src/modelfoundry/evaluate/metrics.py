@@ -140,6 +140,9 @@ def compute(task: str, y: np.ndarray, output: np.ndarray, names: list[str] | Non
         return classification_metrics(y, output, names)
     if task == "anomaly":
         return anomaly_metrics(y, output, names)
+    if task == "forecast":  # on relative values ((y - y_origin) / the in-sample seasonal-naive error): MASE directly
+        r = Residuals(y, output)
+        return {n: round(float(METRICS[("forecast", n)].score(r)), 6) for n in names or names_for("forecast")}
     return regression_metrics(y, output, names)
 
 
@@ -155,6 +158,7 @@ register_metric("log_loss", "classification", _log_loss, lower_is_better=True)
 register_metric("mae", "regression", lambda r: skm.mean_absolute_error(r.y, r.pred), lower_is_better=True)
 register_metric("rmse", "regression", lambda r: float(np.sqrt(skm.mean_squared_error(r.y, r.pred))), lower_is_better=True)
 register_metric("r2", "regression", lambda r: skm.r2_score(r.y, r.pred) if len(r.y) > 1 else None)
+register_metric("mase", "forecast", lambda r: float(np.abs(r.pred - r.y).mean()), lower_is_better=True)
 register_metric("pr_auc", "anomaly", lambda s: s.auc("pr_auc"))  # average precision: what fraud teams read
 register_metric("roc_auc", "anomaly", lambda s: s.auc("roc_auc"))
 
@@ -163,7 +167,7 @@ REGRESSION = names_for("regression")
 ANOMALY = names_for("anomaly")
 
 
-HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc"}
+HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc", "forecast": "mase"}
 """The one metric a run is summarised by (the report's baseline chart, the comparison, the cost verdict, `foundry runs`)."""
 
 
@@ -198,7 +202,7 @@ LOWER_IS_BETTER = ("loss", "perplexity", *(n for (_, n), m in METRICS.items() if
 def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:
     """A metric name as runs report it: `roc_auc` (no prefix) means `val_roc_auc`, aliases resolve (`val_f1` ->
     `val_f1_macro`); a name no run reports is refused with the list, before any training starts."""
-    known = ["loss", *CLASSIFICATION, *REGRESSION, *(n for n in ANOMALY if n not in CLASSIFICATION), "perplexity"]
+    known = ["loss", *CLASSIFICATION, *REGRESSION, *(n for n in ANOMALY if n not in CLASSIFICATION), "mase", "perplexity"]
     prefix = next((p for p in prefixes if name.startswith(p)), "")
     base = ALIASES.get(name.removeprefix(prefix), name.removeprefix(prefix))
     if base in known and not (prefix == "cv_" and base in ("loss", "perplexity")):

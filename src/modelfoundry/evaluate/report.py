@@ -72,6 +72,15 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
             axes[1].plot(rec, prec)
             axes[1].set(xlabel="recall", ylabel="precision", title="Precision-recall" + (" (micro-average)" if k > 2 else ""))
             made.append(("ROC and precision-recall", _save(plt, fig, run, "roc_pr.png")))
+        audio = data.encoded[result["split"]].features.get("audio")
+        wrong = np.flatnonzero(out.argmax(1) != y)[:6] if audio is not None else []
+        if len(wrong):  # what a listener would check first: the spectrograms the model got wrong
+            fig, axes = plt.subplots(1, len(wrong), figsize=(2.6 * len(wrong), 2.8), squeeze=False)
+            for ax, i in zip(axes[0], wrong):
+                ax.imshow(audio[i, 0].numpy(), origin="lower", aspect="auto", cmap="magma")
+                ax.set(title=f"true {classes[y[i]]}, said {classes[out[i].argmax()]}", xlabel="frame", ylabel="mel band")
+                ax.title.set_fontsize(8)
+            made.append(("Spectrograms of misclassified recordings", _save(plt, fig, run, "audio_confusions.png")))
     elif data.task == "anomaly":
         alerts = result["alerts"]
         made.append(("Anomaly scores and the alert threshold",

@@ -16,6 +16,7 @@ from .baselines import run_baselines
 from .cost import Usage, cost_report
 from .explain import explain_run
 from .fairness import evaluate_fairness
+from .forecast import evaluate_forecast
 from .lm import evaluate_lm
 from .predict_split import outputs
 from .pretrain import evaluate_corpus
@@ -61,6 +62,11 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
+    if data.task == "forecast":
+        result = evaluate_forecast(run, cfg, data, model)
         result["evaluate_s"] = timer()
         write_json(run.path / "metrics.json", result)
         return result

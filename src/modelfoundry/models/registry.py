@@ -12,7 +12,8 @@ from torch import nn
 
 from ..core.spec import InputSpec
 
-PREDICTIVE = frozenset({"classification", "regression"})
+PREDICTIVE = frozenset({"classification", "regression", "forecast"})
+"""Tasks a model with a head on its inputs trains for (forecast: `horizon` outputs from a window of the series)."""
 
 
 @dataclass(frozen=True)

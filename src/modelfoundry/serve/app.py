@@ -43,6 +43,9 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, 
         if pred.task == "mlm":
             raise ValueError(f"{r}: a masked-LM pretraining run has nothing to serve (no predictions, no generation); "
                              "fine-tune it (model.path: <run>/model) and serve that run")
+        if pred.task == "forecast":
+            raise ValueError(f"{r}: a forecast run answers a whole history per series with several steps ahead, not one "
+                             "answer per row; forecast with `foundry predict RUN history.csv` or Predictor.forecast")
         if pred.task not in GENERATIVE_TASKS and pred.preprocessor.data.sequence is not None:
             raise ValueError(f"{r}: a sequence-window run (data.sequence) answers per window of a series, which one "
                              "request of rows does not carry; predict files with `foundry predict` instead")

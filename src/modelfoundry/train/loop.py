@@ -80,6 +80,8 @@ def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Ten
     logits = logits.float()
     if task in LM_TASKS:  # the model returned per-example [loss sum, predicted tokens]
         return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
+    if task == "forecast":  # outputs and targets are (y - y_origin) / MASE scale: their mean absolute error is the MASE
+        return F.l1_loss(logits, y.float())
     if task == "anomaly":  # the model returned each row's anomaly score, which it learns to keep low on normal rows
         return (logits[:, 0] * sample_weight).sum() / sample_weight.sum() if sample_weight is not None else logits[:, 0].mean()
     if sample_weight is not None:  # a weighted mean over the batch's rows
