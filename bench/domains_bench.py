@@ -4,6 +4,7 @@ bench/results/domains_<part>.json:
     .venv/bin/python bench/domains_bench.py voice [--speakers george,jackson,...]   # FSDD, each speaker held out
     .venv/bin/python bench/domains_bench.py fraud [--seeds 5]    # deep SVDD / autoencoder vs Isolation Forest, LOF
     .venv/bin/python bench/domains_bench.py motions [--seeds 5]  # BasicMotions, the archive's own split
+    .venv/bin/python bench/domains_bench.py stocks [--seeds 5]   # 5-day forecasts of 10 stocks, portfolio backtest
 
 voice: recipes/smart_home/voice_commands.yaml trained on five speakers and tested on the sixth, for each speaker held
 out (FSDD's recordings from ../shared/data/fsdd, or --recordings DIR); with and without SpecAugment. The anchor: the
@@ -12,7 +13,9 @@ fraud: recipes/finance/fraud_anomaly.yaml over seeds (the seed moves the split a
 and recall at the alert budget of the model and of both baselines on the same test rows, and the autoencoder, and deep
 SVDD without the trimmed loss (contamination 0).
 motions: recipes/healthcare/wearable_motions.yaml over seeds; the published reference is 1-NN with dynamic time
-warping on the same split (UEA archive: 1.0 with the dependent DTW, Bagnall et al. 2018 / Ruiz et al. 2021)."""
+warping on the same split (UEA archive: 1.0 with the dependent DTW, Bagnall et al. 2018 / Ruiz et al. 2021).
+stocks: recipes/finance/stock_forecast.yaml over seeds: backtest MASE of the model, naive and seasonal naive, and the
+portfolio strategies' Sharpe ratios and drawdowns (a backtest, not investment advice)."""
 
 from __future__ import annotations
 
@@ -113,9 +116,29 @@ def motions(seeds: int, out_dir: Path) -> dict:
                                                               "Ruiz et al. 2021)"}}
 
 
+def stocks(seeds: int, out_dir: Path) -> dict:
+    recipe = REPO / "recipes" / "finance" / "stock_forecast.yaml"
+    runs = [_train(recipe, [f"train.seed={seed}", f"output_dir={out_dir}"]) for seed in range(seeds)]
+    mase = {"model": [r["test"]["mase"] for r in runs],
+            **{k: [r["baselines"][k]["mase"] for r in runs] for k in runs[0]["baselines"]}}
+    smape = {"model": [r["test"]["smape"] for r in runs],
+             **{k: [r["baselines"][k]["smape"] for r in runs] for k in runs[0]["baselines"]}}
+    strategies = {k: {s: [r["portfolio"]["strategies"][k][s] for r in runs] for s in ("sharpe", "annual_return",
+                                                                                       "max_drawdown")}
+                  for k in runs[0]["portfolio"]["strategies"]}
+    return {"recipe": str(recipe.relative_to(REPO)), "seeds": seeds, "backtest": runs[0]["backtest"],
+            "mase": {k: {"mean": round(float(np.mean(v)), 4), "std": round(float(np.std(v)), 4)} for k, v in mase.items()},
+            "smape": {k: round(float(np.mean(v)), 4) for k, v in smape.items()},
+            "relative_mase": [r["relative_mase"] for r in runs],
+            "interval_coverage": [r.get("interval", {}).get("observed_coverage") for r in runs],
+            "portfolio": {k: {s: round(float(np.mean(v)), 4) for s, v in d.items()} for k, d in strategies.items()},
+            "disclaimer": "a backtest of a method on past prices, not investment advice",
+            "wall_s": [r["wall_s"] for r in runs]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", choices=["voice", "fraud", "motions"])
+    ap.add_argument("part", choices=["voice", "fraud", "motions", "stocks"])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--speakers", default="george,jackson,lucas,nicolas,theo,yweweler")
     ap.add_argument("--recordings", type=Path, default=SHARED / "fsdd" / "recordings")
@@ -126,6 +149,8 @@ def main() -> None:
             result = voice(args.speakers.split(","), args.recordings, Path(tmp))
         elif args.part == "fraud":
             result = fraud(args.seeds, Path(tmp))
+        elif args.part == "stocks":
+            result = stocks(args.seeds, Path(tmp))
         else:
             result = motions(args.seeds, Path(tmp))
     result.update(machine=machine(), total_s=round(time.perf_counter() - t, 1))

@@ -78,6 +78,13 @@ def test_scan_frame_names_columns_rows_and_reads_integer_columns():
     assert pii["mobile"]["phone"]["count"] == 4
 
 
+def test_a_bare_name_header_over_ticker_codes_is_not_personal_data():
+    """Stock data names its ticker column "Name": AAPL is not a person. A qualified header still counts."""
+    tickers = pd.DataFrame({"Name": ["AAPL", "XOM", "BRK.B", "AAPL"], "customer_name": ["AAPL", "XOM", "KO", "PG"]})
+    assert set(scan_frame(tickers)) == {"customer_name"}
+    assert set(scan_frame(pd.DataFrame({"Name": ["Ada Lovelace", "Alan Turing"]}))) == {"Name"}
+
+
 @pytest.fixture
 def people(tmp_path):
     df = tabular_frame(120)

@@ -175,6 +175,13 @@ def _as_text(s: pd.Series) -> pd.Series | None:
     return s.dropna().map(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, (int, float)) else None).dropna()
 
 
+def _codes_under_bare_name(header: str, s: pd.Series) -> bool:
+    """A column headed just "name" whose values are short upper-case codes (stock tickers, product codes: AAPL,
+    XOM) names things, not people; a qualified header (customer_name, 姓名) is always read as people's names."""
+    values = s.dropna().astype(str)
+    return header.lower() == "name" and len(values) > 0 and values.str.fullmatch(r"[A-Z0-9][A-Z0-9.\-]{0,5}").mean() > 0.9
+
+
 def scan_frame(df: pd.DataFrame, examples: int = 3) -> dict:
     """{column: {kind: {count, rows, examples}}} for every column that holds personal data: `count` findings, the
     0-based `rows` they are in, a few masked `examples`. An integer column is reported only when most of its
@@ -182,7 +189,8 @@ def scan_frame(df: pd.DataFrame, examples: int = 3) -> dict:
     found: dict[str, dict] = {}
     for col in df.columns:
         header = str(col).strip()
-        if NAME_HEADERS.match(header) and (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
+        textual = pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])
+        if NAME_HEADERS.match(header) and textual and not _codes_under_bare_name(header, df[col]):
             rows = [int(i) for i in df.index[df[col].notna()]]
             if rows:
                 found[header] = {"name": {"count": len(rows), "rows": rows, "by": "column header",
