@@ -37,6 +37,16 @@ def test_gaps_are_filled_by_the_rule_and_counted():
         ForecastPreprocessor(data_config(fill="error")).series(df, "f.csv")
 
 
+def test_a_declared_frequency_is_the_time_axis():
+    df = frame(n=20, freq="2D")
+    pre = ForecastPreprocessor(data_config(frequency="D"))
+    series, filled = pre.series(df, "f.csv")
+    assert pre.freq_ == "D" and filled["a"]["gaps"] == 19 and len(series["a"]) == 39
+    auto = ForecastPreprocessor(data_config())
+    auto.series(df, "f.csv")
+    assert auto.freq_ == "2D"
+
+
 def test_trading_days_with_holidays_read_as_business_days():
     df = frame(n=30, freq="B").drop(index=[7]).reset_index(drop=True)
     pre = ForecastPreprocessor(data_config())

@@ -28,11 +28,11 @@ def weekly(n=200, series=("a", "b", "c"), seed=0) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def forecast_config(tmp_path, path, portfolio=None, report=False):
+def forecast_config(tmp_path, path, portfolio=None, report=False, **forecast):
     return Config.model_validate(tiny_config(
         tmp_path, {"path": str(path), "target": "sales", "task": "forecast",
                    "forecast": {"time_column": "day", "series_column": "store", "horizon": 3, "context": 14,
-                                "season": 1, "test": 0.2, "val": 0.15}},
+                                "season": 1, "test": 0.2, "val": 0.15, **forecast}},
         model={"type": "mlp", "hidden": [32], "dropout": 0.0}, train={"epochs": 30, "batch_size": 32, "lr": 3e-3},
         evaluate={"report": report, **({"portfolio": portfolio} if portfolio else {})}))
 
@@ -91,10 +91,13 @@ def test_k_fold_and_serving_are_refused_with_the_reason(tmp_path):
 
     path = tmp_path / "sales.csv"
     weekly(n=120).to_csv(path, index=False)
-    cfg = forecast_config(tmp_path, path)
+    cfg = forecast_config(tmp_path, path, step=1, interval=0.5)
     with pytest.raises(DataError, match="k-fold would train on the future"):
         dumped = cfg.model_dump()
         train(Config.model_validate({**dumped, "evaluate": {**dumped["evaluate"], "cv": {"folds": 3}}}))
     run = train(cfg)
+    m = json.loads((run.path / "metrics.json").read_text())  # an origin every step; a 50% interval
+    assert m["backtest"]["origins"] == 3 * len(range(95, 117)) and m["interval"]["coverage"] == 0.5
+    assert json.loads((run.path / "model" / "forecast_interval.json").read_text())["coverage"] == 0.5
     with pytest.raises(ValueError, match="forecast with `foundry predict RUN history.csv`"):
         load_models([run.path])

@@ -10,6 +10,7 @@ import json
 import numpy as np
 
 from ..core.html import page
+from ..core.plots import tick_labels
 from ..core.runs import Run, atomic_write_text, write_json
 from ..data import Prepared
 from .portfolio import backtest_portfolio
@@ -94,7 +95,9 @@ def write_forecast_report(run: Run, data: Prepared, result: dict, w, y, out, int
                                 lev + sc * (out[i, : len(times)] + np.asarray(interval["upper"])[: len(times)]),
                                 color="tab:blue", alpha=0.2, lw=0, label=f"{interval['coverage']:.0%} interval" if j == 0 else None)
             ax.axvline(s.index[pos], color="#bbb", lw=0.6)
-        ax.set(title=f"{key}: backtest forecasts from rolling origins (grey lines)", ylabel=data.preprocessor.target)
+        (name, target), unreadable = tick_labels([key, data.preprocessor.target])  # no CJK font: named in the caption
+        ax.set(title=f"{'this series' if unreadable else name}: backtest forecasts from rolling origins (grey lines)",
+               ylabel="" if unreadable else target)
         ax.legend(fontsize=8, loc="upper left")
         figures.append((f"Fan chart: {key}", _save(plt, fig, run, f"forecast_{len(figures)}.png")))
     if result.get("portfolio"):
