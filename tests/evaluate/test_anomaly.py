@@ -82,6 +82,11 @@ def test_learns_normal_rows_and_flags_new_ones(tmp_path, family, capsys):
     assert json.loads((run.path / "model" / "architecture.json").read_text())["spec"]["n_numeric"] == 3  # not the label
     alerts = m["alerts"]
     assert alerts["test"]["recall_at_budget"] is not None and 0 < alerts["test"]["flagged_share"] < 0.4
+    from modelfoundry.cli.main import main
+
+    transactions(seed=5).to_csv(tmp_path / "later.csv", index=False)
+    assert main(["evaluate", str(run.path), str(tmp_path / "later.csv")]) == 0
+    assert json.loads((run.path / "evaluations" / "later.json").read_text())["test"]["pr_auc"] > 0.25
     pred = Predictor.load(run.path).predict(pd.DataFrame({"a": [0.5, 0.5], "b": [1.0, -3.0], "c": [-0.5, 2.0]}))
     assert pred["prediction"].tolist() == [False, True]
     assert pred["anomaly_score"][1] > pred["anomaly_score"][0] and pred["anomaly_score"][1] > alerts["threshold"]

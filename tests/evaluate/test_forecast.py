@@ -96,6 +96,12 @@ def test_k_fold_and_serving_are_refused_with_the_reason(tmp_path):
         dumped = cfg.model_dump()
         train(Config.model_validate({**dumped, "evaluate": {**dumped["evaluate"], "cv": {"folds": 3}}}))
     run = train(cfg)
+    from modelfoundry.cli.main import main
+
+    weekly(n=150, seed=1).to_csv(tmp_path / "later.csv", index=False)  # the same stores, another stretch of days
+    assert main(["evaluate", str(run.path), str(tmp_path / "later.csv")]) == 0
+    later = json.loads((run.path / "evaluations" / "later.json").read_text())
+    assert later["test"]["mase"] < later["baselines"]["naive"]["mase"] and later["rows"] == 3 * len(range(13, 147, 1))
     m = json.loads((run.path / "metrics.json").read_text())  # an origin every step; a 50% interval
     assert m["backtest"]["origins"] == 3 * len(range(95, 117)) and m["interval"]["coverage"] == 0.5
     assert json.loads((run.path / "model" / "forecast_interval.json").read_text())["coverage"] == 0.5

@@ -13,6 +13,7 @@ from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
 from ..data.schema import check_target
 from ..evaluate import M, evaluate_data
+from ..evaluate.forecast import backtest_history
 from ..predictor import Predictor
 from ..pretrain.score import score_corpus
 from .common import add_set, input_frame
@@ -37,7 +38,12 @@ def run(args) -> int:
         raise ValueError(f"{args.run}: a causal-LM fine-tune; its held-out loss is in metrics.json (score new pairs by "
                          "training with them as data.test_path)")
     df = input_frame(pred.run, args.data, args.overrides)
-    check_target(df, cfg.data.target, args.data)
+    if pred.task == "forecast":  # rolling origins over the file's series, beside naive and seasonal naive
+        return _write(pred, args.data, backtest_history(pred.model, pred.preprocessor, df, args.data))
+    if pred.task == "anomaly" and cfg.data.target not in df.columns:
+        raise ValueError(f"{args.data}: no '{cfg.data.target}' column; an anomaly run is evaluated against labels "
+                         "(1 = anomaly); to score rows without labels, use foundry predict")
+    check_target(df, cfg.data.target, args.data, pred.task)
     enc = pred.preprocessor.transform(df, strict=True)
     y = pred.preprocessor.encode_target(df[cfg.data.target].iloc[enc.rows])
     data = Prepared({"test": df}, {"test": enc}, {"test": y}, pred.preprocessor, {})

@@ -8,6 +8,7 @@ import html
 import json
 
 import numpy as np
+import torch
 
 from ..core.html import page
 from ..core.plots import tick_labels
@@ -36,6 +37,32 @@ def scores(y: np.ndarray, pred: np.ndarray, level: np.ndarray, scale: np.ndarray
     smape = np.where(denom > 0, 2 * np.abs(forecast - actual) / np.where(denom > 0, denom, 1), 0.0)
     return {"mase": round(float(np.abs(pred - y).mean()), 6), "smape": round(float(smape.mean() * 100), 4),
             "mae": round(float(np.abs(forecast - actual).mean()), 6)}
+
+
+def backtest_history(model, pre, df, where: str) -> dict:
+    """`foundry evaluate` on a forecast run: the run's model forecasts every series of another table (of series it
+    was trained on) from rolling origins across its whole length, beside naive and seasonal naive."""
+    from ..core.infer import predict_tensors
+
+    fc = pre.fc
+    series, filled = pre.series(df, where)
+    unknown = sorted(set(series) - set(pre.scale_))
+    if unknown:
+        raise ValueError(f"{where}: series {unknown[:5]} were not in training; their scale is unknown")
+    ctx, tgt, level, scale = [], [], [], []
+    for key, s in series.items():
+        origins = list(range(fc.context - 1, len(s) - fc.horizon, fc.step or fc.horizon))
+        if origins:
+            w = pre.windows(key, s, origins)
+            ctx.append(w["context"]), tgt.append(w["targets"]), level.append(w["level"])
+            scale.append(np.full(len(origins), w["scale"]))
+    if not ctx:
+        raise ValueError(f"{where}: no series is longer than context + horizon ({fc.context} + {fc.horizon})")
+    ctx, y, level, scale = np.concatenate(ctx), np.concatenate(tgt), np.concatenate(level), np.concatenate(scale)
+    out = predict_tensors(model, {"sequence": torch.from_numpy(ctx)}, "forecast")
+    naive = {"naive": np.zeros_like(y), f"seasonal_naive (m={fc.season})": seasonal_naive(ctx, fc.horizon, fc.season)}
+    return {"split": "test", "rows": int(len(y)), "test": scores(y, out, level, scale),
+            "baselines": {k: scores(y, p, level, scale) for k, p in naive.items()}, "series": filled}
 
 
 def evaluate_forecast(run: Run, cfg, data: Prepared, model) -> dict:
