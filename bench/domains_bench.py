@@ -54,7 +54,7 @@ def _train(recipe: Path, overrides: list[str]) -> dict:
     return {**m, "wall_s": round(time.perf_counter() - t, 1)}
 
 
-def voice(speakers: list[str], recordings: Path, out_dir: Path) -> dict:
+def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[str]) -> dict:
     from fetch_fsdd import manifests
 
     recipe = REPO / "recipes" / "smart_home" / "voice_commands.yaml"
@@ -65,14 +65,15 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path) -> dict:
         base = [f"data.path={folder / 'train.csv'}", f"data.test_path={folder / 'test.csv'}", f"output_dir={out_dir}",
                 "evaluate.explain.importance=false", "evaluate.baselines=false"]  # baselines: one run of the recipe
         row = {}
-        for name, extra in {"recipe": [], "specaugment": ["data.augment.audio_time_mask=10",
-                                                          "data.augment.audio_freq_mask=6"]}.items():
+        options = {"recipe": [], "specaugment": ["data.augment.audio_time_mask=10", "data.augment.audio_freq_mask=6"],
+                   "speaker_validation": ["data.split.method=group", "data.split.group_column=speaker", "data.split.val=0.2"]}
+        for name, extra in {k: v for k, v in options.items() if k in variants}.items():
             m = _train(recipe, base + extra)
             row[name] = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "wall_s": m["wall_s"],
                          "baselines": {k: v.get("f1_macro") for k, v in m.get("baselines", {}).items()}}
             print(speaker, name, row[name], flush=True)
         result["held_out"][speaker] = row
-    for name in ("recipe", "specaugment"):
+    for name in variants:
         acc = [r[name]["accuracy"] for r in result["held_out"].values()]
         result[f"mean_accuracy_{name}"] = round(float(np.mean(acc)), 4)
     return result
@@ -142,11 +143,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--speakers", default="george,jackson,lucas,nicolas,theo,yweweler")
     ap.add_argument("--recordings", type=Path, default=SHARED / "fsdd" / "recordings")
+    ap.add_argument("--variants", default="recipe,specaugment",
+                    help="voice: of recipe, specaugment (masks on), speaker_validation (one training speaker validates)")
     args = ap.parse_args()
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if args.part == "voice":
-            result = voice(args.speakers.split(","), args.recordings, Path(tmp))
+            result = voice(args.speakers.split(","), args.recordings, Path(tmp), args.variants.split(","))
         elif args.part == "fraud":
             result = fraud(args.seeds, Path(tmp))
         elif args.part == "stocks":

@@ -90,6 +90,8 @@ def test_learns_normal_rows_and_flags_new_ones(tmp_path, family, capsys):
     pred = Predictor.load(run.path).predict(pd.DataFrame({"a": [0.5, 0.5], "b": [1.0, -3.0], "c": [-0.5, 2.0]}))
     assert pred["prediction"].tolist() == [False, True]
     assert pred["anomaly_score"][1] > pred["anomaly_score"][0] and pred["anomaly_score"][1] > alerts["threshold"]
+    card = (run.path / "MODEL_CARD.md").read_text()
+    assert "pipeline_tag: tabular-classification" in card and "`fraud` holds evaluation labels only" in card
     if family == "autoencoder":
         page = (run.path / "report.html").read_text()
         assert "plots/anomaly_scores.png" in page and "Alerts at a budget of 10.00% of rows" in page

@@ -52,6 +52,8 @@ def test_backtest_beats_the_naive_forecasts_and_forecasts_from_a_history(tmp_pat
     assert set(m["baselines"]) == {"naive", "seasonal_naive (m=1)"} and len(m["mase_by_step"]) == 3
     assert m["backtest"]["series"] == 3 and m["backtest"]["origins"] == 3 * len(range(159, 197, 3))
     assert 0.4 <= m["interval"]["observed_coverage"] <= 1.0
+    card = (run.path / "MODEL_CARD.md").read_text()
+    assert "pipeline_tag: time-series-forecasting" in card and "Forecasts the next values of `sales`" in card
     page = (run.path / "report.html").read_text()
     assert "Fan chart: a" in page and (run.path / "plots" / "forecast_0.png").exists()
     history = weekly().groupby("store").head(180)

@@ -16,7 +16,8 @@ PIPELINE = {"classification": {"text": "text-classification", "image": "image-cl
                                "audio": "audio-classification", "table": "tabular-classification"},
             "regression": {"text": "text-classification", "image": "image-classification", "audio": "audio-classification",
                            "table": "tabular-regression"},
-            "clm": "text-generation", "causal_lm": "text-generation", "mlm": "fill-mask"}
+            "clm": "text-generation", "causal_lm": "text-generation", "mlm": "fill-mask",
+            "forecast": "time-series-forecasting", "anomaly": "tabular-classification"}
 
 T = {
     "en": {
@@ -25,6 +26,12 @@ T = {
         "intended_text": "Predicts `{target}` ({task}) from {inputs}. Trained by ModelFoundry from `{config}`. Meant "
                          "for the population the training data describes; check a new population against the data "
                          "profile (drift) before relying on it. Decisions about people need a human review.",
+        "intended_anomaly": "Scores how unusual a row of {inputs} is (higher = stranger) and flags the rows above the "
+                            "alert threshold; `{target}` holds evaluation labels only, never a training signal. Trained "
+                            "by ModelFoundry from `{config}`. Flags are for a human review, not a verdict.",
+        "intended_forecast": "Forecasts the next values of `{target}` per series from {inputs}. Trained by ModelFoundry "
+                             "from `{config}`; the backtest below is its record on past data, not a promise about the "
+                             "future.",
         "rows": "{rows} rows ({splits}); file sha256 `{sha}`.",
         "columns": "Inputs by type: {kinds}.", "balance": "Class balance: {balance}.",
         "pii": "Personal data found in model inputs: {cols}.", "no_pii": "No personal data found in the inputs.",
@@ -55,6 +62,10 @@ T = {
         "limitations": "局限", "cost": "成本", "use": "使用方法",
         "intended_text": "根据 {inputs} 预测 `{target}`（{task}）。由 ModelFoundry 按 `{config}` 训练。适用于训练数据所描述的"
                          "人群；用于新人群前，请先对照数据画像检查分布漂移。涉及个人的决定需要人工复核。",
+        "intended_anomaly": "根据 {inputs} 给每一行打异常分（越高越异常），并标记超过告警阈值的行；`{target}` 仅作评估标签，"
+                            "从不用于训练。由 ModelFoundry 按 `{config}` 训练。告警用于人工复核，而非定论。",
+        "intended_forecast": "根据 {inputs} 预测每条序列 `{target}` 的后续取值。由 ModelFoundry 按 `{config}` 训练；下方回测是"
+                             "它在历史数据上的表现，不代表对未来的承诺。",
         "rows": "共 {rows} 行（{splits}）；文件 sha256 `{sha}`。",
         "columns": "各类型输入列：{kinds}。", "balance": "类别分布：{balance}。",
         "pii": "模型输入中发现个人信息：{cols}。", "no_pii": "输入中未发现个人信息。",
@@ -131,8 +142,11 @@ def card_text(run: Run, cfg, profile: dict, metrics: dict, lang: str) -> str:
     task = profile.get("task") or cfg.data.task
     out = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", f"# {cfg.name}", ""]
     shown = ", ".join(f"`{c}`" for c in inputs[:12]) + (f" (+{len(inputs) - 12})" if len(inputs) > 12 else "")
-    out += [f"## {t['intended']}", "", t["intended_text"].format(target=target, task=task, inputs=shown or "text",
-                                                                config=m.get("name", cfg.name)), ""]
+    if task == "forecast":  # what a forecast reads: the target's past and the exogenous columns
+        shown = ", ".join(f"`{c}`" for c in [target, *cfg.data.forecast.exogenous])
+    intended = t.get(f"intended_{task}", t["intended_text"])
+    out += [f"## {t['intended']}", "", intended.format(target=target, task=task, inputs=shown or "text",
+                                                       config=m.get("name", cfg.name)), ""]
     out += [f"## {t['data']}", ""]
     sha = next(iter(m.get("data", {}).values()), {}).get("sha256", "-")
     if profile.get("rows") is not None:
