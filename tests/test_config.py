@@ -125,11 +125,3 @@ def test_a_value_in_chinese_is_shown_as_written():
         load_config({"name": "心脏-联邦", "data": {"path": "x.csv", "target": "y"}})
     assert '"心脏-联邦"' in str(err.value) and "\\u" not in str(err.value)
 
-
-def test_early_stopping_on_a_validation_split_that_does_not_exist_is_refused_upfront():
-    base = {"name": "x", "data": {"path": "a.csv", "target": "y", "split": {"val": 0.0}}}
-    with pytest.raises(ConfigError, match="early_stopping.metric val_loss reads the validation split, and "
-                                          "data.split.val is 0"):
-        load_config(base)
-    assert load_config({**base, "train": {"early_stopping": None}}).train.early_stopping is None
-    assert load_config({**base, "train": {"early_stopping": {"metric": "train_loss"}}})

@@ -129,17 +129,6 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
-    def _validation_exists(self) -> Config:
-        """An early-stopping metric on the validation split needs one: refused here, not after the first epoch."""
-        es, split = self.train.early_stopping, self.data.split
-        no_val = split.val == 0 and split.column is None and self.data.task not in ("clm", "mlm", "forecast")
-        if es is not None and es.metric.startswith("val_") and no_val and self.align is None and self.federated is None:
-            raise ValueError(f"train.early_stopping.metric {es.metric} reads the validation split, and data.split.val "
-                             "is 0; set train.early_stopping: null (train every epoch), a train_ metric, or a "
-                             "data.split.val above 0")
-        return self
-
-    @model_validator(mode="after")
     def _corpus_task_fits(self) -> Config:
         task, kind = self.data.task, self.model.type
         if task not in ("clm", "mlm"):

@@ -289,3 +289,13 @@ def test_max_steps_stops_mid_epoch_and_ends_the_schedule_there(tmp_path):
     steps_per_epoch = -(-int(len(df) * 0.7) // 32)  # the default 70/15/15 split
     assert len(history) == -(-7 // steps_per_epoch)  # the last epoch was cut short
     assert history[-1]["lr"] == 0.0  # the linear schedule reached its end at step 7, not at epoch 10
+
+
+def test_early_stopping_on_a_missing_validation_split_is_refused_before_the_first_epoch(tmp_path, table_csv):
+    cfg = load_config(tiny_config(tmp_path, {"path": str(table_csv), "target": "label", "split": {"val": 0.0}},
+                                  train={"early_stopping": {"metric": "val_loss"}}))
+    with pytest.raises(ValueError, match="early_stopping.metric val_loss reads the validation split, and this data has "
+                                         "none"):
+        train(cfg)
+    run = next((tmp_path / "runs" / "t").iterdir())
+    assert not (run / "history.jsonl").exists() or not (run / "history.jsonl").read_text().strip()

@@ -115,6 +115,29 @@ def spec_augment(x: torch.Tensor, time_width: int, freq_width: int, masks: int) 
     return out
 
 
+def spectrograms(values: list, cfg) -> tuple[list[torch.Tensor], list[int], list[dict], dict[int, int]]:
+    """Recordings (paths, bytes or waveforms) -> ([1, mels, frames] spectrograms, the positions read, the unreadable
+    ones with their errors, how many came at each sample rate), by data.audio's settings."""
+    samples = round(cfg.duration * cfg.sample_rate)
+    out, keep, bad, rates = [], [], [], {}
+    for i, v in enumerate(values):
+        try:
+            wave, rate = load_audio(v, cfg.sample_rate)
+            rates[rate] = rates.get(rate, 0) + 1
+            spec = log_mel(fix_length(wave, samples), cfg.sample_rate, cfg.n_mels, cfg.window_ms, cfg.hop_ms,
+                           cfg.fmin, cfg.fmax)
+            if cfg.normalize == "utterance":
+                spec = (spec - spec.mean(dim=1, keepdim=True)) / spec.std().clamp_min(1e-3)
+            out.append(spec.unsqueeze(0))
+            keep.append(i)
+        except DataError:  # soundfile is not installed: no file can be read
+            raise
+        except Exception as exc:  # soundfile raises several types for a corrupt or foreign file; each is reported
+            shown = f"<{len(v)} bytes>" if isinstance(v, bytes) else str(v)
+            bad.append({"row": i, "audio": shown, "error": f"{type(exc).__name__}: {exc}"})
+    return out, keep, bad, rates
+
+
 def describe_rates(rates: dict[int, int], sample_rate: int) -> str:
     """'312 of 3,000 resampled to 16000 Hz (from 8000 Hz: 312)': the count a profile shows."""
     moved = {r: n for r, n in rates.items() if r != sample_rate}

@@ -24,7 +24,7 @@ import torch
 
 from ..core.runs import atomic_write_text, save_safetensors
 from ..core.spec import InputSpec
-from .audio import fix_length, frames, load_audio, log_mel
+from .audio import frames, spectrograms
 from .clean import outlier_bounds
 from .config import CleanConfig, DataConfig
 from .images import load_image
@@ -304,29 +304,12 @@ class Preprocessor:
     def _audio(self, values: pd.Series, bad_ok: bool, none_ok: bool = False) -> tuple[torch.Tensor, list[int], list[dict]]:
         """Recordings -> log-mel spectrograms [N, 1, mels, frames]; the file's sample rates counted in `audio_rates_`."""
         cfg = self.data.audio
-        samples = round(cfg.duration * cfg.sample_rate)
-        out, keep, bad = [], [], []
-        self.audio_rates_: dict[int, int] = {}
-        for i, v in enumerate(values.tolist()):
-            try:
-                wave, rate = load_audio(v, cfg.sample_rate)
-                self.audio_rates_[rate] = self.audio_rates_.get(rate, 0) + 1
-                spec = log_mel(fix_length(wave, samples), cfg.sample_rate, cfg.n_mels, cfg.window_ms, cfg.hop_ms,
-                               cfg.fmin, cfg.fmax)
-                if cfg.normalize == "utterance":
-                    spec = (spec - spec.mean(dim=1, keepdim=True)) / spec.std().clamp_min(1e-3)
-                out.append(spec.unsqueeze(0))
-                keep.append(i)
-            except DataError:  # soundfile is not installed: no file can be read
-                raise
-            except Exception as exc:  # soundfile raises several types for a corrupt or foreign file; each is reported
-                shown = f"<{len(v)} bytes>" if isinstance(v, bytes) else str(v)
-                bad.append({"row": i, "audio": shown, "error": f"{type(exc).__name__}: {exc}"})
+        out, keep, bad, self.audio_rates_ = spectrograms(values.tolist(), cfg)
         if bad and self.data.bad_audio == "error" and not bad_ok:
             raise DataError(f"unreadable audio at row {bad[0]['row'] + 1}: {bad[0]['audio']} ({bad[0]['error']}); "
                             f"{len(bad)} in all. Set data.bad_audio: skip to skip them")
         if not out and none_ok:
-            return torch.empty((0, 1, cfg.n_mels, frames(samples, cfg.sample_rate, cfg.hop_ms))), keep, bad
+            return torch.empty((0, 1, *self._audio_shape())), keep, bad
         if not out:
             raise DataError(f"no readable audio ({len(bad)} unreadable, e.g. {bad[0]['audio'] if bad else '-'}: "
                             f"{bad[0]['error'] if bad else ''})")

@@ -228,6 +228,10 @@ def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks |
     per_epoch_schedule = isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
     weights = class_weights(train.y, int(train.y.max()) + 1) if task == "classification" and cfg.class_weights == "balanced" else None
     stop_metric = cfg.early_stopping.metric if cfg.early_stopping else ("val_loss" if val is not None else "train_loss")
+    if stop_metric.startswith("val_") and (val is None or not len(val)):  # refused before an epoch is spent, not after
+        raise ValueError(f"train.early_stopping.metric {stop_metric} reads the validation split, and this data has none "
+                         "(data.split.val is 0); set train.early_stopping: null (train every epoch), a train_ metric, "
+                         "or data.split.val above 0")
     mode = metric_mode(stop_metric)
     ckpt = Checkpointer(run.checkpoint_dir) if run is not None else None
 
