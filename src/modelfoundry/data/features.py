@@ -455,7 +455,7 @@ class Preprocessor:
             feats["image"] = (imgs - mean) / std
             rows = rows[keep]
             skipped = bad
-        if getattr(self, "audio_col_", None) is not None:
+        if self.audio_col_ is not None:
             spec, keep, bad = self._audio(df[self.audio_col_].iloc[rows], bad_ok=False, none_ok=strict)
             keep_t = torch.tensor(keep, dtype=torch.long)
             feats = {k: v[keep_t] for k, v in feats.items()}
@@ -543,7 +543,7 @@ class Preprocessor:
             max_length=self.data.text.max_length + 2,
             segments=tuple(c for c in self.tokenizers_ if self.pair_segments_ and c == self.data.text.pair[0]),
             image=(self.data.image.channels, *self.data.image.size) if self.image_col_ else None,
-            audio=self._audio_shape() if getattr(self, "audio_col_", None) else None,
+            audio=self._audio_shape() if self.audio_col_ else None,
             sequence=sequence)
 
     def _audio_shape(self) -> tuple[int, int]:
@@ -557,7 +557,8 @@ class Preprocessor:
                  "data": self.data.model_dump(mode="json"), "numeric": self.numeric_, "numeric_cols": self.numeric_cols_,
                  "categorical_cols": self.categorical_cols_, "vocab": self.vocab_, "cat_fill": self.cat_fill_,
                  "image_col": self.image_col_,
-                 "image_stats": self.image_stats_, "audio_col": self.audio_col_, "audio_stats": self.audio_stats_, "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
+                 "image_stats": self.image_stats_, "audio_col": self.audio_col_, "audio_stats": self.audio_stats_,
+                 "sequence_cols": self.sequence_cols_, "sequence_len": self.sequence_len_,
                  "sequence_stats": self.sequence_stats_,
                  "window_features": getattr(self, "window_features_", None), "text_cols": list(self.tokenizers_),
                  "pair_segments": self.pair_segments_,
