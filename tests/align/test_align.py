@@ -44,6 +44,7 @@ def config(tmp_path: Path, align: dict, data: dict | None = None, train: dict | 
             "align": {"eval_prompts": 4, "max_new_tokens": 8, **align}}
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_dpo_learns_the_preference_and_the_run_generates_and_serves(tmp_path):
     run = train(load_config(config(tmp_path, {"method": "dpo"}, train={"max_steps": 10, "lr": 1e-4})))
     m = json.loads((run.path / "metrics.json").read_text())
@@ -75,6 +76,7 @@ def test_dpo_learns_the_preference_and_the_run_generates_and_serves(tmp_path):
     assert Path(cfg.model.path) == (run.path / "model").resolve()
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_reward_model_beats_chance_and_judges_a_dpo_run(tmp_path):
     reward = train(load_config(config(tmp_path, {"method": "reward"}, name="rm", train={"max_steps": 10, "lr": 1e-4})))
     m = json.loads((reward.path / "metrics.json").read_text())

@@ -97,6 +97,7 @@ def test_learns_normal_rows_and_flags_new_ones(tmp_path, family, capsys):
         assert "plots/anomaly_scores.png" in page and "Alerts at a budget of 10.00% of rows" in page
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_contamination_keeps_anomalies_out_of_what_the_model_learns(tmp_path):
     """30% anomalies in training: leaving the farthest 30% of each batch out of deep SVDD's loss ranks them better."""
     path = tmp_path / "tx.csv"
@@ -108,6 +109,7 @@ def test_contamination_keeps_anomalies_out_of_what_the_model_learns(tmp_path):
     assert pr_auc[0.3] > pr_auc[0.0] + 0.05, pr_auc
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_without_labels_and_with_named_or_partial_labels(tmp_path, capsys):
     df = transactions()
     df.drop(columns=["fraud"]).to_csv(tmp_path / "nolabel.csv", index=False)

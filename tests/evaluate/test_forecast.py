@@ -75,6 +75,7 @@ def test_risk_parity_and_mean_variance_weights():
     assert mean_variance(np.array([0.05, 0.0, 0.0]), cov, 0.1, 0.5)[0] == pytest.approx(0.5, abs=1e-3)
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_portfolio_backtest_on_the_forecasts(tmp_path):
     path = tmp_path / "prices.csv"
     weekly().to_csv(path, index=False)

@@ -49,6 +49,7 @@ def test_loss_is_on_the_response_tokens_only(tmp_path, tiny_gpt2):
     assert out[:, 1].tolist() == feats["segment:lm"][:3].sum(1).float().tolist()  # tokens counted = response tokens
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_full_fine_tune_learns_the_responses_and_generates_them(tmp_path, tiny_gpt2, capsys):
     frame, test = _frames()
     run = train(_cfg(tmp_path, tiny_gpt2, epochs=30, lr=5e-3, batch_size=8), frame=frame, test_frame=test)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from modelfoundry.config import load_config
@@ -34,6 +35,7 @@ def test_gpt_mini_loads_as_a_plain_hugging_face_decoder_and_knows_both_languages
     assert any("\u4e00" <= ch <= "\u9fff" for ch in tok.decode(out[0].tolist()))  # it continues in Chinese
 
 
+@pytest.mark.slow  # whole training runs: the fast tier stays near 3 minutes; CI runs it
 def test_instruction_tuning_starts_from_gpt_mini(tmp_path):
     """Six pairs, learnt by heart (the test file is the training file: this checks that tuning from gpt-mini works,
     not that six examples generalise)."""
