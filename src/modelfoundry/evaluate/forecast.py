@@ -39,6 +39,13 @@ def scores(y: np.ndarray, pred: np.ndarray, level: np.ndarray, scale: np.ndarray
             "mae": round(float(np.abs(forecast - actual).mean()), 6)}
 
 
+def scored_beside_baselines(y, out, ctx, level, scale, fc) -> dict[str, dict]:
+    """The model's forecasts and the naive and seasonal-naive ones on the same windows, each scored."""
+    candidates = {"model": out, "naive": np.zeros_like(y),
+                  f"seasonal_naive (m={fc.season})": seasonal_naive(ctx, fc.horizon, fc.season)}
+    return {name: scores(y, pred, level, scale) for name, pred in candidates.items()}
+
+
 def backtest_history(model, pre, df, where: str) -> dict:
     """`foundry evaluate` on a forecast run: the run's model forecasts every series of another table (of series it
     was trained on) from rolling origins across its whole length, beside naive and seasonal naive."""
@@ -60,9 +67,8 @@ def backtest_history(model, pre, df, where: str) -> dict:
         raise ValueError(f"{where}: no series is longer than context + horizon ({fc.context} + {fc.horizon})")
     ctx, y, level, scale = np.concatenate(ctx), np.concatenate(tgt), np.concatenate(level), np.concatenate(scale)
     out = predict_tensors(model, {"sequence": torch.from_numpy(ctx)}, "forecast")
-    naive = {"naive": np.zeros_like(y), f"seasonal_naive (m={fc.season})": seasonal_naive(ctx, fc.horizon, fc.season)}
-    return {"split": "test", "rows": int(len(y)), "test": scores(y, out, level, scale),
-            "baselines": {k: scores(y, p, level, scale) for k, p in naive.items()}, "series": filled}
+    table = scored_beside_baselines(y, out, ctx, level, scale, fc)
+    return {"split": "test", "rows": int(len(y)), "test": table.pop("model"), "baselines": table, "series": filled}
 
 
 def evaluate_forecast(run: Run, cfg, data: Prepared, model) -> dict:
@@ -73,8 +79,7 @@ def evaluate_forecast(run: Run, cfg, data: Prepared, model) -> dict:
     w = data.windows[split]
     ctx = data.encoded[split].features["sequence"].numpy()
     level, scale = w["level"].to_numpy(float), w["scale"].to_numpy(float)
-    candidates = {"model": out, "naive": np.zeros_like(y), f"seasonal_naive (m={fc.season})": seasonal_naive(ctx, fc.horizon, fc.season)}
-    table = {name: scores(y, pred, level, scale) for name, pred in candidates.items()}
+    table = scored_beside_baselines(y, out, ctx, level, scale, fc)
     base = table[f"seasonal_naive (m={fc.season})"]["mase"]
     result = {"split": split, "rows": int(len(y)), split: table["model"],
               "baselines": {k: v for k, v in table.items() if k != "model"},
