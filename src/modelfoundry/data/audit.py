@@ -20,7 +20,7 @@ from .pii import masked, scan_frame
 from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
-from .split import split_frame
+from .split import smiles_column, split_frame
 from .text import load_tokenizer
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
@@ -219,7 +219,7 @@ def drift(ref: pd.DataFrame, other: pd.DataFrame, schema: dict[str, str], target
     for col in [c for c in ref.columns if c in other.columns and (schema.get(c, "ignore") != "ignore" or c == target)]:
         kind = schema.get(col, "categorical")
         a, b = ref[col].dropna(), other[col].dropna()
-        if not len(a) or not len(b) or kind in ("text", "image", "audio", "sequence"):
+        if not len(a) or not len(b) or kind in ("text", "image", "audio", "sequence", "smiles"):
             continue
         numeric = kind == "numeric" and pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)
         entry = {"type": "numeric" if numeric else "categorical", "psi": round(psi(a.to_numpy(), b.to_numpy(), not numeric), 4)}
@@ -259,7 +259,7 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     report["schema"] = schema
     report["id_like_columns"] = ids
     report["all_missing_columns"] = [c for c in df.columns if len(df) and df[c].isna().all()]
-    split = split_frame(df, d.split, task, d.target, cfg.train.seed, test is not None)
+    split = split_frame(df, d.split, task, d.target, cfg.train.seed, test is not None, None, smiles_column(schema))
     held: list[tuple[str, pd.DataFrame, np.ndarray]] = [("data", df, split[s]) for s in ("val", "test") if len(split[s])]
     if test is not None:
         held.append(("test", test, np.arange(len(test))))

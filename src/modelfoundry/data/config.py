@@ -12,7 +12,8 @@ from .sources import SOURCES
 
 SourceFormat = Literal[("auto", *SOURCES)]  # type: ignore[valid-type]  (built from the source registry)
 
-ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "audio", "sequence", "ignore"]
+ColumnType = Literal["numeric", "categorical", "binary", "text", "datetime", "image", "audio", "sequence", "smiles",
+                     "ignore"]
 MissingStrategy = Literal["drop", "mean", "median", "mode", "constant", "flag", "unknown"]
 
 
@@ -66,8 +67,10 @@ class CleanConfig(Section):
 
 
 class SplitConfig(Section):
-    method: Literal["auto", "random", "stratified", "group", "time"] = "auto"
-    """auto = stratified for classification, random for regression."""
+    method: Literal["auto", "random", "stratified", "group", "time", "scaffold"] = "auto"
+    """auto = stratified for classification, random for regression. scaffold = molecules grouped by their Bemis-Murcko
+    scaffold, the largest groups training, the rarest held out (MoleculeNet's split: the test molecules' scaffolds are
+    never seen in training); it reads the data's SMILES column."""
     test: float = Field(0.2, ge=0.0, lt=1.0)
     """Fraction held out for the test split (ignored with `data.test_path` or `column`)."""
     val: float = Field(0.1, ge=0.0, lt=1.0)
@@ -112,6 +115,27 @@ class ImageConfig(Section):
     """Images are resized to (height, width)."""
     channels: Literal[1, 3] = 3
     """1 = grayscale, 3 = RGB."""
+
+
+class MoleculeConfig(Section):
+    """A SMILES column (`data.types: {smiles: smiles}`; a column named smiles is one by default): each molecule is read
+    by RDKit and becomes numeric features, a Morgan count fingerprint and/or RDKit's 2-D descriptors."""
+
+    fingerprint: Literal["morgan", "none"] = "morgan"
+    """morgan = circular substructure counts (ECFP-like), as log(1 + count)."""
+    radius: int = Field(2, ge=1, le=6)
+    """Morgan radius (2 = ECFP4)."""
+    bits: int = Field(2048, ge=64)
+    """Fingerprint length (substructures hashed into this many counters)."""
+    descriptors: bool = True
+    """RDKit's ~200 2-D descriptors (logP, TPSA, ring and atom counts, ...), standardised and clipped to the training
+    range."""
+
+    @model_validator(mode="after")
+    def _some(self) -> MoleculeConfig:
+        if self.fingerprint == "none" and not self.descriptors:
+            raise ValueError("fingerprint none and descriptors false leave a molecule no features")
+        return self
 
 
 class AudioConfig(Section):
@@ -395,6 +419,8 @@ class DataConfig(Section):
     """An unreadable image is skipped and reported, or stops the run."""
     bad_audio: Literal["skip", "error"] = "skip"
     """An unreadable audio file is skipped and reported, or stops the run."""
+    bad_smiles: Literal["skip", "error"] = "skip"
+    """A SMILES that RDKit cannot parse is skipped and reported (row named), or stops the run."""
     clean: CleanConfig = CleanConfig()
     split: SplitConfig = SplitConfig()
     text: TextConfig = TextConfig()
@@ -402,6 +428,8 @@ class DataConfig(Section):
     """data.task clm / mlm: documents, blocks and held-out shares of a raw-text corpus."""
     image: ImageConfig = ImageConfig()
     audio: AudioConfig = AudioConfig()
+    molecule: MoleculeConfig = MoleculeConfig()
+    """How SMILES columns become features."""
     sequence: SequenceConfig | None = None
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
     forecast: ForecastConfig | None = None

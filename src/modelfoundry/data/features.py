@@ -94,6 +94,8 @@ def anomaly_value(y: pd.Series, declared: Any, target: str) -> Any:
 
 def unreadable(skipped: dict) -> str:
     """Why a row of new data has no prediction: its skipped entry (an unreadable image or audio file) in words."""
+    if "smiles" in skipped:
+        return f"unparsable SMILES {skipped['smiles']!r}: {skipped['error']}"
     kind = "image" if "image" in skipped else "audio"
     return f"unreadable {kind} {skipped[kind]}: {skipped['error']}"
 
@@ -159,6 +161,7 @@ class Preprocessor:
         self._fit_text(df)
         self._fit_sequences(df)
         self._fit_target(df)
+        self._fit_molecules(df)
         self._fit_images(df)
         self._fit_audio(df)
         return self
@@ -283,6 +286,44 @@ class Preprocessor:
                 raise DataError(f"target '{self.target}' must be numeric for regression; row {row} holds "
                                 f"{df[self.target].iloc[row]!r}")
             self.y_mean_, self.y_std_ = float(y.mean()), float(y.std(ddof=0)) or 1.0
+
+    def _fit_molecules(self, df: pd.DataFrame) -> None:
+        """SMILES columns: each descriptor's fill value (median), clip range and scale over the training molecules
+        (fingerprint counts are used as they are)."""
+        self.molecule_cols_ = self._cols("smiles")
+        self.molecule_: dict[str, dict] = {}
+        for col in self.molecule_cols_:
+            fp, ds, _, bad = self._molecules(df[col], bad_ok=True)
+            med = np.nanmedian(ds, axis=0) if ds.shape[1] else np.zeros(0)
+            med = np.where(np.isfinite(med), med, 0.0)
+            filled = np.where(np.isnan(ds), med, ds)
+            lo, hi = (filled.min(axis=0), filled.max(axis=0)) if len(filled) else (med, med)
+            std = filled.std(axis=0) if len(filled) else np.ones_like(med)
+            self.molecule_[col] = {"bits": int(fp.shape[1]), "fill": med.tolist(), "lo": lo.tolist(), "hi": hi.tolist(),
+                                   "mean": filled.mean(axis=0).tolist() if len(filled) else med.tolist(),
+                                   "std": np.where(std > 1e-8, std, 1.0).tolist()}
+            if bad:
+                self.report_.setdefault("unparsed_smiles", {})[col] = len(bad)
+
+    def _molecules(self, values: pd.Series, bad_ok: bool) -> tuple[np.ndarray, np.ndarray, list[int], list[dict]]:
+        from .molecules import featurize
+
+        m = self.data.molecule
+        fp, ds, keep, bad = featurize(values.tolist(), m.fingerprint, m.radius, m.bits, m.descriptors)
+        if bad and self.data.bad_smiles == "error" and not bad_ok:
+            raise DataError(f"row {bad[0]['row'] + 1}, column '{values.name}': SMILES {bad[0]['smiles'][:80]!r}: "
+                            f"{bad[0]['error']}; {len(bad)} in all. Fix or drop them, or set data.bad_smiles: skip")
+        return fp, ds, keep, bad
+
+    def _molecule_features(self, col: str, values: pd.Series) -> tuple[np.ndarray, list[int], list[dict]]:
+        """One SMILES column -> [n parsed, fingerprint + descriptors] float32, with training's fill, clip and scale."""
+        st = self.molecule_[col]
+        fp, ds, keep, bad = self._molecules(values, bad_ok=False)
+        if ds.shape[1]:
+            ds = np.where(np.isnan(ds), np.asarray(st["fill"]), ds)
+            ds = np.clip(ds, st["lo"], st["hi"])
+            ds = (ds - np.asarray(st["mean"])) / np.asarray(st["std"])
+        return np.concatenate([fp, ds.astype(np.float32)], axis=1).astype(np.float32), keep, bad
 
     def _fit_images(self, df: pd.DataFrame) -> None:
         """Per-channel mean and scale of the training images."""
@@ -446,15 +487,23 @@ class Preprocessor:
                 feats[f"segment:{col}"] = tokens["segments"]
         if self.sequence_cols_:
             feats["sequence"] = self._series(df)
+        for col in getattr(self, "molecule_cols_", []):  # molecules are numbers to every model: appended to `numeric`
+            x, keep, bad = self._molecule_features(col, df[col].iloc[rows])
+            keep_t = torch.tensor(keep, dtype=torch.long)
+            feats = {k: v[keep_t] for k, v in feats.items()}
+            x = torch.from_numpy(x)
+            feats["numeric"] = torch.cat([feats["numeric"], x], dim=1) if "numeric" in feats else x
+            skipped += [{**b, "row": int(rows[b["row"]])} for b in bad]
+            rows = rows[keep]
         if self.image_col_ is not None:
-            imgs, keep, bad = self._images(df[self.image_col_], bad_ok=False, none_ok=strict)
+            imgs, keep, bad = self._images(df[self.image_col_].iloc[rows], bad_ok=False, none_ok=strict)
             mean = torch.tensor(self.image_stats_["mean"]).view(-1, 1, 1)
             std = torch.tensor(self.image_stats_["std"]).view(-1, 1, 1)
             keep_t = torch.tensor(keep, dtype=torch.long)
             feats = {k: v[keep_t] for k, v in feats.items()}
             feats["image"] = (imgs - mean) / std
+            skipped += [{**b, "row": int(rows[b["row"]])} for b in bad]
             rows = rows[keep]
-            skipped = bad
         if self.audio_col_ is not None:
             spec, keep, bad = self._audio(df[self.audio_col_].iloc[rows], bad_ok=False, none_ok=strict)
             keep_t = torch.tensor(keep, dtype=torch.long)
@@ -537,7 +586,8 @@ class Preprocessor:
             sequence = (max(self.sequence_len_.values()), len(self.sequence_cols_))
         return InputSpec(
             task=self.task, n_outputs=len(self.classes_) if self.task == "classification" else 1,  # anomaly: a score
-            n_numeric=0 if windows else sum(2 if st["flag"] else 1 for st in self.numeric_.values()),
+            n_numeric=0 if windows else (sum(2 if st["flag"] else 1 for st in self.numeric_.values())
+                                         + sum(st["bits"] + len(st["fill"]) for st in getattr(self, "molecule_", {}).values())),
             categorical=() if windows else tuple(len(self.vocab_[c]) + 1 for c in self.categorical_cols_),
             text={c: t.get_vocab_size() for c, t in self.tokenizers_.items()},
             max_length=self.data.text.max_length + 2,
@@ -565,7 +615,7 @@ class Preprocessor:
                  "classes": getattr(self, "classes_", None), "anomaly_label": getattr(self, "anomaly_label_", None), "y_mean": getattr(self, "y_mean_", None),
                  "y_std": getattr(self, "y_std_", None), "missing_markers": getattr(self, "missing_markers_", None),
                  "text_missing": getattr(self, "text_missing_", None),
-                 "cat_kinds": getattr(self, "cat_kinds_", None)}
+                 "cat_kinds": getattr(self, "cat_kinds_", None), "molecule": getattr(self, "molecule_", {})}
         for i, tok in enumerate(self.tokenizers_.values()):
             atomic_write_text(directory / f"tokenizer_{i}.json", tok.to_str())
         atomic_write_text(directory / "preprocessor.json", json.dumps(state, indent=2, ensure_ascii=False))
@@ -593,6 +643,8 @@ class Preprocessor:
             self.cat_kinds_ = s["cat_kinds"]
         if s.get("text_missing") is not None:
             self.text_missing_ = s["text_missing"]
+        self.molecule_ = s.get("molecule") or {}
+        self.molecule_cols_ = list(self.molecule_)
         if s["task"] == "anomaly":
             self.anomaly_label_ = s["anomaly_label"]
         elif s["classes"] is not None:

@@ -19,7 +19,7 @@ from .prepared import Prepared
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
 from .sources import DataError, read_source
-from .split import split_frame
+from .split import smiles_column, split_frame
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -89,14 +89,15 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
             test_frame = anomaly_labels(test_frame, d.target, test_where, quiet=True)
     where = str(cfg.resolve_path(d.path)) if frame is None else "DataFrame"
     group_default = d.sequence.group_column if d.sequence is not None else None
+    smiles = smiles_column(schema)
     if fold is not None:
         train_idx, held_idx = fold
         base = df.iloc[train_idx].reset_index(drop=True)
         inner = split_frame(base, d.split.model_copy(update={"test": 0.0, "column": None}), task, d.target,
-                            cfg.train.seed, True, group_default)
+                            cfg.train.seed, True, group_default, smiles)
         frames = {"train": base.iloc[inner["train"]], "val": base.iloc[inner["val"]], "test": df.iloc[held_idx]}
     else:
-        idx = split_frame(df, d.split, task, d.target, cfg.train.seed, test_frame is not None, group_default)
+        idx = split_frame(df, d.split, task, d.target, cfg.train.seed, test_frame is not None, group_default, smiles)
         frames = {s: df.iloc[i] for s, i in idx.items()}
         if test_frame is not None:
             frames["test"] = test_frame
@@ -119,7 +120,7 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         d = d.model_copy(update={"text": d.text.model_copy(update=text)})
     pre = Preprocessor(schema, d.target, task, d).fit(frames["train"])
     pre.cache_dir = cache_dir
-    encoded, targets, truncated, skipped, audio = {}, {}, {}, {}, {}
+    encoded, targets, truncated, skipped, audio, unparsed = {}, {}, {}, {}, {}, {}
     for split, f in frames.items():
         if len(f) == 0:
             continue
@@ -130,16 +131,31 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
         truncated[split] = getattr(pre, "truncated_", {})
         if any("image" in s for s in enc.skipped):
             skipped[split] = [s for s in enc.skipped if "image" in s]
+        if any("smiles" in s for s in enc.skipped):
+            unparsed[split] = [s for s in enc.skipped if "smiles" in s]
         if pre.audio_col_ is not None:
             audio[split] = {"sample_rates": pre.audio_rates_, "summary": describe_rates(pre.audio_rates_, d.audio.sample_rate),
                             "unreadable": [s for s in enc.skipped if "audio" in s]}
     profile = profile_frame(df, schema, d.target, task)
+    if d.split.method == "scaffold":
+        profile["scaffold_split"] = scaffold_summary(frames, d.split.group_column or smiles)
     if capped_length is not None:
         profile["max_length_capped"] = {"data.text.max_length": cfg.data.text.max_length, "model context": capped_length}
     profile.update(target_capped=capped, cleaning=cleaning, fitted=pre.report_, truncated_texts=truncated, unreadable_images=skipped,
-                   **({"audio": audio} if audio else {}),
+                   **({"audio": audio} if audio else {}), **({"unparsed_smiles": unparsed} if unparsed else {}),
                    splits={s: len(e) for s, e in encoded.items()}, source=where)
     return Prepared(frames, encoded, targets, pre, profile, raws)
+
+
+def scaffold_summary(frames: dict[str, pd.DataFrame], column: str) -> dict:
+    """Molecules and distinct scaffolds per split, and how many held-out scaffolds training also holds (0 for a
+    scaffold split; k-fold's inner validation split included)."""
+    from .molecules import scaffold_groups
+
+    sets = {s: set(scaffold_groups(f[column].tolist())) - {"<unparsed>"} for s, f in frames.items()}
+    out = {s: {"molecules": len(frames[s]), "scaffolds": len(sets[s])} for s in frames}
+    out["held_out_scaffolds_in_training"] = len((sets.get("val", set()) | sets.get("test", set())) & sets["train"])
+    return out
 
 
 def anomaly_labels(df: pd.DataFrame, target: str, where: str, quiet: bool = False) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from .clean import is_numeric, outlier_bounds
 from .pii import mask, masked, pseudonym, rewrite
 from .prepare import read_frame
 from .sources import DataError, csv_lines, decode, sniff_delimiter
-from .split import split_frame
+from .split import smiles_column, split_frame
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -97,7 +97,8 @@ def clean_data(cfg: Config, out_dir: str | Path, raw_csv: bool = False) -> tuple
         raise DataError(f"-o {out_dir}: would overwrite the original {src}; choose another folder")
     report = audit(cfg, with_label_issues=fx.label_errors != "keep")
     df = read_frame(cfg, d.path)
-    split = split_frame(df, d.split, report["task"], d.target, cfg.train.seed, bool(d.test_path))
+    split = split_frame(df, d.split, report["task"], d.target, cfg.train.seed, bool(d.test_path), None,
+                        smiles_column(report["schema"]))
     held = set(split["val"].tolist()) | set(split["test"].tolist())
     train_rows = np.array(sorted(set(range(len(df))) - held))
     changes: list[dict] = []

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .molecules import looks_like_smiles
 from .sources import DataError
 
 
@@ -126,6 +127,8 @@ def infer_schema(df: pd.DataFrame, target: str, overrides: dict[str, str], id_co
             schema[col] = overrides[col]
             continue
         schema[col] = infer_type(df[col])
+        if schema[col] in ("text", "categorical") and looks_like_smiles(str(col)):
+            schema[col] = "smiles"
     ids = {col: why for col, kind in schema.items() if col not in overrides
            and (why := id_like(df[col], col, kind))}
     if ids and any(k != "ignore" for c, k in schema.items() if c not in ids):  # never the only inputs left

@@ -36,9 +36,15 @@ def _two_way(idx: np.ndarray, frac: float, method: str, y: pd.Series, groups: pd
     return np.sort(keep), np.sort(held)
 
 
+def smiles_column(schema: dict[str, str]) -> str | None:
+    """The first SMILES column of a schema (what a scaffold split groups by, unless data.split.group_column names one)."""
+    return next((c for c, k in schema.items() if k == "smiles"), None)
+
+
 def split_frame(df: pd.DataFrame, cfg: SplitConfig, task: str, target: str, seed: int,
-                has_test_file: bool, group_default: str | None = None) -> dict[str, np.ndarray]:
-    """Row positions of each split."""
+                has_test_file: bool, group_default: str | None = None, smiles_column: str | None = None
+                ) -> dict[str, np.ndarray]:
+    """Row positions of each split. smiles_column: the data's SMILES column (method scaffold)."""
     idx = np.arange(len(df))
     if cfg.column:
         if cfg.column not in df.columns:
@@ -49,6 +55,17 @@ def split_frame(df: pd.DataFrame, cfg: SplitConfig, task: str, target: str, seed
             raise DataError(f"data.split.column '{cfg.column}': values must be train/val/test, found {bad[:5]}")
         return {s: idx[(values == s).to_numpy()] for s in SPLITS}
     method = cfg.method
+    if method == "scaffold":
+        col = cfg.group_column or smiles_column
+        if col is None or col not in df.columns:
+            raise DataError("data.split.method scaffold needs a SMILES column: declare it in data.types "
+                            "(`{smiles: smiles}`) or name it in data.split.group_column")
+        from .molecules import scaffold_split
+
+        parts = scaffold_split(df[col].tolist(), 0.0 if has_test_file else cfg.test, cfg.val)
+        if len(parts["train"]) == 0:
+            raise DataError(f"the split left no training rows ({len(df)} rows in all)")
+        return parts
     if method == "auto":
         method = "group" if group_default else ("stratified" if task in ("classification", "anomaly") else "random")
     groups = df[cfg.group_column or group_default] if method == "group" else None

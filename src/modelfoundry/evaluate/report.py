@@ -91,7 +91,13 @@ def plots(run: Run, data: Prepared, result: dict, y: np.ndarray, out: np.ndarray
         axes[0].scatter(y, out, s=6, alpha=0.5)
         lo, hi = float(min(y.min(), out.min())), float(max(y.max(), out.max()))
         axes[0].plot([lo, hi], [lo, hi], "--", color="grey")
-        axes[0].set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+        scaffolds = data.profile.get("scaffold_split")
+        title = "Predicted vs actual"
+        if scaffolds and result["split"] in scaffolds:  # the chemist's first question: were these series seen?
+            held = scaffolds[result["split"]]
+            title += (f"\n{result['split']}: {held['molecules']} molecules, {held['scaffolds']} scaffolds; "
+                      f"{scaffolds['held_out_scaffolds_in_training']} of them seen in training")
+        axes[0].set(xlabel="actual", ylabel="predicted", title=title)
         axes[1].hist(out - y, bins=40)
         axes[1].set(xlabel="residual (predicted - actual)", title="Residuals")
         made.append(("Predictions", _save(plt, fig, run, "predictions.png")))

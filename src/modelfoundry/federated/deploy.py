@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..core.runs import Run, Timer, atomic_write_text, write_json
 from ..data import DataError, Prepared, Preprocessor, data_files, load_clean, prepare, read_frame
-from ..data.split import split_frame
+from ..data.split import smiles_column, split_frame
 from .partition import label_codes, label_mix
 from .site import Site, build_sites, local_config
 
@@ -234,7 +234,7 @@ def own_site(cfg: Config, index: int, pre: Preprocessor, data_path: str) -> Site
                         f"model reads (it has: {', '.join(map(str, frame.columns))})")
     df, _, task, _ = load_clean(cfg, frame, data_path)
     idx = split_frame(df, d.split.model_copy(update={"test": 0.0, "column": None}), task, d.target, cfg.train.seed,
-                      True, None)
+                      True, None, smiles_column(pre.schema))
     frames = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items() if len(i)}
     encoded = {s: pre.transform(f) for s, f in frames.items()}
     targets = {s: pre.encode_target(f[d.target].iloc[encoded[s].rows]) for s, f in frames.items()}

@@ -72,7 +72,7 @@ def _record_model(name: str, pred: Predictor):
     kinds = {"numeric": (float | None, None), "binary": (float | str | bool | None, None),
              "datetime": (str | None, None), "categorical": (str | int | float | bool | None, None),
              "text": (str, ...), "pair": (str, ...), "image": image, "audio": audio,
-             "sequence": (list[float] | None, None)}
+             "sequence": (list[float] | None, None), "smiles": (str, Field(..., description="a molecule as SMILES"))}
     fields = {c: kinds.get(k, (Any, None)) for c, k in _input_columns(pred).items()}
     id_col = pred.preprocessor.data.id_column
     if id_col:

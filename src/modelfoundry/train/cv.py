@@ -11,7 +11,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from ..core.progress import bar
 from ..data import load_clean, prepare
-from ..data.split import split_frame
+from ..data.split import smiles_column, split_frame
 from ..evaluate import metrics as M
 from ..evaluate.predict_split import predict_split
 from .accel import make_accelerator
@@ -24,14 +24,20 @@ if TYPE_CHECKING:  # the root config composes this stage's section: imported for
 def cross_validate(cfg: Config, frame: pd.DataFrame | None = None, progress=None, where: str | None = None) -> dict:
     """k folds over the train+val rows of `frame` (the table as read; read from data.path when None)."""
     d = cfg.data
-    df, _, task, _ = load_clean(cfg, frame, where)
+    df, schema, task, _ = load_clean(cfg, frame, where)
     has_test = d.test_path is not None
+    smiles = smiles_column(schema)
     idx = split_frame(df, d.split, task, d.target, cfg.train.seed, has_test,
-                      d.sequence.group_column if d.sequence else None)
+                      d.sequence.group_column if d.sequence else None, smiles)
     pool = np.sort(np.concatenate([idx["train"], idx["val"]]))
     k = cfg.evaluate.cv.folds
     if d.sequence is not None or d.split.group_column:
         groups = df[d.sequence.group_column if d.sequence else d.split.group_column].iloc[pool]
+        splitter = GroupKFold(n_splits=k).split(pool, groups=groups)
+    elif d.split.method == "scaffold":  # each fold holds out whole scaffolds, as the split it replaces does
+        from ..data.molecules import scaffold_groups
+
+        groups = scaffold_groups(df[smiles].iloc[pool].tolist())
         splitter = GroupKFold(n_splits=k).split(pool, groups=groups)
     elif task == "classification":
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.train.seed).split(pool, df[d.target].iloc[pool])
