@@ -153,6 +153,25 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _recommend_fits(self) -> Config:
+        recommenders = ("mf", "two_tower")
+        if self.data.task != "recommend":
+            if self.model.type in recommenders:
+                raise ValueError(f"model.type {self.model.type} ranks items for users: set data.task recommend with a "
+                                 "data.recommend section")
+            return self
+        if self.model.type not in recommenders:
+            raise ValueError(f"data.task recommend: model.type mf or two_tower, not {self.model.type!r}")
+        if self.evaluate.cv is not None:
+            raise ValueError("evaluate.cv: a recommend run holds out each user's own interactions "
+                             "(data.recommend.test); k-fold over rows would split users' histories at random instead")
+        if self.federated is not None or self.evaluate.fairness is not None:
+            raise ValueError("data.task recommend: federated: and evaluate.fairness do not apply")
+        if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
+            raise ValueError("data.augment does not apply to data.task recommend (interactions, not feature rows)")
+        return self
+
+    @model_validator(mode="after")
     def _align_fits(self) -> Config:
         if self.align is None:
             return self

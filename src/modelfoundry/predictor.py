@@ -18,6 +18,7 @@ from .data import DataError, Preprocessor
 from .data.features import unreadable
 from .data.forecast import ForecastPreprocessor, future_times
 from .data.lm import LMPreprocessor
+from .data.recommend import RecommendPreprocessor
 from .evaluate.anomaly import ANOMALY_FILE
 from .evaluate.explain import (
     BACKGROUND_FILE,
@@ -92,6 +93,10 @@ class Predictor:
             return cls(model, CorpusPreprocessor.load(run.model_dir, state), run)
         if state.get("kind") == "forecast":
             return cls(model, ForecastPreprocessor.load(run.model_dir, state), run, backend)
+        if state.get("kind") == "recommend":
+            if backend != "torch":
+                raise ValueError(f"{run.path}: a recommend run ranks its catalogue with the torch model (no ONNX export)")
+            return cls(model, RecommendPreprocessor.load(run.model_dir, state), run, backend)
         return cls(model, Preprocessor.load(run.model_dir), run, backend)
 
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
@@ -177,6 +182,60 @@ class Predictor:
         out = pd.DataFrame(rows)
         return out.rename(columns={"series": fc.series_column}) if fc.series_column else out.drop(columns="series")
 
+    def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """A recommend run: the top `k` items for `user`, best first (`rank`, `item`, `score`), leaving out what the user
+        interacted with in training (exclude_seen). A user never seen in training gets the most popular items
+        (`cold_start` True, `score` = the item's training interaction count): stated, never a silent guess."""
+        if self.task != "recommend":
+            raise ValueError(f"{self.run.path}: a {self.task} run predicts rows; recommend needs a data.task recommend run")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        pre = self.preprocessor
+        index = pre.user(user)
+        skip = pre.seen(user) if exclude_seen else []
+        if index == 0:
+            order = [i for i in pre.popular() if i not in set(skip)][:k]
+            scores = [float(pre.popularity_[i - 1]) for i in order]
+        else:
+            with torch.no_grad():
+                s = self.model.scores(torch.tensor([index])).float()[0]
+            s[skip] = float("-inf")
+            top = s.topk(min(k, len(s) - 1 - len(skip)))
+            order, scores = top.indices.tolist(), top.values.tolist()
+        return pd.DataFrame({"rank": range(1, len(order) + 1), "item": [pre.item_id(i) for i in order],
+                             "score": scores, "cold_start": index == 0})
+
+    def recommend_many(self, users: list, k: int = 10) -> pd.DataFrame:
+        """recommend() for each user, one row per user in order: `items` and `scores` as lists, `cold_start`."""
+        rows = []
+        for u in users:
+            r = self.recommend(u, k)
+            rows.append({"items": r["item"].tolist(), "scores": [round(float(s), 6) for s in r["score"]],
+                         "cold_start": bool(r["cold_start"].iloc[0]) if len(r) else self.preprocessor.user(u) == 0})
+        return pd.DataFrame(rows)
+
+    def _pair_scores(self, df: pd.DataFrame) -> pd.DataFrame:
+        """A recommend run's score of each (user, item) row (explicit feedback: the predicted rating); a pair whose
+        user or item training never saw has none, and says which in `error`."""
+        rc = self.preprocessor.rc
+        missing = [c for c in (rc.user, rc.item) if c not in df.columns]
+        if missing:
+            raise DataError(f"input is missing column(s) {missing}; a recommend run scores (user, item) pairs "
+                            "(or use recommend(user, k) for a user's top items)")
+        enc, _ = self.preprocessor.transform(df.assign(**{rc.rating: 0.0}) if rc.rating else df)
+        users, items = enc.features["user"], enc.features["item"]
+        with torch.no_grad():
+            self.model.eval()
+            s = self.model.pair_scores(users, items).float().numpy()
+        if rc.feedback == "explicit":
+            s = self.preprocessor.decode_rating(s)
+        known = ((users > 0) & (items > 0)).numpy()
+        result = pd.DataFrame({"prediction": np.where(known, s, np.nan)})
+        if not known.all():
+            result["error"] = [None if ok else f"{'user' if u == 0 else 'item'} {df[rc.user if u == 0 else rc.item].iloc[j]!r} "
+                               "was not in training" for j, (ok, u) in enumerate(zip(known, users.tolist()))]
+        return result
+
     @property
     def task(self) -> str:
         return self.preprocessor.task
@@ -243,6 +302,8 @@ class Predictor:
         row is flagged and `anomaly_score` its score), plus the id column when declared: one row
         per input row, in order. A row that could not be predicted has no prediction and its reason in an `error`
         column (present only then), never a neighbour's answer."""
+        if self.task == "recommend":
+            return self._pair_scores(self._frame(rows))
         df, out, errors = self.predict_raw(rows)
         result = pd.DataFrame(index=range(len(df)))
         id_col = self.preprocessor.data.id_column

@@ -84,9 +84,16 @@ def test_metrics_are_a_registry_that_config_validation_reads():
     which way it improves comes from its registration."""
     from modelfoundry.evaluate.metrics import METRICS, metric_mode, register_metric, reported_metric
 
+    from modelfoundry.evaluate.recommend import KS
+
+    ranking = {("recommend", f"{m}@{k}") for m in ("ndcg", "recall", "hit_rate") for k in KS} | {("recommend", "rmse")}
     assert {("classification", n) for n in M.CLASSIFICATION} | {("regression", n) for n in M.REGRESSION} | \
-        {("anomaly", n) for n in M.ANOMALY} | {("forecast", "mase")} == set(METRICS)
-    for (_, name), m in METRICS.items():
+        {("anomaly", n) for n in M.ANOMALY} | {("forecast", "mase")} | ranking == set(METRICS)
+    with pytest.raises(ValueError, match="not a metric runs report"):  # ranks the whole catalogue: at evaluation only
+        reported_metric("val_ndcg@10", ("val_",))
+    for (task, name), m in METRICS.items():
+        if task == "recommend":
+            continue
         assert reported_metric(name, ("val_",)) == f"val_{name}"
         assert metric_mode(f"val_{name}") == ("min" if m.lower_is_better else "max")
     assert metric_mode("val_log_loss") == "min" and metric_mode("val_rmse") == "min" and metric_mode("val_r2") == "max"

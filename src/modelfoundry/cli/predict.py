@@ -15,14 +15,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run")
     p.add_argument("input")
     p.add_argument("-o", "--output", help="CSV to write (default: stdout)")
+    p.add_argument("-k", type=int, default=10, help="a recommend run given users only: items per user (default 10)")
     add_raw_csv(p)
     add_set(p)
+
+
+def recommendations(pred: Predictor, df, k: int):
+    """One row per input row: the user, its top k items and their scores (JSON lists), and whether it was a cold start."""
+    import json
+
+    user = pred.preprocessor.rc.user
+    if user not in df.columns:
+        from ..data import DataError
+
+        raise DataError(f"input has no '{user}' column (data.recommend.user); it has: {', '.join(map(str, df.columns))}")
+    out = pred.recommend_many(df[user].tolist(), k)
+    out["items"], out["scores"] = out["items"].map(json.dumps), out["scores"].map(json.dumps)
+    out.insert(0, user, df[user].to_numpy())
+    return out
 
 
 def run(args) -> int:
     pred = Predictor.load(args.run)
     df = input_frame(pred.run, args.input, args.overrides)
-    out = pred.forecast(df) if pred.task == "forecast" else pred.predict(df)  # forecast: one row per series and step
+    if pred.task == "forecast":  # one row per series and step
+        out = pred.forecast(df)
+    elif pred.task == "recommend" and pred.preprocessor.rc.item not in df.columns:  # a user column alone: top items
+        out = recommendations(pred, df, args.k)
+    else:
+        out = pred.predict(df)
 
     text = csv_text(out, raw=args.raw_csv)
     if args.output:

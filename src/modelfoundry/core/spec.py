@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-KINDS = ("numeric", "categorical", "text", "image", "audio", "sequence")
+KINDS = ("numeric", "categorical", "text", "image", "audio", "sequence", "interactions")
 CORPUS_TASKS = ("clm", "mlm")
 """Self-supervised pretraining on a raw corpus: next-token (clm) and masked-token (mlm)."""
 LM_TASKS = ("causal_lm", *CORPUS_TASKS)
@@ -37,6 +37,12 @@ class InputSpec:
     """(mel bands, frames) of an audio input's log-mel spectrogram (one channel)."""
     sequence: tuple[int, int] | None = None
     """(length, features) of a sequence input."""
+    users: int = 0
+    """Recommendation: users known in training + 1 (index 0 = unknown)."""
+    items: int = 0
+    """Recommendation: items known in training + 1 (index 0 = unknown)."""
+    explicit: bool = False
+    """Recommendation: the model predicts ratings (explicit feedback) beside ranking."""
     eos_id: int | None = None
     """A causal LM's end-of-text token."""
     total_steps: int | None = None
@@ -45,7 +51,7 @@ class InputSpec:
     def kinds(self) -> set[str]:
         """The input kinds present: a model family registers the kinds it takes."""
         have = {"numeric": self.n_numeric, "categorical": self.categorical, "text": self.text, "image": self.image,
-                "audio": self.audio, "sequence": self.sequence}
+                "audio": self.audio, "sequence": self.sequence, "interactions": self.users}
         return {k for k, v in have.items() if v}
 
     def with_steps(self, total_steps: int) -> InputSpec:

@@ -238,6 +238,40 @@ def augmentation(default: Any, kind: str, **constraints: Any) -> Any:
     return Field(default, json_schema_extra={AUGMENTS: kind}, **constraints)
 
 
+class RecommendConfig(Section):
+    """data.task recommend: a table of user-item interactions, one row each."""
+
+    user: str = "user"
+    """The user column."""
+    item: str = "item"
+    """The item column."""
+    rating: str | None = None
+    """A rating column (explicit feedback, or turned into positives with `positive`)."""
+    feedback: Literal["implicit", "explicit"] = "implicit"
+    """implicit = learn to rank the items each user picked above the rest (ranking metrics); explicit = also predict
+    the rating (RMSE beside the ranking metrics; needs `rating`)."""
+    positive: float | None = None
+    """Implicit feedback from ratings: only interactions rated at least this count (e.g. 4 of 5); default: every
+    interaction counts."""
+    time_column: str | None = None
+    """Each user's latest interactions are held out (what a recommender meets: the next pick); without it, a seeded
+    random share of each user's interactions."""
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of each user's interactions held out for the test (users with fewer than 3 interactions only train)."""
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of each user's interactions held out for validation (early stopping)."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> RecommendConfig:
+        if self.feedback == "explicit" and not self.rating:
+            raise ValueError("feedback explicit needs a `rating` column")
+        if self.positive is not None and not self.rating:
+            raise ValueError("`positive` reads the `rating` column: name it")
+        if self.test + self.val >= 1.0:
+            raise ValueError(f"test + val must be < 1, got {self.test} + {self.val}")
+        return self
+
+
 class AugmentConfig(Section):
     """Each batch augmentation is a field made with `augmentation(default, input kind)`: the kind says what input it
     works on (data/augment.py refuses it without one, and the linear probe turns text ones off); the rest are
@@ -384,13 +418,15 @@ class DataConfig(Section):
     """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression", "anomaly", "forecast", "causal_lm", "clm", "mlm"] = "auto"
+    task: Literal["auto", "classification", "regression", "anomaly", "forecast", "recommend", "causal_lm", "clm",
+                  "mlm"] = "auto"
     """auto = classification for text/categorical/binary targets or few distinct integers. The language-model family:
     causal_lm = fine-tune a decoder (model.type pretrained) on instruction/response pairs: `prompt` is the instruction
     column, `target` the response column, and the loss is computed on the response tokens only; clm = next-token
     pretraining and mlm = masked-token pretraining on a raw corpus (data.corpus: a .txt file, a folder of text files,
     JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained).
     forecast = the next data.forecast.horizon values of `target` per series (see data.forecast).
+    recommend = rank items for each user from user-item interactions (see data.recommend; model.type mf / two_tower).
     anomaly = learn what normal rows look like, without labels (model.type autoencoder / deep_svdd); `target`, when the
     data has that column, holds evaluation labels only (see anomaly_label)."""
     anomaly_label: str | int | float | bool | None = None
@@ -434,6 +470,8 @@ class DataConfig(Section):
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
     forecast: ForecastConfig | None = None
     """data.task forecast: the time axis, series, horizon, context, exogenous columns and backtest."""
+    recommend: RecommendConfig | None = None
+    """data.task recommend: the user, item, rating and time columns, the feedback kind and the per-user holdout."""
     augment: AugmentConfig = AugmentConfig()
     audit: AuditConfig = AuditConfig()
     """What `foundry data profile` looks for (every `foundry train` writes the same report, without label issues)."""
@@ -445,6 +483,9 @@ class DataConfig(Section):
         if self.task == "forecast" and self.forecast is None:
             raise ValueError("data.task forecast needs a data.forecast section, e.g. "
                              "`forecast: {time_column: date, series_column: ticker, horizon: 5}`")
+        if self.task == "recommend" and self.recommend is None:
+            raise ValueError("data.task recommend needs a data.recommend section, e.g. "
+                             "`recommend: {user: userId, item: movieId, rating: rating, time_column: timestamp}`")
         if self.task == "forecast" and self.test_path:
             raise ValueError("data.task forecast backtests on the end of each series (data.forecast.test); "
                              "data.test_path is not read: append the later rows to data.path instead")

@@ -17,6 +17,7 @@ from .forecast import prepare_forecast
 from .lm import prepare_lm
 from .prepared import Prepared
 from .profile import profile_frame
+from .recommend import prepare_recommend
 from .schema import check_target, infer_schema, infer_task
 from .sources import DataError, read_source
 from .split import smiles_column, split_frame
@@ -62,6 +63,15 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
     d = cfg.data
     raw = read_frame(cfg, d.path) if frame is None else frame
+    if d.task == "recommend":  # interactions, not feature rows: no schema, cleaning or row split
+        if fold is not None:
+            raise DataError("evaluate.cv: a recommend run holds out each user's own interactions (data.recommend.test); "
+                            "k-fold over rows would split users' histories at random instead")
+        if test_frame is None and d.test_path:
+            test_frame = read_frame(cfg, d.test_path)
+        data = prepare_recommend(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", test_frame)
+        data.raw = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
+        return data
     df, schema, task, cleaning = load_clean(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else None)
     ids = cleaning.get("id_like_columns")
     if ids and fold is None:  # said once per run, not once per fold

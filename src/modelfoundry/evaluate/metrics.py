@@ -167,7 +167,8 @@ REGRESSION = names_for("regression")
 ANOMALY = names_for("anomaly")
 
 
-HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc", "forecast": "mase"}
+HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc", "forecast": "mase",
+            "recommend": "ndcg@10"}
 """The one metric a run is summarised by (the report's baseline chart, the comparison, the cost verdict, `foundry runs`)."""
 
 

@@ -20,6 +20,7 @@ from .forecast import evaluate_forecast
 from .lm import evaluate_lm
 from .predict_split import outputs
 from .pretrain import evaluate_corpus
+from .recommend import evaluate_recommend
 from .report import write_report
 from .summary import compare_to_best_baseline
 
@@ -62,6 +63,11 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
+    if data.task == "recommend":
+        result = evaluate_recommend(run, cfg, data, model)
         result["evaluate_s"] = timer()
         write_json(run.path / "metrics.json", result)
         return result

@@ -246,6 +246,22 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
                 return StreamingResponse(events(), media_type="text/event-stream")
 
             return {"generate": generate}
+        if pred.task == "recommend":
+            class RecommendRequest(BaseModel):
+                user: str | int | float = Field(description="a user id as in the training data")
+                k: int = Field(10, ge=1, le=settings.max_rows)
+                exclude_seen: bool = True
+                """Leave out the items the user interacted with in training."""
+
+            async def recommend(req: RecommendRequest) -> dict:
+                loop = asyncio.get_running_loop()
+                top = await loop.run_in_executor(None, lambda: pred.recommend(req.user, req.k, req.exclude_seen))
+                cold = bool(top["cold_start"].iloc[0]) if len(top) else pred.preprocessor.user(req.user) == 0
+                return {"model": name, "version": pred.run.path.name, "user": req.user, "cold_start": cold,
+                        **({"note": "user not seen in training: the most popular items"} if cold else {}),
+                        "items": [{"item": i, "score": round(float(s), 6)} for i, s in zip(top["item"], top["score"])]}
+
+            return {"recommend": recommend}
 
         takes_text = any(k == "text" for k in _input_columns(pred).values())
         record = _record_model(name, pred)
@@ -296,6 +312,8 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
         routes = routes_for(name)
         if "generate" in routes:
             app.post(f"{prefix}/generate", summary=f"Generate with {label}")(routes["generate"])
+        if "recommend" in routes:
+            app.post(f"{prefix}/recommend", summary=f"Top items for a user from {label}")(routes["recommend"])
         if "predict" in routes:
             app.post(f"{prefix}/predict", summary=f"Predict with {label}")(routes["predict"])
         if "explain" in routes:

@@ -82,6 +82,10 @@ def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Ten
         return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
     if task == "forecast":  # outputs and targets are (y - y_origin) / MASE scale: their mean absolute error is the MASE
         return F.l1_loss(logits, y.float())
+    if task == "recommend":  # implicit: [picked, sampled alternatives] logits, a sampled softmax; explicit: the rating
+        if logits.shape[1] > 1:
+            return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+        return F.mse_loss(logits[:, 0], y.float())
     if task == "anomaly":  # the model returned each row's anomaly score, which it learns to keep low on normal rows
         return (logits[:, 0] * sample_weight).sum() / sample_weight.sum() if sample_weight is not None else logits[:, 0].mean()
     if sample_weight is not None:  # a weighted mean over the batch's rows
@@ -394,7 +398,8 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
         rows += idx
     out = in_row_order(np.concatenate(outs), rows)
     record = {"val_loss": round(sum(losses) / len(val), 6)}
-    record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
+    if task != "recommend":  # ranking metrics need the whole catalogue: scored once, at evaluation
+        record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
     model.train()
     return record
 

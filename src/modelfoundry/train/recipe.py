@@ -174,13 +174,14 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             pii = None
-            if cfg.evaluate.report and data.task not in LM_TASKS:  # what a person reads first: data_report.html
+            tabular = data.task not in (*LM_TASKS, "recommend")  # a table of feature rows: audited, scanned for PII
+            if cfg.evaluate.report and tabular:  # what a person reads first: data_report.html
                 quality = audit(cfg, with_label_issues=False, frame=data.raw["data"], test_frame=data.raw.get("test"))
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
                                                              "all_missing_columns")})
                 write_data_report({**quality, "splits": data.profile["splits"]}, run.path, cfg.name)
                 pii = quality["pii"]
-            if data.task not in LM_TASKS:
+            if tabular:
                 personal_data_warning(data, cfg, pii)
             write_json(run.path / "data_profile.json", data.profile)
             data.preprocessor.save(run.model_dir)
@@ -196,7 +197,7 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
             cv = (cross_validate(cfg, data.raw["data"], _show_fold(cfg.evaluate.cv.folds),
                                  str(cfg.resolve_path(cfg.data.path)) if frame is None else None)
                   if cfg.evaluate.cv else None)  # the table this run read, not a second read
-            usage = None if data.task in LM_TASKS else Usage(
+            usage = None if not tabular else Usage(
                 train_rows=len(data.encoded["train"]), epochs=result.epochs_run, seconds=timer(),
                 threads=torch.get_num_threads() * accelerator.num_processes)
             metrics = evaluate_run(run, cfg, data, model, cv, usage=usage)
