@@ -172,6 +172,21 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _tracing_fits(self) -> Config:
+        if self.data.task != "knowledge_tracing":
+            if self.model.type == "dkt":
+                raise ValueError("model.type dkt traces students' knowledge: set data.task knowledge_tracing")
+            return self
+        if self.model.type != "dkt":
+            raise ValueError(f"data.task knowledge_tracing: model.type dkt, not {self.model.type!r}")
+        if self.evaluate.cv is not None or self.federated is not None or self.evaluate.fairness is not None:
+            raise ValueError("data.task knowledge_tracing holds out whole students (data.tracing.test); evaluate.cv, "
+                             "federated: and evaluate.fairness do not apply")
+        if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
+            raise ValueError("data.augment does not apply to data.task knowledge_tracing")
+        return self
+
+    @model_validator(mode="after")
     def _align_fits(self) -> Config:
         if self.align is None:
             return self

@@ -19,6 +19,7 @@ from .data.features import unreadable
 from .data.forecast import ForecastPreprocessor, future_times
 from .data.lm import LMPreprocessor
 from .data.recommend import RecommendPreprocessor
+from .data.tracing import TracingPreprocessor
 from .evaluate.anomaly import ANOMALY_FILE
 from .evaluate.explain import (
     BACKGROUND_FILE,
@@ -93,6 +94,8 @@ class Predictor:
             return cls(model, CorpusPreprocessor.load(run.model_dir, state), run)
         if state.get("kind") == "forecast":
             return cls(model, ForecastPreprocessor.load(run.model_dir, state), run, backend)
+        if state.get("kind") == "knowledge_tracing":
+            return cls(model, TracingPreprocessor.load(run.model_dir, state), run, backend)
         if state.get("kind") == "recommend":
             if backend != "torch":
                 raise ValueError(f"{run.path}: a recommend run ranks its catalogue with the torch model (no ONNX export)")
@@ -205,6 +208,17 @@ class Predictor:
         return pd.DataFrame({"rank": range(1, len(order) + 1), "item": [pre.item_id(i) for i in order],
                              "score": scores, "cold_start": index == 0})
 
+    def trace(self, answers) -> pd.DataFrame:
+        """A knowledge-tracing run: for each answer of each student (a table like the training data: student, skill,
+        correct, order), `p_correct`, the chance the model gave it before seeing it (none for a student's first
+        answer, nothing known yet), in the input's row order; and `mastery`, the chance of a right answer on that
+        skill after it."""
+        if self.task != "knowledge_tracing":
+            raise ValueError(f"{self.run.path}: a {self.task} run; trace needs a data.task knowledge_tracing run")
+        from .evaluate.tracing import trace_frame
+
+        return trace_frame(self.model, self.preprocessor, self._frame(answers), "answers")
+
     def recommend_many(self, users: list, k: int = 10) -> pd.DataFrame:
         """recommend() for each user, one row per user in order: `items` and `scores` as lists, `cold_start`."""
         rows = []
@@ -304,6 +318,8 @@ class Predictor:
         column (present only then), never a neighbour's answer."""
         if self.task == "recommend":
             return self._pair_scores(self._frame(rows))
+        if self.task == "knowledge_tracing":
+            return self.trace(rows)
         df, out, errors = self.predict_raw(rows)
         result = pd.DataFrame(index=range(len(df)))
         id_col = self.preprocessor.data.id_column

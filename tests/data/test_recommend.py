@@ -77,6 +77,8 @@ def test_matrix_factorisation_beats_popularity_and_recommends_what_a_user_has_no
     assert m["test"]["ndcg@10"] > 1.3 * m["baselines"]["popularity"]["ndcg@10"], m
     assert m["comparison"]["relative_gain"] > 0.3 and "rmse" not in m["test"]
     assert (run.path / "plots" / "hit_rate_by_k.png").exists() and "recommendation" in (run.path / "report.html").read_text()
+    card = (run.path / "MODEL_CARD.md").read_text()
+    assert "Ranks items for a user from `uid` × `movie`" in card and "90 users, 60 items, implicit feedback" in card
     pred = Predictor.load(run.path)
     top = pred.recommend("u4", k=5)
     assert len(top) == 5 and not top["cold_start"].any()
@@ -146,3 +148,15 @@ def test_serving_a_recommender(tmp_path):
         cold = c.post("/v1/recommend", json={"user": "new", "k": 2}).json()
         assert cold["cold_start"] is True and "popular" in cold["note"]
         assert c.post("/v1/recommend", json={"user": "u2", "k": 0}).status_code == 422
+
+
+def test_foundry_evaluate_ranks_a_later_interactions_file_beside_popularity(tmp_path):
+    df = taste_frame(users=30)
+    run = train(_cfg(tmp_path, df, train_={"epochs": 20}, name="later"))
+    later = taste_frame(users=30, seed=1)  # the same tastes, other picks
+    path = tmp_path / "later.csv"
+    later.to_csv(path, index=False)
+    subprocess.run([sys.executable, "-m", "modelfoundry.cli", "evaluate", str(run.path), str(path)], check=True,
+                   env=cli_env(), capture_output=True)
+    result = json.loads((run.path / "evaluations" / "later.json").read_text())
+    assert result["users"] == 30 and result["test"]["hit_rate@10"] > result["baselines"]["popularity"]["hit_rate@10"]

@@ -83,7 +83,6 @@ def test_metrics_are_a_registry_that_config_validation_reads():
     """Each metric is one register_metric line: its name is valid for evaluate.metrics and early stopping, and
     which way it improves comes from its registration."""
     from modelfoundry.evaluate.metrics import METRICS, metric_mode, register_metric, reported_metric
-
     from modelfoundry.evaluate.recommend import KS
 
     ranking = {("recommend", f"{m}@{k}") for m in ("ndcg", "recall", "hit_rate") for k in KS} | {("recommend", "rmse")}

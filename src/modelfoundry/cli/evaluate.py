@@ -11,9 +11,11 @@ from ..config import load_config, run_config
 from ..core.runs import write_json
 from ..core.spec import CORPUS_TASKS
 from ..data import Prepared
+from ..data.recommend import interactions
 from ..data.schema import check_target
 from ..evaluate import M, evaluate_data
 from ..evaluate.forecast import backtest_history
+from ..evaluate.recommend import evaluate_frame
 from ..predictor import Predictor
 from ..pretrain.score import score_corpus
 from .common import add_set, input_frame
@@ -40,6 +42,16 @@ def run(args) -> int:
     df = input_frame(pred.run, args.data, args.overrides)
     if pred.task == "forecast":  # rolling origins over the file's series, beside naive and seasonal naive
         return _write(pred, args.data, backtest_history(pred.model, pred.preprocessor, df, args.data))
+    if pred.task == "recommend":  # later interactions of the users: ranked over the catalogue, beside popularity
+        pre = pred.preprocessor
+        frame, _ = interactions(df, pre.data, args.data)
+        if pre.rc.feedback == "implicit" and pre.rc.rating and pre.rc.positive is not None:
+            frame = frame[frame[pre.rc.rating] >= pre.rc.positive]
+        names = [n for n in (cfg.evaluate.metrics or M.names_for("recommend"))
+                 if n != "rmse" or pre.rc.feedback == "explicit"]
+        result = evaluate_frame(pred.model, pre, frame, None, names)
+        result.pop("_curves")
+        return _write(pred, args.data, result)
     if pred.task == "anomaly" and cfg.data.target not in df.columns:
         raise ValueError(f"{args.data}: no '{cfg.data.target}' column; an anomaly run is evaluated against labels "
                          "(1 = anomaly); to score rows without labels, use foundry predict")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-KINDS = ("numeric", "categorical", "text", "image", "audio", "sequence", "interactions")
+KINDS = ("numeric", "categorical", "text", "image", "audio", "sequence", "interactions", "answers")
 CORPUS_TASKS = ("clm", "mlm")
 """Self-supervised pretraining on a raw corpus: next-token (clm) and masked-token (mlm)."""
 LM_TASKS = ("causal_lm", *CORPUS_TASKS)
@@ -41,6 +41,8 @@ class InputSpec:
     """Recommendation: users known in training + 1 (index 0 = unknown)."""
     items: int = 0
     """Recommendation: items known in training + 1 (index 0 = unknown)."""
+    skills: int = 0
+    """Knowledge tracing: skills known in training + 1 (index 0 = padding)."""
     explicit: bool = False
     """Recommendation: the model predicts ratings (explicit feedback) beside ranking."""
     eos_id: int | None = None
@@ -51,7 +53,8 @@ class InputSpec:
     def kinds(self) -> set[str]:
         """The input kinds present: a model family registers the kinds it takes."""
         have = {"numeric": self.n_numeric, "categorical": self.categorical, "text": self.text, "image": self.image,
-                "audio": self.audio, "sequence": self.sequence, "interactions": self.users}
+                "audio": self.audio, "sequence": self.sequence, "interactions": self.users,
+                "answers": self.skills}
         return {k for k, v in have.items() if v}
 
     def with_steps(self, total_steps: int) -> InputSpec:

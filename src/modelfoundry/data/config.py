@@ -272,6 +272,26 @@ class RecommendConfig(Section):
         return self
 
 
+class TracingConfig(Section):
+    """data.task knowledge_tracing: one row per answer (or data.format answer_lines, read into student, step, skill,
+    correct)."""
+
+    student: str = "student"
+    """The student column: each student's answers form one sequence."""
+    skill: str = "skill"
+    """The skill (knowledge component) an exercise trains."""
+    correct: str = "correct"
+    """1 = answered right, 0 = wrong."""
+    order: str | None = "step"
+    """The column that orders a student's answers (a time or a counter); null = the file's order."""
+    max_length: int = Field(200, ge=2)
+    """Longer sequences are cut into chunks of this many answers (each chunk starts without memory)."""
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of students held out for the test (ignored with data.test_path)."""
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of students held out for validation."""
+
+
 class AugmentConfig(Section):
     """Each batch augmentation is a field made with `augmentation(default, input kind)`: the kind says what input it
     works on (data/augment.py refuses it without one, and the linear probe turns text ones off); the rest are
@@ -418,14 +438,16 @@ class DataConfig(Section):
     """A registered data source (data/sources.py); auto = from the file's extension, or a folder's contents."""
     target: str = "label"
     """The column to predict (for folders: 'label')."""
-    task: Literal["auto", "classification", "regression", "anomaly", "forecast", "recommend", "causal_lm", "clm",
-                  "mlm"] = "auto"
+    task: Literal["auto", "classification", "regression", "anomaly", "forecast", "recommend", "knowledge_tracing",
+                  "causal_lm", "clm", "mlm"] = "auto"
     """auto = classification for text/categorical/binary targets or few distinct integers. The language-model family:
     causal_lm = fine-tune a decoder (model.type pretrained) on instruction/response pairs: `prompt` is the instruction
     column, `target` the response column, and the loss is computed on the response tokens only; clm = next-token
     pretraining and mlm = masked-token pretraining on a raw corpus (data.corpus: a .txt file, a folder of text files,
     JSONL, or a table's text column), from scratch (model.type gpt / bert) or continued (model.type pretrained).
     forecast = the next data.forecast.horizon values of `target` per series (see data.forecast).
+    knowledge_tracing = predict whether each next answer of a student is right from the earlier ones (see
+    data.tracing; model.type dkt).
     recommend = rank items for each user from user-item interactions (see data.recommend; model.type mf / two_tower).
     anomaly = learn what normal rows look like, without labels (model.type autoencoder / deep_svdd); `target`, when the
     data has that column, holds evaluation labels only (see anomaly_label)."""
@@ -470,6 +492,8 @@ class DataConfig(Section):
     """Turn time-ordered rows into windows (for RNN/Transformer models)."""
     forecast: ForecastConfig | None = None
     """data.task forecast: the time axis, series, horizon, context, exogenous columns and backtest."""
+    tracing: TracingConfig = TracingConfig()
+    """data.task knowledge_tracing: the student, skill, answer and order columns, chunk length and student holdout."""
     recommend: RecommendConfig | None = None
     """data.task recommend: the user, item, rating and time columns, the feedback kind and the per-user holdout."""
     augment: AugmentConfig = AugmentConfig()

@@ -21,6 +21,7 @@ from .recommend import prepare_recommend
 from .schema import check_target, infer_schema, infer_task
 from .sources import DataError, read_source
 from .split import smiles_column, split_frame
+from .tracing import prepare_tracing
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -63,6 +64,14 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
     d = cfg.data
     raw = read_frame(cfg, d.path) if frame is None else frame
+    if d.task == "knowledge_tracing":  # students' answer sequences, split by student
+        if fold is not None:
+            raise DataError("evaluate.cv: a knowledge-tracing run holds out whole students (data.tracing.test)")
+        if test_frame is None and d.test_path:
+            test_frame = read_frame(cfg, d.test_path)
+        data = prepare_tracing(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", test_frame)
+        data.raw = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
+        return data
     if d.task == "recommend":  # interactions, not feature rows: no schema, cleaning or row split
         if fold is not None:
             raise DataError("evaluate.cv: a recommend run holds out each user's own interactions (data.recommend.test); "

@@ -311,3 +311,10 @@ from .tsformat import read_ts  # noqa: E402  (a reader in its own file: it impor
 
 register_source("ts", (".ts",), lambda p, o: read_ts(p, o.target))
 register_source("audio_folder", (), lambda p, o: _read_folder(p, o.target, "audio"))
+register_source("answer_lines", (), lambda p, o: _answer_lines(p))
+
+
+def _answer_lines(path: Path) -> pd.DataFrame:
+    from .tracing import read_answer_lines
+
+    return read_answer_lines(path)

@@ -29,6 +29,12 @@ T = {
         "intended_anomaly": "Scores how unusual a row of {inputs} is (higher = stranger) and flags the rows above the "
                             "alert threshold; `{target}` holds evaluation labels only, never a training signal. Trained "
                             "by ModelFoundry from `{config}`. Flags are for a human review, not a verdict.",
+        "intended_recommend": "Ranks items for a user from {inputs} interactions (top-K recommendations). Trained by "
+                              "ModelFoundry from `{config}`. A user never seen in training gets the most popular "
+                              "items, and an item never seen in training is never recommended; a recommender shapes "
+                              "what people see: watch what it narrows.",
+        "interactions": "{users} users, {items} items, {feedback} feedback; interactions per split: {splits}; "
+                        "file sha256 `{sha}`.",
         "intended_forecast": "Forecasts the next values of `{target}` per series from {inputs}. Trained by ModelFoundry "
                              "from `{config}`; the backtest below is its record on past data, not a promise about the "
                              "future.",
@@ -64,6 +70,10 @@ T = {
                          "人群；用于新人群前，请先对照数据画像检查分布漂移。涉及个人的决定需要人工复核。",
         "intended_anomaly": "根据 {inputs} 给每一行打异常分（越高越异常），并标记超过告警阈值的行；`{target}` 仅作评估标签，"
                             "从不用于训练。由 ModelFoundry 按 `{config}` 训练。告警用于人工复核，而非定论。",
+        "intended_recommend": "根据 {inputs} 的交互记录为用户排序推荐物品（Top-K）。由 ModelFoundry 按 `{config}` 训练。"
+                              "训练中未出现的用户得到最热门的物品；训练中未出现的物品不会被推荐。推荐会影响人们看到的内容："
+                              "请留意它是否让选择变窄。",
+        "interactions": "{users} 个用户、{items} 个物品，{feedback} 反馈；各划分的交互数：{splits}；文件 sha256 `{sha}`。",
         "intended_forecast": "根据 {inputs} 预测每条序列 `{target}` 的后续取值。由 ModelFoundry 按 `{config}` 训练；下方回测是"
                              "它在历史数据上的表现，不代表对未来的承诺。",
         "rows": "共 {rows} 行（{splits}）；文件 sha256 `{sha}`。",
@@ -144,11 +154,17 @@ def card_text(run: Run, cfg, profile: dict, metrics: dict, lang: str) -> str:
     shown = ", ".join(f"`{c}`" for c in inputs[:12]) + (f" (+{len(inputs) - 12})" if len(inputs) > 12 else "")
     if task == "forecast":  # what a forecast reads: the target's past and the exogenous columns
         shown = ", ".join(f"`{c}`" for c in [target, *cfg.data.forecast.exogenous])
+    if task == "recommend":
+        shown = " × ".join(f"`{c}`" for c in (cfg.data.recommend.user, cfg.data.recommend.item))
     intended = t.get(f"intended_{task}", t["intended_text"])
     out += [f"## {t['intended']}", "", intended.format(target=target, task=task, inputs=shown or "text",
                                                        config=m.get("name", cfg.name)), ""]
     out += [f"## {t['data']}", ""]
     sha = next(iter(m.get("data", {}).values()), {}).get("sha256", "-")
+    if task == "recommend":
+        splits = ", ".join(f"{k} {v}" for k, v in (profile.get("splits") or {}).items())
+        out.append(t["interactions"].format(users=profile["users"], items=profile["items"], feedback=profile["feedback"],
+                                            splits=splits, sha=sha))
     if profile.get("rows") is not None:
         splits = ", ".join(f"{k} {v}" for k, v in (profile.get("splits") or {}).items())
         out.append(t["rows"].format(rows=profile["rows"], splits=splits, sha=sha))

@@ -168,7 +168,7 @@ ANOMALY = names_for("anomaly")
 
 
 HEADLINE = {"classification": "f1_macro", "regression": "rmse", "anomaly": "pr_auc", "forecast": "mase",
-            "recommend": "ndcg@10"}
+            "recommend": "ndcg@10", "knowledge_tracing": "roc_auc"}
 """The one metric a run is summarised by (the report's baseline chart, the comparison, the cost verdict, `foundry runs`)."""
 
 

@@ -23,6 +23,7 @@ from .pretrain import evaluate_corpus
 from .recommend import evaluate_recommend
 from .report import write_report
 from .summary import compare_to_best_baseline
+from .tracing import evaluate_tracing
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
@@ -63,6 +64,11 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     timer = Timer()
     if data.task in CORPUS_TASKS:
         result = evaluate_corpus(run, cfg, data, model)
+        result["evaluate_s"] = timer()
+        write_json(run.path / "metrics.json", result)
+        return result
+    if data.task == "knowledge_tracing":
+        result = evaluate_tracing(run, cfg, data, model)
         result["evaluate_s"] = timer()
         write_json(run.path / "metrics.json", result)
         return result

@@ -43,6 +43,9 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, 
         if pred.task == "mlm":
             raise ValueError(f"{r}: a masked-LM pretraining run has nothing to serve (no predictions, no generation); "
                              "fine-tune it (model.path: <run>/model) and serve that run")
+        if pred.task == "knowledge_tracing":
+            raise ValueError(f"{r}: a knowledge-tracing run reads a student's whole answer history, not one row; "
+                             "trace it with `foundry predict RUN answers.csv` or Predictor.trace")
         if pred.task == "forecast":
             raise ValueError(f"{r}: a forecast run answers a whole history per series with several steps ahead, not one "
                              "answer per row; forecast with `foundry predict RUN history.csv` or Predictor.forecast")

@@ -27,6 +27,7 @@ from ..core.runs import Run, atomic_write_text, save_safetensors
 from ..core.spec import CORPUS_TASKS, LM_TASKS
 from ..data.augment import mixup
 from ..evaluate.metrics import compute, metric_mode
+from ..evaluate.tracing import tracing_scores
 from ..models.dropout import use_fast_dropout
 from ..pretrain import Blocks, corpus_scores
 from .config import TrainConfig
@@ -82,6 +83,9 @@ def loss_fn(task: str, logits: torch.Tensor, y: torch.Tensor, weights: torch.Ten
         return logits[:, 0].sum() / logits[:, 1].sum().clamp_min(1.0)
     if task == "forecast":  # outputs and targets are (y - y_origin) / MASE scale: their mean absolute error is the MASE
         return F.l1_loss(logits, y.float())
+    if task == "knowledge_tracing":  # a logit per answer; -1 marks padding and each chunk's unscored first answer
+        mask = y >= 0
+        return F.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
     if task == "recommend":  # implicit: [picked, sampled alternatives] logits, a sampled softmax; explicit: the rating
         if logits.shape[1] > 1:
             return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
@@ -387,6 +391,10 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
         record = lm_scores(model, val.features, max(cfg.batch_size, 64), accelerator.device, accelerator.autocast)
         model.train()
         return {f"val_{k}": v for k, v in record.items()}
+    if task == "knowledge_tracing":
+        record = tracing_scores(model, val, max(cfg.batch_size, 64), accelerator)
+        model.train()
+        return {f"val_{k}": v for k, v in record.items() if k != "answers"}
     losses, outs, rows = [], [], []
     for idx, batch in inference_batches(val.features, val.y, max(cfg.batch_size, 256)):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}

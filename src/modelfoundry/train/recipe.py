@@ -174,7 +174,7 @@ def _train(cfg: Config, run: Run, accelerator, timer: Timer, frame, test_frame, 
         if main:
             run.start(cfg.to_yaml(), cfg.train.seed, data_files(cfg) if frame is None else {})
             pii = None
-            tabular = data.task not in (*LM_TASKS, "recommend")  # a table of feature rows: audited, scanned for PII
+            tabular = data.task not in (*LM_TASKS, "recommend", "knowledge_tracing")  # a table of feature rows: audited, scanned for PII
             if cfg.evaluate.report and tabular:  # what a person reads first: data_report.html
                 quality = audit(cfg, with_label_issues=False, frame=data.raw["data"], test_frame=data.raw.get("test"))
                 data.profile.update({k: quality[k] for k in ("duplicates", "near_duplicates", "leakage",
