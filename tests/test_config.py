@@ -51,7 +51,7 @@ def test_wrong_type_and_missing_section():
 
 def test_unknown_model_type():
     ps = problems({**BASE, "model": {"type": "xgboost"}})
-    assert ps == ['model: must be one of mlp, autoencoder, bert, cnn, deep_svdd, gpt, mf, pretrained, rnn, transformer, '
+    assert ps == ['model: must be one of mlp, autoencoder, bert, cnn, deep_svdd, dkt, gpt, mf, pretrained, rnn, transformer, '
                   'two_tower, got "xgboost"']
 
 

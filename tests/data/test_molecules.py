@@ -42,14 +42,18 @@ def test_featurize_counts_substructures_and_names_what_it_cannot_parse():
 
 def test_scaffold_split_holds_out_whole_scaffolds_largest_groups_train():
     smiles = pd.read_csv(ESOL)["smiles"].tolist()
-    parts = scaffold_split(smiles, test=0.1, val=0.1)
+    parts = scaffold_split(smiles, test=0.1, val=0.1, seed=0)
     assert sum(len(p) for p in parts.values()) == len(smiles)
     groups = np.asarray(scaffold_groups(smiles))
     train, held = set(groups[parts["train"]]), set(groups[parts["val"]]) | set(groups[parts["test"]])
     assert not train & held
     assert scaffold("c1ccccc1CCO") in train  # benzene's scaffold, the commonest, trains
-    again = scaffold_split(smiles, test=0.1, val=0.1)
-    assert all(np.array_equal(parts[s], again[s]) for s in parts)  # deterministic
+    again, other = scaffold_split(smiles, test=0.1, val=0.1, seed=0), scaffold_split(smiles, test=0.1, val=0.1, seed=1)
+    assert all(np.array_equal(parts[s], again[s]) for s in parts)  # deterministic for a seed
+    assert not np.array_equal(parts["test"], other["test"])
+    bbbp = pd.read_csv(REPO / "datasets" / "molecules" / "bbbp.csv")
+    test_labels = bbbp["p_np"].to_numpy()[scaffold_split(bbbp["smiles"].tolist(), 0.1, 0.1, seed=0)["test"]]
+    assert 0 < test_labels.mean() < 1  # both classes held out (DeepChem's fixed order held out only one)
     assert 0.08 < len(parts["test"]) / len(smiles) < 0.12
 
 

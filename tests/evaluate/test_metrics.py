@@ -98,3 +98,14 @@ def test_metrics_are_a_registry_that_config_validation_reads():
     assert metric_mode("val_log_loss") == "min" and metric_mode("val_rmse") == "min" and metric_mode("val_r2") == "max"
     with pytest.raises(ValueError, match="already registered"):
         register_metric("accuracy", "classification", lambda c: 0.0)
+
+
+def test_quadratic_weighted_kappa_scores_whole_grades_only():
+    from modelfoundry.evaluate.metrics import METRICS, Residuals
+
+    qwk = METRICS[("regression", "qwk")].score
+    grades = np.array([0, 5, 10, 12, 15, 20, 8, 11], dtype=float)
+    assert qwk(Residuals(grades, grades + 0.3)) == pytest.approx(1.0)  # rounds to the same grades
+    near, far = qwk(Residuals(grades, grades + 1.0)), qwk(Residuals(grades, 20 - grades))
+    assert 0.8 < near < 1.0 and far < 0  # one grade off agrees; reversed disagrees
+    assert qwk(Residuals(grades + 0.37, grades)) is None  # not whole grades (a standardised validation target)

@@ -69,8 +69,9 @@ class CleanConfig(Section):
 class SplitConfig(Section):
     method: Literal["auto", "random", "stratified", "group", "time", "scaffold"] = "auto"
     """auto = stratified for classification, random for regression. scaffold = molecules grouped by their Bemis-Murcko
-    scaffold, the largest groups training, the rarest held out (MoleculeNet's split: the test molecules' scaffolds are
-    never seen in training); it reads the data's SMILES column."""
+    scaffold, whole groups assigned to one split (the large ones to training, the rest in a seeded order: chemprop's
+    balanced scaffold split), so the test molecules' scaffolds are never seen in training; it reads the data's SMILES
+    column."""
     test: float = Field(0.2, ge=0.0, lt=1.0)
     """Fraction held out for the test split (ignored with `data.test_path` or `column`)."""
     val: float = Field(0.1, ge=0.0, lt=1.0)

@@ -94,15 +94,21 @@ def scaffold_groups(smiles: list) -> list[str]:
     return out
 
 
-def scaffold_split(smiles: list, test: float, val: float) -> dict[str, np.ndarray]:
-    """DeepChem's deterministic scaffold split: molecules grouped by scaffold, the largest groups fill training, then
-    validation, then test (so the test set holds the rare scaffolds, none of them seen in training). SMILES RDKit
-    cannot parse form one group of their own (the featurizer skips or refuses them, naming each row)."""
+def scaffold_split(smiles: list, test: float, val: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """The balanced scaffold split (chemprop's `scaffold_balanced`): molecules grouped by scaffold; groups larger than
+    half the validation or test share go to training first, the other groups follow in a seeded random order,
+    filling training, then validation, then test. No scaffold is in two splits. (DeepChem's fully deterministic
+    order, largest groups first and then by position, makes the test set the file's last singletons: on BBBP all of
+    one class.) SMILES RDKit cannot parse form one group of their own (the featurizer skips or refuses them, naming
+    each row)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, key in enumerate(scaffold_groups(smiles)):
         groups[key].append(i)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
     n = len(smiles)
+    rng = np.random.default_rng(seed)
+    big = [g for g in groups.values() if len(g) > max(val, test) * n / 2]
+    small = [g for g in groups.values() if len(g) <= max(val, test) * n / 2]
+    ordered = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
     train_cut, val_cut = (1 - test - val) * n, (1 - test) * n
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for g in ordered:

@@ -62,7 +62,7 @@ def split_frame(df: pd.DataFrame, cfg: SplitConfig, task: str, target: str, seed
                             "(`{smiles: smiles}`) or name it in data.split.group_column")
         from .molecules import scaffold_split
 
-        parts = scaffold_split(df[col].tolist(), 0.0 if has_test_file else cfg.test, cfg.val)
+        parts = scaffold_split(df[col].tolist(), 0.0 if has_test_file else cfg.test, cfg.val, seed)
         if len(parts["train"]) == 0:
             raise DataError(f"the split left no training rows ({len(df)} rows in all)")
         return parts

@@ -158,6 +158,23 @@ register_metric("log_loss", "classification", _log_loss, lower_is_better=True)
 register_metric("mae", "regression", lambda r: skm.mean_absolute_error(r.y, r.pred), lower_is_better=True)
 register_metric("rmse", "regression", lambda r: float(np.sqrt(skm.mean_squared_error(r.y, r.pred))), lower_is_better=True)
 register_metric("r2", "regression", lambda r: skm.r2_score(r.y, r.pred) if len(r.y) > 1 else None)
+
+
+def _qwk(r: Residuals) -> float | None:
+    """Quadratic weighted kappa (Cohen 1968), the agreement measure of graded scores (essay and short-answer grading,
+    ASAP): predictions rounded to the nearest grade within the true grades' range. None unless the targets are whole
+    grades (in user units: validation epochs see standardised targets, so the test split reports it)."""
+    y = np.asarray(r.y, dtype=float)
+    if len(y) < 2 or not np.allclose(y, np.round(y), atol=1e-3):
+        return None
+    truth = np.round(y).astype(int)
+    pred = np.clip(np.round(np.asarray(r.pred, dtype=float)), truth.min(), truth.max()).astype(int)
+    if len(np.unique(np.r_[truth, pred])) < 2:
+        return None
+    return float(skm.cohen_kappa_score(truth, pred, weights="quadratic"))
+
+
+register_metric("qwk", "regression", _qwk)
 register_metric("mase", "forecast", lambda r: float(np.abs(r.pred - r.y).mean()), lower_is_better=True)
 register_metric("pr_auc", "anomaly", lambda s: s.auc("pr_auc"))  # average precision: what fraud teams read
 register_metric("roc_auc", "anomaly", lambda s: s.auc("roc_auc"))
