@@ -30,7 +30,7 @@ def test_regression_metrics():
     y = np.array([1.0, 2.0, 3.0])
     m = M.regression_metrics(y, np.array([1.0, 2.0, 4.0]))
     assert m == {"mae": pytest.approx(1 / 3, abs=1e-6), "rmse": pytest.approx(np.sqrt(1 / 3), abs=1e-6),
-                 "r2": pytest.approx(0.5, abs=1e-6)}
+                 "r2": pytest.approx(0.5, abs=1e-6), "qwk": 1.0}  # graded: 4 is clipped to the top grade, 3
 
 
 def test_metric_names_and_aliases():
