@@ -94,6 +94,7 @@ def test_a_solubility_run_learns_on_a_scaffold_split_and_predicts_new_smiles(tmp
         train(cfg_error)
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_fingerprint_only_and_a_wider_radius_change_the_features(tmp_path):
     df = _esol_frame(80)
     path = tmp_path / "mols.csv"
@@ -111,6 +112,7 @@ def test_fingerprint_only_and_a_wider_radius_change_the_features(tmp_path):
     assert all(v for k, v in widths.items() if k.endswith("_distinct"))
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_scaffold_k_fold_and_serving_a_molecule_run(tmp_path):
     from fastapi.testclient import TestClient
 

@@ -94,6 +94,7 @@ def test_matrix_factorisation_beats_popularity_and_recommends_what_a_user_has_no
     assert "user 'nobody' was not in training" in pairs["error"][2]
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_two_towers_and_sampled_negatives_learn_too(tmp_path):
     df = taste_frame()
     for name, model in {"tt": {"type": "two_tower", "dim": 16, "hidden": [32], "dropout": 0.0, "temperature": 0.2},
@@ -103,6 +104,7 @@ def test_two_towers_and_sampled_negatives_learn_too(tmp_path):
         assert m["test"]["ndcg@10"] > 1.3 * m["baselines"]["popularity"]["ndcg@10"], (name, m)
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_explicit_ratings_report_rmse_below_the_mean_and_positive_filters_implicit(tmp_path):
     df = taste_frame()
     run = train(_cfg(tmp_path, df, recommend={"feedback": "explicit"}, name="explicit"))
@@ -116,6 +118,7 @@ def test_explicit_ratings_report_rmse_below_the_mean_and_positive_filters_implic
     assert profile["items"] <= df[df["stars"] >= 4]["movie"].nunique()
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_recommend_refuses_k_fold_and_the_cli_recommends_for_a_users_file(tmp_path):
     df = taste_frame(users=30)
     cfg = _cfg(tmp_path, df, train_={"epochs": 2}, name="cli")
@@ -134,7 +137,7 @@ def test_recommend_refuses_k_fold_and_the_cli_recommends_for_a_users_file(tmp_pa
     assert len(json.loads(recs["items"][0])) == 4
 
 
-def test_serving_a_recommender(tmp_path):
+def test_serving_a_recommender_and_what_does_not_apply(tmp_path):
     from fastapi.testclient import TestClient
 
     from modelfoundry.serve.app import ServeSettings, create_app, load_models
@@ -148,8 +151,14 @@ def test_serving_a_recommender(tmp_path):
         cold = c.post("/v1/recommend", json={"user": "new", "k": 2}).json()
         assert cold["cold_start"] is True and "popular" in cold["note"]
         assert c.post("/v1/recommend", json={"user": "u2", "k": 0}).status_code == 422
+    from modelfoundry.api import compress
+    from modelfoundry.compress.config import CompressConfig
+
+    with pytest.raises(ValueError, match="a recommend run; compress works on classification and regression"):
+        compress(run.path, CompressConfig(quantize="int8"))
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_foundry_evaluate_ranks_a_later_interactions_file_beside_popularity(tmp_path):
     df = taste_frame(users=30)
     run = train(_cfg(tmp_path, df, train_={"epochs": 20}, name="later"))
@@ -160,3 +169,14 @@ def test_foundry_evaluate_ranks_a_later_interactions_file_beside_popularity(tmp_
                    env=cli_env(), capture_output=True)
     result = json.loads((run.path / "evaluations" / "later.json").read_text())
     assert result["users"] == 30 and result["test"]["hit_rate@10"] > result["baselines"]["popularity"]["hit_rate@10"]
+
+
+@pytest.mark.slow  # two trainings
+def test_tune_searches_a_recommender_on_its_validation_loss(tmp_path):
+    from modelfoundry.api import tune
+
+    cfg = _cfg(tmp_path, taste_frame(users=30), train_={"epochs": 2}, name="tuned")
+    study = tune(Config.model_validate({**cfg.model_dump(), "tune": {"trials": 2, "metric": "val_loss",
+                                                                     "space": {"model.dim": {"choice": [8, 16]}}}}))
+    board = pd.read_csv(study / "leaderboard.csv")
+    assert len(board) == 2 and set(board["model.dim"]) == {8, 16}

@@ -89,6 +89,7 @@ def test_dkt_learns_what_practice_does_and_beats_the_baselines(tmp_path):
         pred.trace(answers.assign(skill=99))
 
 
+@pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_a_long_table_with_an_order_column_and_the_cli(tmp_path):
     rows = [{"kid": f"k{i}", "t": t, "kc": f"fractions-{s}", "right": a}
             for i, (ss, aa) in enumerate(learners(120)) for t, (s, a) in enumerate(zip(ss, aa))]

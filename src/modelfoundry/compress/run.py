@@ -109,6 +109,10 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     if pred.task in LM_TASKS:
         raise ValueError(f"{run_dir}: a {pred.task} language-model run; compress works on classification and "
                          "regression runs")
+    if pred.task in ("recommend", "knowledge_tracing"):  # embedding tables and an LSTM of a few hundred kB
+        raise ValueError(f"{run_dir}: a {pred.task} run; compress works on classification and regression runs (a "
+                         "recommender ranks with every item's vector and a knowledge tracer reads whole histories: "
+                         "neither has a per-row ONNX graph, and both are small already)")
     ccfg = ccfg or cfg.compress
     if ccfg is None:
         raise ValueError(f"{run_dir}: no compression asked; give --quantize/--prune/--distill/--onnx or a "
