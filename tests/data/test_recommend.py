@@ -120,7 +120,7 @@ def test_explicit_ratings_report_rmse_below_the_mean_and_positive_filters_implic
 
 @pytest.mark.slow  # whole trainings (or a CLI process): CI runs it, the fast tier does not
 def test_recommend_refuses_k_fold_and_the_cli_recommends_for_a_users_file(tmp_path):
-    df = taste_frame(users=30)
+    df = taste_frame(users=30).assign(movie=lambda d: "课程" + d["movie"].astype(str))  # ids as a Chinese export writes them
     cfg = _cfg(tmp_path, df, train_={"epochs": 2}, name="cli")
     with pytest.raises(ValueError, match="k-fold over rows would split users' histories"):
         Config.model_validate({**cfg.model_dump(), "evaluate": {"cv": {"folds": 2}}})
@@ -134,7 +134,7 @@ def test_recommend_refuses_k_fold_and_the_cli_recommends_for_a_users_file(tmp_pa
                     "-o", str(out)], check=True, env=cli_env(), capture_output=True)
     recs = pd.read_csv(out)
     assert list(recs["uid"]) == ["u1", "stranger"] and list(recs["cold_start"]) == [False, True]
-    assert len(json.loads(recs["items"][0])) == 4
+    assert len(json.loads(recs["items"][0])) == 4 and "课程" in out.read_text(encoding="utf-8")  # not \u8bfe
 
 
 def test_serving_a_recommender_and_what_does_not_apply(tmp_path):

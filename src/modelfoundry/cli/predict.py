@@ -30,7 +30,8 @@ def recommendations(pred: Predictor, df, k: int):
 
         raise DataError(f"input has no '{user}' column (data.recommend.user); it has: {', '.join(map(str, df.columns))}")
     out = pred.recommend_many(df[user].tolist(), k)
-    out["items"], out["scores"] = out["items"].map(json.dumps), out["scores"].map(json.dumps)
+    out["items"] = out["items"].map(lambda v: json.dumps(v, ensure_ascii=False))  # 高等数学, not \u9ad8...
+    out["scores"] = out["scores"].map(json.dumps)
     out.insert(0, user, df[user].to_numpy())
     return out
 
