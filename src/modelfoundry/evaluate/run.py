@@ -54,6 +54,11 @@ def evaluate_data(model, data: Prepared, names: list[str], split: str, baselines
     return result, y, out
 
 
+OWN_EVALUATION = {"knowledge_tracing": evaluate_tracing, "recommend": evaluate_recommend, "forecast": evaluate_forecast,
+                  "causal_lm": evaluate_lm, **{t: evaluate_corpus for t in CORPUS_TASKS}}
+"""data.task -> its evaluation (run, cfg, data, model) -> metrics; every other task: per-row metrics below."""
+
+
 def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None = None, extra_html: str = "",
                  usage: Usage | None = None, keep_training_rows: bool = True) -> dict:
     """Write metrics.json (and report.html with plots/) into the run; `cv`, the k-fold result training computed
@@ -62,28 +67,9 @@ def evaluate_run(run: Run, cfg: Config, data: Prepared, model, cv: dict | None =
     training did (rows, epochs, seconds), for the cost section (metrics.json `cost`); keep_training_rows=False: no
     training rows are written into the run (a federation's server never holds the sites' rows)."""
     timer = Timer()
-    if data.task in CORPUS_TASKS:
-        result = evaluate_corpus(run, cfg, data, model)
-        result["evaluate_s"] = timer()
-        write_json(run.path / "metrics.json", result)
-        return result
-    if data.task == "knowledge_tracing":
-        result = evaluate_tracing(run, cfg, data, model)
-        result["evaluate_s"] = timer()
-        write_json(run.path / "metrics.json", result)
-        return result
-    if data.task == "recommend":
-        result = evaluate_recommend(run, cfg, data, model)
-        result["evaluate_s"] = timer()
-        write_json(run.path / "metrics.json", result)
-        return result
-    if data.task == "forecast":
-        result = evaluate_forecast(run, cfg, data, model)
-        result["evaluate_s"] = timer()
-        write_json(run.path / "metrics.json", result)
-        return result
-    if data.task == "causal_lm":
-        result = evaluate_lm(run, cfg, data, model)
+    own = OWN_EVALUATION.get(data.task)
+    if own is not None:  # tasks that score in their own way (whole catalogues, histories, corpora, backtests)
+        result = own(run, cfg, data, model)
         result["evaluate_s"] = timer()
         write_json(run.path / "metrics.json", result)
         return result
