@@ -131,3 +131,19 @@ def test_scaffold_k_fold_and_serving_a_molecule_run(tmp_path):
         got = r.json()["predictions"]
         assert isinstance(got[0]["value"], float) and "unparsable SMILES" in got[1]["error"]
         assert c.post("/v1/predict", json=[{"mol": 3}]).status_code == 422  # a SMILES is a string
+
+
+def test_a_scaffold_split_groups_by_the_column_group_column_names():
+    from modelfoundry.data.config import SplitConfig
+    from modelfoundry.data.split import split_frame
+
+    df = _esol_frame(200)
+    df["other"] = ["c1ccccc1O" if i % 2 else "CCO" for i in range(len(df))]  # two scaffolds: benzene, none
+    cfg = SplitConfig(method="scaffold", test=0.2, val=0.1)
+    by_mol = split_frame(df, cfg, "regression", "solubility", 0, False, None, "mol")
+    assert len(by_mol["test"]) > 0
+    by_other = split_frame(df, cfg.model_copy(update={"group_column": "other"}), "regression", "solubility", 0, False)
+    assert {len(set(df["other"].iloc[by_other[s]])) for s in ("train", "test")} == {1}  # each split: one scaffold
+    assert set(df["other"].iloc[by_other["train"]]) != set(df["other"].iloc[by_other["test"]])
+    with pytest.raises(DataError, match="needs a SMILES column"):
+        split_frame(df, cfg, "regression", "solubility", 0, False)

@@ -180,3 +180,16 @@ def test_tune_searches_a_recommender_on_its_validation_loss(tmp_path):
                                                                      "space": {"model.dim": {"choice": [8, 16]}}}}))
     board = pd.read_csv(study / "leaderboard.csv")
     assert len(board) == 2 and set(board["model.dim"]) == {8, 16}
+
+
+def test_without_a_time_column_each_user_holds_out_a_seeded_random_share():
+    df = taste_frame(users=10)
+    d = DataConfig.model_validate({"task": "recommend", "recommend": {"user": "uid", "item": "movie", "test": 0.25,
+                                                                       "val": 0.0}})
+    clean, _ = interactions(df, d, "t.csv")
+    a, b, c = (split_interactions(clean, d, seed) for seed in (0, 0, 1))
+    assert a["test"].equals(b["test"]) and not a["test"].equals(c["test"])
+    latest = clean.groupby("uid")["ts"].max()
+    held = a["test"].groupby("uid")["ts"].max()
+    assert (held < latest.loc[held.index]).any()  # not simply each user's latest
+    assert len(a["val"]) == 0 and a["test"].groupby("uid").size().min() >= 1

@@ -98,7 +98,7 @@ def test_a_long_table_with_an_order_column_and_the_cli(tmp_path):
     df.to_csv(path, index=False)
     cfg = _cfg(tmp_path, {"path": str(path), "tracing": {"student": "kid", "skill": "kc", "correct": "right",
                                                          "order": "t", "test": 0.2, "val": 0.1}},
-               train_={"epochs": 3})
+               model={"type": "dkt", "hidden": 16, "embedding": 8, "layers": 2, "dropout": 0.1}, train_={"epochs": 3})
     run = train(cfg)
     m = json.loads((run.path / "metrics.json").read_text())
     assert m["students"] == 24 and m["test"]["roc_auc"] is not None
@@ -110,3 +110,16 @@ def test_a_long_table_with_an_order_column_and_the_cli(tmp_path):
         Config.model_validate({**cfg.model_dump(), "model": {"type": "mlp"}})
     with pytest.raises(ValueError, match="model.type dkt traces students' knowledge"):
         Config.model_validate({**cfg.model_dump(), "data": {"path": str(path), "target": "right"}})
+
+
+def test_without_an_order_column_the_files_order_is_the_students_order(tmp_path):
+    from modelfoundry.data.config import DataConfig
+    from modelfoundry.data.tracing import TracingPreprocessor
+
+    df = pd.DataFrame({"student": ["a", "b", "a", "a"], "skill": [3, 1, 1, 3], "correct": [1, 0, 0, 1],
+                       "step": [9, 0, 1, 0]})
+    for order, expected in ((None, [3, 1, 3]), ("step", [3, 1, 3][::-1])):
+        d = DataConfig.model_validate({"task": "knowledge_tracing", "tracing": {"order": order}})
+        pre = TracingPreprocessor(d).fit(df)
+        seqs = {st: [pre.skills_[i - 1] for i in s] for st, s, _ in pre.sequences(df, "t")}
+        assert seqs["a"] == [str(v) for v in expected]
