@@ -145,5 +145,8 @@ def test_a_scaffold_split_groups_by_the_column_group_column_names():
     by_other = split_frame(df, cfg.model_copy(update={"group_column": "other"}), "regression", "solubility", 0, False)
     assert {len(set(df["other"].iloc[by_other[s]])) for s in ("train", "test")} == {1}  # each split: one scaffold
     assert set(df["other"].iloc[by_other["train"]]) != set(df["other"].iloc[by_other["test"]])
+    with pytest.raises(DataError, match="one scaffold of column 'other' holds more of the 200 rows"):
+        split_frame(df.assign(other="CCO"), cfg.model_copy(update={"group_column": "other"}), "regression", "solubility",
+                    0, False)
     with pytest.raises(DataError, match="needs a SMILES column"):
         split_frame(df, cfg, "regression", "solubility", 0, False)

@@ -64,7 +64,9 @@ def split_frame(df: pd.DataFrame, cfg: SplitConfig, task: str, target: str, seed
 
         parts = scaffold_split(df[col].tolist(), 0.0 if has_test_file else cfg.test, cfg.val, seed)
         if len(parts["train"]) == 0:
-            raise DataError(f"the split left no training rows ({len(df)} rows in all)")
+            raise DataError(f"data.split.method scaffold left no training rows: one scaffold of column '{col}' holds "
+                            f"more of the {len(df)} rows than the training share (1 - test - val); use another split "
+                            "method for a set of close analogues")
         return parts
     if method == "auto":
         method = "group" if group_default else ("stratified" if task in ("classification", "anomaly") else "random")
