@@ -123,3 +123,13 @@ def test_without_an_order_column_the_files_order_is_the_students_order(tmp_path)
         pre = TracingPreprocessor(d).fit(df)
         seqs = {st: [pre.skills_[i - 1] for i in s] for st, s, _ in pre.sequences(df, "t")}
         assert seqs["a"] == [str(v) for v in expected]
+
+
+def test_the_data_audit_says_where_a_tracing_profile_is(tmp_path):
+    from modelfoundry.data.audit import audit
+
+    path = tmp_path / "a.csv"
+    write_lines(path, learners(5))
+    cfg = _cfg(tmp_path, {"path": str(path), "format": "answer_lines"})
+    with pytest.raises(DataError, match="written by `foundry train` into the run's data_profile.json"):
+        audit(cfg)

@@ -237,6 +237,11 @@ def audit(cfg: Config, against: pd.DataFrame | None = None, with_label_issues: b
     """The full profile of the config's data: statistics, duplicates, leakage, label issues, drift. `frame` and
     `test_frame`: the tables already read (training passes what it read, so each file is read once)."""
     d = cfg.data
+    if d.task in ("recommend", "knowledge_tracing"):  # no feature rows and no target column to audit
+        what = "interactions (users, items, density, held-out items unseen in training)" if d.task == "recommend" else \
+            "students, skills and answers per split"
+        raise DataError(f"data.task {d.task}: the data audit reads tables of feature rows and a target; this task's "
+                        f"profile ({what}) is written by `foundry train` into the run's data_profile.json")
     df = read_frame(cfg, d.path) if frame is None else frame.reset_index(drop=True)
     check_target(df, d.target, str(cfg.resolve_path(d.path)))
     test = test_frame if test_frame is not None else read_frame(cfg, d.test_path) if d.test_path else None
