@@ -21,6 +21,7 @@ from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
 from .split import smiles_column, split_frame
+from .sources import DataError
 from .text import load_tokenizer
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
