@@ -20,8 +20,8 @@ from .pii import masked, scan_frame
 from .prepare import read_frame
 from .profile import profile_frame
 from .schema import check_target, infer_schema, infer_task
-from .split import smiles_column, split_frame
 from .sources import DataError
+from .split import smiles_column, split_frame
 from .text import load_tokenizer
 
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
