@@ -57,6 +57,11 @@ def load_clean(cfg: Config, frame: pd.DataFrame | None = None, where: str | None
     return df.reset_index(drop=True), schema, task, cleaning
 
 
+OWN_PREPARATION = {"knowledge_tracing": (prepare_tracing, "whole students (data.tracing.test)"),
+                   "recommend": (prepare_recommend, "each user's own latest interactions (data.recommend.test)")}
+"""data.task -> (its preparation (cfg, table, where, test table) -> Prepared, what its split holds out)."""
+
+
 def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataFrame | None = None,
             fold: tuple | None = None, cache_dir: Path | None = None) -> Prepared:
     """Everything the model needs, from the config's data section (or in-memory frames).
@@ -64,21 +69,13 @@ def prepare(cfg: Config, frame: pd.DataFrame | None = None, test_frame: pd.DataF
     encodings are kept there and reused by a later call with the same tokenizer, length limit and texts."""
     d = cfg.data
     raw = read_frame(cfg, d.path) if frame is None else frame
-    if d.task == "knowledge_tracing":  # students' answer sequences, split by student
+    if d.task in OWN_PREPARATION:  # interactions or answer histories, not feature rows: no schema, cleaning, row split
+        prepare_own, held_out = OWN_PREPARATION[d.task]
         if fold is not None:
-            raise DataError("evaluate.cv: a knowledge-tracing run holds out whole students (data.tracing.test)")
+            raise DataError(f"evaluate.cv: a {d.task} run holds out {held_out}; k-fold over rows would split them")
         if test_frame is None and d.test_path:
             test_frame = read_frame(cfg, d.test_path)
-        data = prepare_tracing(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", test_frame)
-        data.raw = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
-        return data
-    if d.task == "recommend":  # interactions, not feature rows: no schema, cleaning or row split
-        if fold is not None:
-            raise DataError("evaluate.cv: a recommend run holds out each user's own interactions (data.recommend.test); "
-                            "k-fold over rows would split users' histories at random instead")
-        if test_frame is None and d.test_path:
-            test_frame = read_frame(cfg, d.test_path)
-        data = prepare_recommend(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", test_frame)
+        data = prepare_own(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else "DataFrame", test_frame)
         data.raw = {"data": raw, **({"test": test_frame} if test_frame is not None else {})}
         return data
     df, schema, task, cleaning = load_clean(cfg, raw, str(cfg.resolve_path(d.path)) if frame is None else None)
