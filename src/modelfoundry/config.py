@@ -57,6 +57,11 @@ def newest_run_model(output_dir: Path, name: str) -> Path:
     return (complete[-1] / "model").resolve()
 
 
+OWN_TASKS = {"recommend": (("mf", "two_tower"), "ranks items for users", "each user's own latest interactions"),
+             "knowledge_tracing": (("dkt",), "traces students' knowledge", "whole students")}
+"""data.task -> (its model families, what they do, what its split holds out)."""
+
+
 def _causal_lm(run: Path) -> bool:
     """A causal-LM fine-tune of ours (alignment starts from it: align/model.py exports it)."""
     try:
@@ -153,37 +158,23 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
-    def _recommend_fits(self) -> Config:
-        recommenders = ("mf", "two_tower")
-        if self.data.task != "recommend":
-            if self.model.type in recommenders:
-                raise ValueError(f"model.type {self.model.type} ranks items for users: set data.task recommend with a "
-                                 "data.recommend section")
-            return self
-        if self.model.type not in recommenders:
-            raise ValueError(f"data.task recommend: model.type mf or two_tower, not {self.model.type!r}")
-        if self.evaluate.cv is not None:
-            raise ValueError("evaluate.cv: a recommend run holds out each user's own interactions "
-                             "(data.recommend.test); k-fold over rows would split users' histories at random instead")
-        if self.federated is not None or self.evaluate.fairness is not None:
-            raise ValueError("data.task recommend: federated: and evaluate.fairness do not apply")
-        if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
-            raise ValueError("data.augment does not apply to data.task recommend (interactions, not feature rows)")
-        return self
-
-    @model_validator(mode="after")
-    def _tracing_fits(self) -> Config:
-        if self.data.task != "knowledge_tracing":
-            if self.model.type == "dkt":
-                raise ValueError("model.type dkt traces students' knowledge: set data.task knowledge_tracing")
-            return self
-        if self.model.type != "dkt":
-            raise ValueError(f"data.task knowledge_tracing: model.type dkt, not {self.model.type!r}")
-        if self.evaluate.cv is not None or self.federated is not None or self.evaluate.fairness is not None:
-            raise ValueError("data.task knowledge_tracing holds out whole students (data.tracing.test); evaluate.cv, "
-                             "federated: and evaluate.fairness do not apply")
-        if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
-            raise ValueError("data.augment does not apply to data.task knowledge_tracing")
+    def _own_tasks_fit(self) -> Config:
+        """Recommendation and knowledge tracing: their own families, and what their per-user / per-student split
+        rules out."""
+        for task, (families, what, held) in OWN_TASKS.items():
+            kind = self.model.type
+            if self.data.task != task:
+                if kind in families:
+                    raise ValueError(f"model.type {kind} {what}: set data.task {task}")
+                continue
+            if kind not in families:
+                raise ValueError(f"data.task {task}: model.type {' or '.join(families)}, not {kind!r}")
+            if self.evaluate.cv is not None:
+                raise ValueError(f"evaluate.cv: a {task} run holds out {held}; k-fold over rows would split them")
+            if self.federated is not None or self.evaluate.fairness is not None:
+                raise ValueError(f"data.task {task}: federated: and evaluate.fairness do not apply")
+            if self.data.augment.model_dump() != type(self.data.augment)().model_dump():
+                raise ValueError(f"data.augment does not apply to data.task {task} (no feature rows to augment)")
         return self
 
     @model_validator(mode="after")

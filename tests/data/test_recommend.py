@@ -122,7 +122,7 @@ def test_explicit_ratings_report_rmse_below_the_mean_and_positive_filters_implic
 def test_recommend_refuses_k_fold_and_the_cli_recommends_for_a_users_file(tmp_path):
     df = taste_frame(users=30).assign(movie=lambda d: "课程" + d["movie"].astype(str))  # ids as a Chinese export writes them
     cfg = _cfg(tmp_path, df, train_={"epochs": 2}, name="cli")
-    with pytest.raises(ValueError, match="k-fold over rows would split users' histories"):
+    with pytest.raises(ValueError, match="holds out each user's own latest interactions; k-fold over rows would split"):
         Config.model_validate({**cfg.model_dump(), "evaluate": {"cv": {"folds": 2}}})
     with pytest.raises(ValueError, match="model.type mf or two_tower, not 'mlp'"):
         Config.model_validate({**cfg.model_dump(), "model": {"type": "mlp"}})
