@@ -67,6 +67,7 @@ def _esol_frame(n: int = 240) -> pd.DataFrame:
     return pd.read_csv(ESOL).head(n).rename(columns={"smiles": "mol", "logp": "solubility"})
 
 
+@pytest.mark.slow  # a whole training: CI runs it, the fast tier does not
 def test_a_solubility_run_learns_on_a_scaffold_split_and_predicts_new_smiles(tmp_path):
     df = _esol_frame()
     df.loc[3, "mol"] = "C1CC"  # an unclosed ring: skipped and reported, the run goes on

@@ -65,6 +65,7 @@ def test_answer_lines_are_read_and_mismatched_students_are_named(tmp_path):
         read_answer_lines(path)
 
 
+@pytest.mark.slow  # a whole training: CI runs it, the fast tier does not
 def test_dkt_learns_what_practice_does_and_beats_the_baselines(tmp_path):
     train_file, test_file = tmp_path / "train.csv", tmp_path / "test.csv"
     write_lines(train_file, learners())
