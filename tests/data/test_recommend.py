@@ -193,3 +193,12 @@ def test_without_a_time_column_each_user_holds_out_a_seeded_random_share():
     held = a["test"].groupby("uid")["ts"].max()
     assert (held < latest.loc[held.index]).any()  # not simply each user's latest
     assert len(a["val"]) == 0 and a["test"].groupby("uid").size().min() >= 1
+
+
+def test_a_short_list_and_an_item_training_never_saw_are_never_hits():
+    from modelfoundry.evaluate.recommend import Ranking
+
+    top = np.array([[3, 0, 0], [5, 7, 0]])  # 0: padding (the catalogue ran out) / an unknown item
+    truth = [{0, 3}, {0}]  # user 1's held-out items: item 3 and one training never saw
+    r = Ranking(top, truth)
+    assert r.hit_rate(3) == 0.5 and r.recall(3) == pytest.approx(0.25)

@@ -26,7 +26,8 @@ class Ranking:
 
     def __init__(self, top: np.ndarray, truth: list[set[int]], rmse: float | None = None):
         self.top, self.truth, self.rmse_ = top, truth, rmse
-        self.hits = np.array([[i in t for i in row] for row, t in zip(top, truth)], dtype=bool).reshape(top.shape)
+        # index 0 pads a list shorter than K (and stands for an item training never saw): never a hit
+        self.hits = np.array([[i != 0 and i in t for i in row] for row, t in zip(top, truth)], dtype=bool).reshape(top.shape)
         self.n_truth = np.array([len(t) for t in truth])
 
     def recall(self, k: int) -> float:
@@ -80,7 +81,8 @@ def rank_model(model, pre, users: list, exclude: dict | None, k: int = CURVE_K, 
         sc = model.scores(idx).float()
         for j, u in enumerate(part):
             sc[j, excluded(pre, u, exclude)] = float("-inf")
-        top = sc.topk(min(k, sc.shape[1] - 1), dim=1).indices.numpy()
+        best = sc.topk(min(k, sc.shape[1] - 1), dim=1)
+        top = np.where(torch.isfinite(best.values).numpy(), best.indices.numpy(), 0)  # an excluded item is no pick
         out[s: s + len(part), : top.shape[1]] = top
         for j in range(len(part)):
             if idx[j] == 0:  # cold start: the popularity ranking
@@ -132,7 +134,7 @@ def evaluate_frame(model, pre, frame: pd.DataFrame, exclude: dict | None, names:
 
 def evaluate_recommend(run: Run, cfg, data: Prepared, model) -> dict:
     """metrics.json of a recommend run: the test users' ranking metrics beside popularity, and hit rate by K."""
-    names = [n for n in (cfg.evaluate.metrics or names_for("recommend"))]
+    names = list(cfg.evaluate.metrics or names_for("recommend"))
     if data.preprocessor.rc.feedback != "explicit":
         names = [n for n in names if n != "rmse"]
     unknown = [n for n in names if ("recommend", n) not in METRICS]
