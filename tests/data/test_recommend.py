@@ -86,6 +86,8 @@ def test_matrix_factorisation_beats_popularity_and_recommends_what_a_user_has_no
     train_seen = set(pred.preprocessor.items_[i - 1] for i in pred.preprocessor.seen("u4"))
     assert not {str(i) for i in top["item"]} & train_seen
     assert sum(i % 3 == 4 % 3 for i in top["item"]) >= 4  # the user's taste
+    everything = pred.recommend("u4", k=59, exclude_seen=False)  # the whole catalogue, training picks included
+    assert {str(i) for i in everything["item"]} >= train_seen
     cold = pred.recommend("someone-new", k=3)
     assert cold["cold_start"].all() and len(cold) == 3
     assert list(cold["item"]) == [pred.preprocessor.item_id(i) for i in pred.preprocessor.popular()[:3]]
@@ -148,6 +150,9 @@ def test_serving_a_recommender_and_what_does_not_apply(tmp_path):
         assert r.status_code == 200, r.text
         body = r.json()
         assert len(body["items"]) == 3 and body["cold_start"] is False and isinstance(body["items"][0]["item"], int)
+        every = c.post("/v1/recommend", json={"user": "u2", "k": 59, "exclude_seen": False}).json()["items"]
+        unseen = c.post("/v1/recommend", json={"user": "u2", "k": 59}).json()["items"]
+        assert len(every) == 59 > len(unseen)  # the user's training picks come back only when asked
         cold = c.post("/v1/recommend", json={"user": "new", "k": 2}).json()
         assert cold["cold_start"] is True and "popular" in cold["note"]
         assert c.post("/v1/recommend", json={"user": "u2", "k": 0}).status_code == 422
