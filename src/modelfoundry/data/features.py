@@ -62,6 +62,13 @@ def category_key(value: Any, kind: str) -> str:
     return str(value)
 
 
+def value_kind(s: pd.Series) -> str:
+    """How a column of ids or categories was read (bool, int, float or other): what `category_key` needs to look a
+    value up as training wrote it."""
+    return ("bool" if pd.api.types.is_bool_dtype(s) else "int" if pd.api.types.is_integer_dtype(s)
+            else "float" if pd.api.types.is_float_dtype(s) else "other")
+
+
 def same_label(value: Any, label: Any) -> bool:
     """A label read from a file equals the configured one: 1, 1.0 and '1' are one label; 'Fraud' is 'Fraud'."""
     value, label = _to_py(value), _to_py(label)
@@ -211,9 +218,7 @@ class Preprocessor:
         # how training read each categorical column's values: a value is looked up as it would have been written
         # there, whatever type it arrives as (JSON's 1 vs a float column's '1.0'; a batch-mate's 2.5 made pandas
         # read a neighbour's 1 as 1.0)
-        self.cat_kinds_ = {c: ("bool" if pd.api.types.is_bool_dtype(df[c]) else "int" if pd.api.types.is_integer_dtype(df[c])
-                               else "float" if pd.api.types.is_float_dtype(df[c]) else "other")
-                           for c in self.categorical_cols_}
+        self.cat_kinds_ = {c: value_kind(df[c]) for c in self.categorical_cols_}
         for col in self.categorical_cols_:
             values = df[col].dropna().astype(str)
             self.vocab_[col] = sorted(values.unique().tolist())

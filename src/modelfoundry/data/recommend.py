@@ -22,7 +22,7 @@ import torch
 from ..core.runs import atomic_write_text
 from ..core.spec import InputSpec
 from .config import DataConfig
-from .features import Encoded, category_key
+from .features import Encoded, category_key, value_kind
 from .prepared import Prepared
 from .sources import DataError
 
@@ -42,8 +42,8 @@ class RecommendPreprocessor:
 
     def fit(self, train: pd.DataFrame) -> RecommendPreprocessor:
         users, items = train[self.rc.user].astype(str), train[self.rc.item].astype(str)
-        self.user_kind_ = _kind(train[self.rc.user])
-        self.item_kind_ = _kind(train[self.rc.item])
+        self.user_kind_ = value_kind(train[self.rc.user])
+        self.item_kind_ = value_kind(train[self.rc.item])
         self.users_ = sorted(users.unique().tolist())
         counts = items.value_counts()
         self.items_ = sorted(counts.index.tolist())
@@ -121,10 +121,6 @@ class RecommendPreprocessor:
             self.r_mean_, self.r_std_, self.r_min_, self.r_max_ = s["rating"]
         self._lookups()
         return self
-
-
-def _kind(s: pd.Series) -> str:
-    return ("int" if pd.api.types.is_integer_dtype(s) else "float" if pd.api.types.is_float_dtype(s) else "other")
 
 
 def interactions(df: pd.DataFrame, data: DataConfig, where: str) -> tuple[pd.DataFrame, dict]:

@@ -20,7 +20,8 @@ import torch
 from ..core.runs import atomic_write_text
 from ..core.spec import InputSpec
 from .config import DataConfig
-from .features import Encoded, category_key
+from .features import Encoded, category_key, value_kind
+from .features import _to_py as _py
 from .prepared import Prepared
 from .sources import DataError
 
@@ -52,10 +53,6 @@ def read_answer_lines(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["student", "step", "skill", "correct"])
 
 
-def _py(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
-
-
 class TracingPreprocessor:
     """Skill ids -> indices (0 = padding); students' answers -> chunks of [skill, answer] sequences. JSON beside the
     model."""
@@ -70,8 +67,7 @@ class TracingPreprocessor:
 
     def fit(self, train: pd.DataFrame) -> TracingPreprocessor:
         col = train[self.tc.skill]
-        self.skill_kind_ = ("int" if pd.api.types.is_integer_dtype(col) else
-                            "float" if pd.api.types.is_float_dtype(col) else "other")
+        self.skill_kind_ = value_kind(col)
         self.skills_ = sorted(col.astype(str).unique().tolist(), key=lambda s: (len(s), s))
         self.skill_index_ = {s: i + 1 for i, s in enumerate(self.skills_)}
         return self

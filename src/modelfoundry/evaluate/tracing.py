@@ -88,8 +88,6 @@ def baselines(data: Prepared, split: str) -> dict:
 @torch.no_grad()
 def tracing_scores(model, data: TensorData, batch_size: int, accelerator=None) -> dict:
     """Loss (binary cross-entropy), ROC-AUC and accuracy over every scored answer of `data`."""
-    from sklearn.metrics import roc_auc_score
-
     p, t = [], []
     for _, batch in inference_batches(data.features, data.y, batch_size):
         device = accelerator.device if accelerator is not None else "cpu"
@@ -102,9 +100,7 @@ def tracing_scores(model, data: TensorData, batch_size: int, accelerator=None) -
     logit, truth = np.concatenate(p), np.concatenate(t)
     prob = 1 / (1 + np.exp(-logit))
     loss = float(-np.mean(truth * np.log(np.clip(prob, 1e-7, 1)) + (1 - truth) * np.log(np.clip(1 - prob, 1e-7, 1))))
-    auc = float(roc_auc_score(truth, prob)) if len(np.unique(truth)) > 1 else None
-    return {"loss": round(loss, 6), "roc_auc": round(auc, 6) if auc is not None else None,
-            "accuracy": round(float(((prob > 0.5) == (truth > 0.5)).mean()), 6), "answers": int(len(truth))}
+    return {"loss": round(loss, 6), **_scores(truth, prob), "answers": int(len(truth))}
 
 
 def evaluate_tracing(run: Run, cfg, data: Prepared, model) -> dict:
