@@ -68,6 +68,8 @@ class Predictor:
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be one of auto, torch, onnx, got {backend!r}")
         onnx_file, weights = run.model_dir / "model.onnx", run.model_dir / "weights.safetensors"
+        if not weights.exists() and (run.model_dir / "model.keras").exists():  # model.backend: keras
+            weights = run.model_dir / "model.keras"
         if backend == "auto":
             backend = "torch" if weights.exists() or not onnx_file.exists() else "onnx"
         if backend == "onnx":

@@ -20,7 +20,10 @@ from ..evaluate.predict_split import outputs
 
 
 def tensor_bytes(model: torch.nn.Module) -> int:
-    """Bytes of every distinct tensor in the state dict (what a safetensors file of it holds)."""
+    """Bytes of every distinct tensor in the state dict (what a safetensors file of it holds); a Keras model's
+    variables (`keras_model`)."""
+    if getattr(model, "keras_model", None) is not None:
+        return int(sum(v.numpy().nbytes for v in model.keras_model.weights))
     seen, total = set(), 0
     for t in model.state_dict().values():
         if t.data_ptr() in seen and t.numel():

@@ -63,6 +63,46 @@ def export_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path) 
     return {"inputs": session.inputs, "bytes": path.stat().st_size}
 
 
+def _rename(graph, names: dict[str, str]) -> None:
+    """Rename values throughout a graph and its subgraphs (loops and scans read outer values by name)."""
+    for v in (*graph.input, *graph.output):
+        v.name = names.get(v.name, v.name)
+    for node in graph.node:
+        node.input[:] = [names.get(n, n) for n in node.input]
+        node.output[:] = [names.get(n, n) for n in node.output]
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _rename(sub, names)
+
+
+def export_keras_onnx(model, path: Path) -> dict:
+    """A Keras model (`KerasModule`, TensorFlow backend) as one ONNX file through Keras' exporter (tf2onnx), its inputs
+    renamed to our batch keys and its output to `logits`, so that OnnxModel feeds it as any exported model."""
+    import onnx
+
+    from ..models.keras_io import keras_signature
+
+    km = model.keras_model
+    signature = keras_signature(km)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = Path(tmp) / "model.onnx"
+        try:
+            km.export(str(out), format="onnx", verbose=False, input_signature=[signature])
+        except Exception as exc:
+            raise ValueError(f"ONNX export (tf2onnx) failed for this Keras model ({type(exc).__name__}): "
+                             f"{str(exc)[:600]}") from None
+        proto = onnx.load(str(out))
+        names = {**model.inputs, **{o.name: "logits" for o in proto.graph.output}}
+        _rename(proto.graph, names)
+        atomic_write_bytes(path, proto.SerializeToString())
+    session = OnnxModel(path)
+    fixed = check_axes(session, list(model.inputs.values()))
+    if fixed:
+        raise ValueError(f"ONNX export fixed axes that must stay variable: {'; '.join(fixed)}")
+    return {"inputs": session.inputs, "bytes": path.stat().st_size, "exporter": "tf2onnx (Keras export)"}
+
+
 def parity(model: nn.Module, onnx_model: OnnxModel, features: dict[str, torch.Tensor], task: str) -> float:
     """Largest absolute difference between torch's and ONNX Runtime's outputs (probabilities or values),
     over length-sorted batches of different sizes and widths."""

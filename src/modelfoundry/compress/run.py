@@ -28,13 +28,14 @@ from ..evaluate.explain import BACKGROUND_FILE
 from ..evaluate.fairness import FAIRNESS_FILE
 from ..finetune import adapted_parts, merge_adapters, refuse_virtual
 from ..models import save_model, to_bf16
+from ..models.keras_zoo import keras_runtime
 from ..predictor import Predictor
 from ..train import make_accelerator
 from ..train.loop import fit
 from .config import CompressConfig
 from .distill import distill
 from .measure import main_metric, measure, tensor_bytes, write_report
-from .onnx import export_onnx, parity
+from .onnx import export_keras_onnx, export_onnx, parity
 from .prune import magnitude_prune, structured_prune
 from .quantize import int8_dynamic, int8_static
 
@@ -104,8 +105,11 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     """Compress a complete run (settings: `ccfg`, else the run's `compress` section). `source` is the run's own config
     (`config.run_config(run_dir)`; `modelfoundry.compress` reads it for you). Returns the variant's Run."""
     timer = Timer()
-    pred = Predictor.load(run_dir, backend="torch")
     cfg = source
+    keras = getattr(cfg.model, "backend", "torch") == "keras"
+    if keras:  # tf2onnx exports from TensorFlow: a run trained on Keras' torch backend is read there too
+        keras_runtime("tensorflow")
+    pred = Predictor.load(run_dir, backend="torch")
     if pred.task in LM_TASKS:
         raise ValueError(f"{run_dir}: a {pred.task} language-model run; compress works on classification and "
                          "regression runs")
@@ -117,6 +121,10 @@ def compress(run_dir: str | Path, ccfg: CompressConfig | None = None, output_dir
     if ccfg is None:
         raise ValueError(f"{run_dir}: no compression asked; give --quantize/--prune/--distill/--onnx or a "
                          "`compress` section in the run's config")
+    if keras and (ccfg.prune or ccfg.distill or not ccfg.onnx):
+        asked = [k for k, v in (("prune", ccfg.prune), ("distill", ccfg.distill), ("onnx: false", not ccfg.onnx)) if v]
+        raise ValueError(f"{run_dir}: a model.backend keras run compresses by ONNX export (tf2onnx) and int8 in ONNX "
+                         f"Runtime (compress.onnx, compress.quantize: int8 | int8-static); not {', '.join(asked)}")
     _check_data(pred.run, cfg)
     name = f"{pred.run.manifest().get('name', cfg.name)}-{variant_name(ccfg)}"
     root = Path(output_dir) if output_dir else pred.run.path.parent.parent
@@ -232,7 +240,8 @@ def _export(model, data: Prepared, ccfg: CompressConfig, run: Run, st: _Stages) 
         fp32 = Path(tmp) / "model.onnx"
         feats = data.encoded[st.split].features
         _log("exporting to ONNX")
-        record["onnx"] = export_onnx(model, _example(feats), fp32)
+        record["onnx"] = (export_keras_onnx(model, fp32) if getattr(model, "keras_model", None) is not None
+                          else export_onnx(model, _example(feats), fp32))
         onnx_model = OnnxModel(fp32)
         rows = {k: v[: ccfg.parity_rows] for k, v in feats.items()}
         diff = parity(model, onnx_model, rows, data.task)

@@ -48,7 +48,9 @@ class Usage:
 def count_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor], train: bool) -> int:
     """FLOPs of one forward pass over `batch` (and its backward pass when `train`), as torch counts them: 2 per
     multiply-add of every matmul, convolution and attention; elementwise work is not counted. Gradients computed
-    here are dropped."""
+    here are dropped. A model that counts its own (a Keras model: `count_flops`) is asked."""
+    if hasattr(model, "count_flops"):
+        return model.count_flops(batch, train)
     was = model.training
     model.train(train)
     try:
@@ -143,8 +145,9 @@ def cost_report(model: torch.nn.Module, data, result: dict, usage: Usage, cfg: C
         "energy_kwh_per_1000_predictions": sig(pred_kwh),
         "price_per_core_hour": cfg.price_per_core_hour,
         "watts_per_core": cfg.watts_per_core,
-        "basis": f"FLOPs counted by torch.utils.flop_counter on {FLOP_ROWS} rows (one training step: forward and "
-                 f"backward; one inference pass) times the rows seen; money = wall seconds x {usage.threads} threads "
+        "basis": (model.FLOP_BASIS.format(counter=model.flop_counter(), rows=FLOP_ROWS) if hasattr(model, "count_flops")
+                  else f"FLOPs counted by torch.utils.flop_counter on {FLOP_ROWS} rows (one training step: forward and "
+                       "backward; one inference pass)") + f" times the rows seen; money = wall seconds x {usage.threads} threads "
                  f"x ${cfg.price_per_core_hour} per core-hour; energy = core-hours x {cfg.watts_per_core} W",
     }
     for b in result.get("baselines", {}).values():

@@ -8,13 +8,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.schema import Section
 from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
+from .keras_zoo import BackendChoice
 from .registry import register
 
 
-class CNNConfig(Section):
+class CNNConfig(BackendChoice):
     type: Literal["cnn"] = "cnn"
     channels: list[int] = [32, 64]
     """Output channels of each conv block (conv, batch norm, ReLU, 2x2 max-pool)."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Union
 from pydantic import BeforeValidator, Field
 
 from . import families  # noqa: F401  (the families register themselves)
+from .keras_zoo import FAMILIES
 from .registry import REGISTRY
 
 DEFAULT_FAMILY = "mlp"
@@ -15,7 +16,11 @@ MODEL_TYPES = {name: REGISTRY[name].config_cls for name in sorted(REGISTRY, key=
 
 
 def _default_family(v: Any) -> Any:
-    return {"type": DEFAULT_FAMILY, **v} if isinstance(v, dict) and "type" not in v else v
+    v = {"type": DEFAULT_FAMILY, **v} if isinstance(v, dict) and "type" not in v else v
+    if isinstance(v, dict) and v.get("backend", "torch") != "torch" and v.get("type") not in FAMILIES:
+        raise ValueError(f"backend: {v['backend']} builds the families {', '.join(FAMILIES)}; model.type "
+                         f"'{v.get('type')}' trains on torch only (remove model.backend)")
+    return v
 
 
 ModelConfig = Annotated[Union[tuple(MODEL_TYPES.values())], BeforeValidator(_default_family),  # noqa: UP007

@@ -23,6 +23,10 @@ def save_model(model: Built, cfg: BaseModel, spec: InputSpec, directory: Path, w
     Frozen weights that a family can reload from elsewhere (a pretrained base under an adapter or a linear
     probe: `model.base`) are left out, so a LoRA run stores its adapter and head only; architecture.json
     then names the base and its sha256, and loading onto another base is refused. Returns what was saved."""
+    if getattr(model, "keras_model", None) is not None:  # model.backend: keras
+        from .keras_io import save_keras
+
+        return save_keras(model, cfg, directory)
     directory.mkdir(parents=True, exist_ok=True)
     base = model.base
     skip = base["keys"] if base else set()
@@ -47,6 +51,10 @@ def load_model(directory: Path) -> tuple[Built, BaseModel, InputSpec]:
     entry = REGISTRY[arch["model"]["type"]]
     cfg = entry.config_cls.model_validate(arch["model"])
     spec = InputSpec.from_json(arch["spec"])
+    if getattr(cfg, "backend", "torch") == "keras":
+        from .keras_io import load_keras
+
+        return load_keras(directory, cfg, spec), cfg, spec
     model = build_model(cfg, spec)
     if arch.get("resized"):
         resize_tensors(model, arch["resized"])

@@ -8,13 +8,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.schema import Section
 from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
+from .keras_zoo import BackendChoice
 from .registry import register
 
 
-class MLPConfig(Section):
+class MLPConfig(BackendChoice):
     type: Literal["mlp"] = "mlp"
     hidden: list[int] = [128, 64]
     """Widths of the hidden layers after the per-feature encodings are concatenated."""

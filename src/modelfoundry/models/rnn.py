@@ -9,13 +9,13 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..core.schema import Section
 from ..core.spec import InputSpec
 from .base import FoundryModel
+from .keras_zoo import BackendChoice
 from .registry import register
 
 
-class RNNConfig(Section):
+class RNNConfig(BackendChoice):
     type: Literal["rnn"] = "rnn"
     cell: Literal["lstm", "gru"] = "lstm"
     """The recurrent cell."""

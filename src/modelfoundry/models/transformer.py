@@ -9,13 +9,13 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..core.schema import Section
 from ..core.spec import InputSpec
 from .base import FoundryModel, text_mask
+from .keras_zoo import BackendChoice
 from .registry import register
 
 
-class TransformerConfig(Section):
+class TransformerConfig(BackendChoice):
     type: Literal["transformer"] = "transformer"
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(2, gt=0)

@@ -43,6 +43,13 @@ def train_model(cfg: Config, data: Prepared | CorpusData, run: Run | None, accel
         features["train"], targets = oversample(features["train"], targets, augment, cfg.train.seed)
     if teacher is not None:
         features["train"] = {**features["train"], "teacher": teacher}
+    if getattr(cfg.model, "backend", "torch") == "keras":  # the same family built in Keras and trained by its fit
+        from .keras_fit import check_keras_run, fit_keras
+
+        check_keras_run(cfg, accelerator, teacher, init)
+        augmenter = _augmenter(cfg, data, augment, features, targets)
+        return fit_keras(cfg, data, features["train"], targets, run, accelerator, resume, on_epoch,
+                         augmenter if augmenter.active else None)
     per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
     model = build_model(cfg.model, data.preprocessor.spec().with_steps(total_steps(cfg.train, per_epoch)))
@@ -58,23 +65,28 @@ def train_model(cfg: Config, data: Prepared | CorpusData, run: Run | None, accel
             model.encoders[k] = CachedEncoding()
         # tokens are gone once encoded
         augment = augment.model_copy(update={k: 0.0 for k in TEXT_OPTIONS})
-    tokenizers = getattr(data.preprocessor, "tokenizers_", {})
-    texts = {}
-    if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:
-        frame, rows = data.frames["train"], data.encoded["train"].rows
-        texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
-        features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    augmenter = _augmenter(cfg, data, augment, features, targets)
     # built after the `row` key is in: the dataset was made before it once, and character noise never ran in training
     tr = TensorData(features["train"], targets)
     val = TensorData(features["val"], data.targets["val"]) if "val" in features else None
-    check_fits(augment, list(features["train"]), data.task)
-    augmenter = Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
     result = fit(model, tr, val, data.task, cfg.train, run, accelerator, augment=augmenter, resume=resume,
                  on_epoch=on_epoch, distill=distill)
     model = accelerator.unwrap_model(model)
     for k, enc in swapped.items():
         model.encoders[k] = enc
     return model.eval(), result
+
+
+def _augmenter(cfg: Config, data: Prepared, augment, features: dict, targets: torch.Tensor) -> Augmenter:
+    """The training batches' augmenter; character noise needs each row's text, so it adds a `row` feature."""
+    tokenizers = getattr(data.preprocessor, "tokenizers_", {})
+    texts = {}
+    if augment.text_char_noise and cfg.data.text.pair is None and tokenizers:
+        frame, rows = data.frames["train"], data.encoded["train"].rows
+        texts = {c: frame[c].fillna("").astype(str).to_numpy()[rows].tolist() for c in tokenizers}
+        features["train"] = {**features["train"], "row": torch.arange(len(targets))}
+    check_fits(augment, list(features["train"]), data.task)
+    return Augmenter(augment, synonym_tables(augment, tokenizers), cfg.data.text.max_length, texts, tokenizers)
 
 
 def _train_corpus(cfg: Config, data: CorpusData, run: Run | None, accelerator, resume: bool, on_epoch, init
