@@ -370,6 +370,11 @@ class Predictor:
         if missing:
             raise DataError(f"input is missing column(s) the model needs: {', '.join(missing)}")
         label = (lambda k: str(self.classes[k])) if self.task == "classification" else (lambda k: None)
+        gradients = (len(cols) == 1 and self.preprocessor.schema[cols[0]] == "text") or image_column(self.preprocessor)
+        if gradients and getattr(self.model, "keras_model", None) is not None:
+            raise ValueError(f"{self.run.path}: per-token and per-pixel attributions are Integrated Gradients through "
+                             "torch (captum); this is a model.backend keras run. SHAP per column explains keras runs "
+                             "with several input columns; or train the same config with model.backend: torch")
         if len(cols) == 1 and self.preprocessor.schema[cols[0]] == "text":
             items = integrated_gradients(scorer, df, steps=steps)
             out = scorer(df)

@@ -26,7 +26,7 @@ def save_model(model: Built, cfg: BaseModel, spec: InputSpec, directory: Path, w
     if getattr(model, "keras_model", None) is not None:  # model.backend: keras
         from .keras_io import save_keras
 
-        return save_keras(model, cfg, directory)
+        return save_keras(model, cfg, directory, weights)
     directory.mkdir(parents=True, exist_ok=True)
     base = model.base
     skip = base["keys"] if base else set()

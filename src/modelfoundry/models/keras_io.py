@@ -66,8 +66,11 @@ class KerasModule(Built):
                 self.keras_model({k: torch.from_numpy(v) for k, v in feeds.items()}, training=False)
             forward = int(counter.get_total_flops())
         else:
+            import logging
+
             import tensorflow as tf
 
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)  # the v1 profiler's deprecation notice
             specs = {k: tf.TensorSpec(v.shape, tf.as_dtype(v.dtype), name=k) for k, v in feeds.items()}
             graph = tf.function(lambda x: self.keras_model(x, training=False)).get_concrete_function(specs).graph
             opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
@@ -96,17 +99,19 @@ class KerasModule(Built):
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
-def save_keras(module: KerasModule, cfg: BaseModel, directory: Path) -> dict:
-    """model/model.keras (atomically) + architecture.json (config, input spec, the Keras version and backend)."""
+def save_keras(module: KerasModule, cfg: BaseModel, directory: Path, weights: bool = True) -> dict:
+    """model/model.keras (atomically) + architecture.json (config, input spec, the Keras version and backend);
+    weights=False: architecture.json only (an ONNX variant's record of what its graph was made from)."""
     import tempfile
 
     keras = keras_runtime()
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / KERAS_FILE
-        module.keras_model.save(path)
-        atomic_write_bytes(directory / KERAS_FILE, path.read_bytes())
-    if getattr(cfg, "saved_model", False):  # a TensorFlow SavedModel for TF Serving, written whole, then renamed in
+    if weights:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / KERAS_FILE
+            module.keras_model.save(path)
+            atomic_write_bytes(directory / KERAS_FILE, path.read_bytes())
+    if weights and getattr(cfg, "saved_model", False):  # a TensorFlow SavedModel for TF Serving, written whole, then renamed in
         import shutil
 
         target, tmp = directory / "saved_model", directory / ".saved_model.tmp"
@@ -118,8 +123,8 @@ def save_keras(module: KerasModule, cfg: BaseModel, directory: Path) -> dict:
     arch = {"model": cfg.model_dump(mode="json"), "spec": module.spec.to_json(),
             "keras": {"version": keras.__version__, "backend": keras.backend.backend(), "inputs": module.inputs}}
     atomic_write_text(directory / "architecture.json", json.dumps(arch, indent=2))
-    return {"weights_bytes": (directory / KERAS_FILE).stat().st_size,
-            "tensors_saved": len(module.keras_model.weights), "tensors_from_base": 0}
+    return {"weights_bytes": (directory / KERAS_FILE).stat().st_size if weights else 0,
+            "tensors_saved": len(module.keras_model.weights) if weights else 0, "tensors_from_base": 0}
 
 
 def keras_signature(model) -> list:

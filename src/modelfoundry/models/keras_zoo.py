@@ -293,13 +293,14 @@ def _register(keras) -> None:
 
     @ser
     class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """The torch loop's per-step rate: linear warmup to `peak`, then constant, linear or cosine to 0 at `total`."""
+        """The torch loop's per-step rate: linear warmup to `peak`, then constant, linear or cosine to 0 at `total`
+        optimizer steps. Keras counts batches: with gradient accumulation an optimizer step is `per` of them."""
 
-        def __init__(self, peak, warmup, total, kind):
-            self.peak, self.warmup, self.total, self.kind = float(peak), int(warmup), int(total), kind
+        def __init__(self, peak, warmup, total, kind, per=1):
+            self.peak, self.warmup, self.total, self.kind, self.per = float(peak), int(warmup), int(total), kind, int(per)
 
         def __call__(self, step):
-            step = ops.cast(step, "float32")
+            step = ops.cast(ops.floor_divide(step, self.per), "float32")
             warm = (step + 1.0) / max(self.warmup, 1)
             progress = ops.minimum(1.0, ops.maximum(step - self.warmup, 0.0) / max(1, self.total - self.warmup))
             after = {"constant": ops.ones_like(progress), "linear": 1.0 - progress,
@@ -307,7 +308,7 @@ def _register(keras) -> None:
             return self.peak * ops.where(step < self.warmup, warm, after)
 
         def get_config(self):
-            return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "kind": self.kind}
+            return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "kind": self.kind, "per": self.per}
 
     @ser
     def gelu_tanh(x):

@@ -34,11 +34,11 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, 
             raise ValueError(f"{r}: outside the allowed root {root}; refusing to serve it")
         if not path.is_dir():
             raise ValueError(f"{r}: no such run directory")
-        found = [path / "model" / f for f in ("weights.safetensors", "model.onnx", "model.safetensors")]
+        found = [path / "model" / f for f in ("weights.safetensors", "model.onnx", "model.safetensors", "model.keras")]
         if (path / "model").is_dir() and not any(f.exists() for f in found):
             others = sorted(p.name for p in (path / "model").iterdir())
-            raise ValueError(f"{r}: model/ has no weights.safetensors, model.safetensors (an aligned run) or model.onnx "
-                             f"(found {others}); only safetensors weights and ONNX models are served")
+            raise ValueError(f"{r}: model/ has no weights.safetensors, model.safetensors (an aligned run), model.keras "
+                             f"(a keras run) or model.onnx (found {others}); only these are served")
         pred = Predictor.load(path, backend=backend)
         if pred.task == "mlm":
             raise ValueError(f"{r}: a masked-LM pretraining run has nothing to serve (no predictions, no generation); "

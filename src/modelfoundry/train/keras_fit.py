@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..core.infer import TensorData
-from ..core.runs import Run, atomic_write_bytes, atomic_write_text
+from ..core.runs import Run, atomic_write_bytes, atomic_write_text, save_safetensors
 from ..evaluate.metrics import metric_mode
 from ..models.keras_io import KERAS_FILE, KerasModule
 from ..models.keras_zoo import build_keras, keras_runtime
@@ -37,6 +37,7 @@ from .loop import (
 if TYPE_CHECKING:  # the root config composes this stage's section: imported for annotations only
     from ..config import Config
 
+OPTIMIZER_FILE = "optimizer.safetensors"
 UNSUPPORTED_AUGMENT = ("mixup",)
 """Augmentations the keras backend refuses: mixup blends two rows' losses, which Keras' fit does not take."""
 
@@ -62,7 +63,8 @@ def _schedule(keras, cfg, total: int):
     warmup = int(cfg.warmup_ratio * total)
     if cfg.schedule == "constant" and not warmup:
         return cfg.lr
-    return keras.saving.get_registered_object("modelfoundry>StepSchedule")(cfg.lr, warmup, total, cfg.schedule)
+    return keras.saving.get_registered_object("modelfoundry>StepSchedule")(cfg.lr, warmup, total, cfg.schedule,
+                                                                           cfg.grad_accum)
 
 
 def _optimizer(keras, model, cfg, total: int):
@@ -148,7 +150,11 @@ class _Checkpoints:
         with tempfile.TemporaryDirectory() as tmp:
             model.save(Path(tmp) / KERAS_FILE)
             atomic_write_bytes(folder / KERAS_FILE, (Path(tmp) / KERAS_FILE).read_bytes())
-        if state is not None:
+        if state is not None:  # the optimizer's variables by position (Keras' own save drops its weight-decay exclusions)
+            opt = model.optimizer
+            save_safetensors(folder / OPTIMIZER_FILE, {str(i): torch.from_numpy(np.array(v.numpy()))
+                                                       for i, v in enumerate(opt.variables)},
+                             metadata={"paths": json.dumps([v.path for v in opt.variables])})
             atomic_write_text(folder / "state.json", json.dumps({**state, "epoch": epoch}))
         atomic_write_text(self.dir / f"{tag}.json", json.dumps({"folder": folder.name, "epoch": epoch}))
         for old in self.dir.glob(f"{tag}-*"):
@@ -191,8 +197,7 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
     start_epoch = 0
     if resume and ckpt is not None and ckpt.folder("last") is not None:
         folder = ckpt.folder("last")
-        model = keras.saving.load_model(folder / KERAS_FILE, compile=True, safe_mode=True)  # weights + optimizer
-        module = KerasModule(model, spec)
+        _restore(model, folder)
         saved = json.loads((folder / "state.json").read_text())
         start_epoch = saved.pop("epoch")
         state.update(saved)
@@ -206,6 +211,7 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
     class Epochs(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             batches.set_epoch(epoch + 1)
+            _reseed(self.model, tcfg.seed, epoch + 1)
 
         def on_train_batch_end(self, batch, logs=None):
             if tcfg.max_steps is not None and int(self.model.optimizer.iterations) >= tcfg.max_steps:
@@ -271,6 +277,41 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
     return module, FitResult(state["best_epoch"], state["best"], len(history),
                              bool(tcfg.early_stopping and state["bad_epochs"] >= tcfg.early_stopping.patience),
                              history, round(time.perf_counter() - started, 3))
+
+
+def _restore(model, folder: Path) -> None:
+    """The last checkpoint's weights and optimizer variables into the freshly built and compiled model."""
+    import warnings
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with warnings.catch_warnings():  # "skipping variable loading for optimizer": it is restored below, whole
+        warnings.simplefilter("ignore", UserWarning)
+        model.load_weights(folder / KERAS_FILE)
+    opt = model.optimizer
+    opt.build(model.trainable_variables)
+    tensors = load_file(folder / OPTIMIZER_FILE)
+    with safe_open(folder / OPTIMIZER_FILE, "pt") as fh:
+        paths = json.loads(fh.metadata()["paths"])
+    # the optimizer's own name prefix differs between processes ("adam_w" / "adam_w_3"): compare the rest and shapes
+    same = len(paths) == len(opt.variables) and all(
+        p.split("/", 1)[-1] == v.path.split("/", 1)[-1] and tuple(tensors[str(i)].shape) == tuple(v.shape)
+        for i, (p, v) in enumerate(zip(paths, opt.variables)))
+    if not same:
+        raise ValueError(f"{folder}: the checkpoint's optimizer state does not fit this model's optimizer")
+    for i, v in enumerate(opt.variables):
+        v.assign(tensors[str(i)].numpy())
+
+
+def _reseed(model, seed: int, epoch: int) -> None:
+    """Dropout's random streams as a function of (seed, epoch, layer): Keras keeps them in seed-generator variables
+    that a saved model does not hold, so a resumed run would draw other masks. Set per epoch, it draws the same."""
+    import numpy as np
+
+    states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    for i, v in enumerate(states):
+        v.assign(np.array([seed * 1009 + i, epoch << 20], dtype=v.dtype))
 
 
 def _stopped(ckpt: _Checkpoints) -> bool:
