@@ -203,6 +203,9 @@ class Config(Section):
         if self.evaluate.cv is not None:
             raise ValueError("federated: evaluate.cv does not apply (the federation is one run; compare it with a "
                              "centralized run of the same config without federated:)")
+        if getattr(self.model, "backend", "torch") == "keras":
+            raise ValueError("federated: the sites train torch models (Flower carries their tensors); model.backend: "
+                             "keras is not federated here: set model.backend: torch")
         return self
 
     @model_validator(mode="after")

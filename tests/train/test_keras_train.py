@@ -150,6 +150,28 @@ def test_keras_refuses_what_it_cannot_do(tmp_path):
     data = _table(tmp_path, n=120)
     with pytest.raises(ValueError, match="data.augment.mixup: not on model.backend: keras"):
         train(load_config(tiny_config(tmp_path, data, KERAS_MLP) | {"data": {**data, "augment": {"mixup": 0.2}}}))
+    with pytest.raises(ValueError, match="train.precision: bf16 is the torch loop's autocast; the keras backend"):
+        train(load_config(tiny_config(tmp_path, data, KERAS_MLP, train={"precision": "bf16"})))
+    with pytest.raises(ValueError, match="model.backend: keras is not federated here"):
+        load_config(tiny_config(tmp_path, data, KERAS_MLP) | {"federated": {"clients": 2, "rounds": 1}})
+
+
+def test_keras_k_fold_and_fairness_reweighing(tmp_path):
+    """k-fold re-trains the keras family per fold; reweighing's per-row weights reach Keras' loss."""
+    df = tabular_frame(200)
+    df["group"] = np.where(np.arange(200) % 3 == 0, "a", "b")
+    df.to_csv(tmp_path / "g.csv", index=False)
+    data = {"path": str(tmp_path / "g.csv"), "target": "label"}
+    run = train(load_config(tiny_config(tmp_path, data, {**KERAS_MLP, "dropout": 0.0}, train={"epochs": 2},
+                                        evaluate={"cv": {"folds": 2}}, name="cv")))
+    cv = json.loads((run.path / "cv.json").read_text())
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and cv["summary"]["accuracy"]["mean"] > 0.6
+    opts = {"epochs": 1, "early_stopping": None}
+    plain = train(load_config(tiny_config(tmp_path, data, {**KERAS_MLP, "dropout": 0.0}, train=opts, name="p")))
+    fair = train(load_config(tiny_config(tmp_path, data, {**KERAS_MLP, "dropout": 0.0}, train=opts, name="f",
+                                         evaluate={"fairness": {"sensitive": ["group"], "mitigate": "reweigh"}})))
+    loss = [json.loads((r.path / "history.jsonl").read_text().splitlines()[0])["train_loss"] for r in (plain, fair)]
+    assert loss[0] != pytest.approx(loss[1], abs=1e-5)
 
 
 def test_an_augmentation_runs_in_keras_training(tmp_path):

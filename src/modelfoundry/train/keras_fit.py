@@ -49,6 +49,10 @@ def check_keras_run(cfg: Config, accelerator, teacher=None, init=None) -> None:
                          "backend); drop --nproc, or set model.backend: torch")
     if teacher is not None or init is not None:
         raise ValueError("compress.distill: the keras backend has no distillation; distill a torch run")
+    if cfg.train.precision == "bf16":
+        raise ValueError("train.precision: bf16 is the torch loop's autocast; the keras backend trains in float32 "
+                         "(precision auto means float32 there, and Keras' ONNX export needs a float32 model): set "
+                         "train.precision: auto or fp32, or model.backend: torch")
     for name in UNSUPPORTED_AUGMENT:
         if getattr(cfg.data.augment, name):
             raise ValueError(f"data.augment.{name}: not on model.backend: keras (supported there: oversample and "
