@@ -36,6 +36,7 @@ def test_card_metadata_is_hugging_face_model_index(carded):
     metrics = json.loads((carded.path / "metrics.json").read_text())
     manifest = json.loads((carded.path / "manifest.json").read_text())
     assert meta["library_name"] == "modelfoundry" and meta["pipeline_tag"] == "tabular-classification"
+    assert "pytorch" in meta["tags"]
     assert meta["dataset_files"][0]["sha256"] == manifest["data"]["train"]["sha256"] and meta["datasets"] == ["t.csv"]
     result = meta["model-index"][0]["results"][0]
     assert result["dataset"]["split"] == "test"

@@ -23,6 +23,9 @@ TAKES = {"mlp": ["audio", "categorical", "image", "numeric", "sequence", "text"]
          "rnn": ["categorical", "numeric", "sequence", "text"],
          "transformer": ["categorical", "numeric", "sequence", "text"]}
 CASES = [(name, kind) for name in FAMILIES for kind in TAKES[name]]
+FAST = {("mlp", "categorical"), ("cnn", "image"), ("rnn", "text"), ("transformer", "sequence")}
+"""One case per family in the fast tier; every case in the full suite."""
+LEARN_CASES = [pytest.param(n, k, marks=() if (n, k) in FAST else pytest.mark.slow) for n, k in CASES]
 
 
 def _case(name: str, kind: str, n: int = 32):
@@ -37,7 +40,7 @@ def _case(name: str, kind: str, n: int = 32):
     return cfg, s, batch
 
 
-@pytest.mark.parametrize("name,kind", CASES)
+@pytest.mark.parametrize("name,kind", LEARN_CASES)
 def test_family_learns_each_input_kind_and_round_trips(name, kind, tmp_path):
     keras = keras_runtime("tensorflow")
     keras.utils.set_random_seed(0)
@@ -92,7 +95,7 @@ def test_backend_keras_is_refused_for_families_it_does_not_build():
                          "model": {"type": "mlp", "backend": "keras", "keras_backend": "torch", "saved_model": True}})
     with pytest.raises(ValueError, match="keras_backend"):
         validate_config({"name": "x", "data": {"path": "a.csv", "target": "y"},
-                         "model": {"type": "mlp", "backend": "keras", "keras_backend": "jax"}})
+                         "model": {"type": "mlp", "backend": "keras", "keras_backend": "numpy"}})
 
 
 def test_an_input_or_task_the_keras_family_does_not_take_is_named():
@@ -152,3 +155,18 @@ def test_keras_parameters_are_counted_without_memory():
     assert all(p.device.type == "meta" for p in params)
     assert sum(p.numel() for p in params if p.requires_grad) == int(
         sum(np.prod(v.shape) for v in module.keras_model.trainable_weights))
+
+
+@pytest.mark.slow
+def test_omp_num_threads_sets_tensorflows_thread_pools():
+    """Two trainings side by side on 2 cores slow each other up to 100x: under OMP_NUM_THREADS TensorFlow keeps to it."""
+    code = ("from modelfoundry.models.keras_zoo import keras_runtime\n"
+            "keras_runtime('tensorflow')\n"
+            "import tensorflow as tf\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())\n")
+    import os
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]

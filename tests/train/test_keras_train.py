@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from modelfoundry import resume
 from modelfoundry.config import load_config
@@ -42,6 +43,8 @@ def test_a_keras_run_trains_evaluates_predicts_like_a_torch_run(tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and "val_f1_macro" in history[0]
     manifest = run.manifest()
     assert manifest["status"] == "complete" and manifest["parameters"] > 0
+    card = yaml.safe_load((run.path / "MODEL_CARD.md").read_text().split("---")[1])
+    assert card["tags"][-2:] == ["keras", "tensorflow"] and "pytorch" not in card["tags"]
     assert metrics["cost"]["inference_flops_per_example"] > 0 and "TensorFlow's profiler" in metrics["cost"]["basis"]
     pred = Predictor.load(run.path)
     rows = tabular_frame(20, seed=3).drop(columns="label")
@@ -53,6 +56,7 @@ def test_a_keras_run_trains_evaluates_predicts_like_a_torch_run(tmp_path):
     assert np.allclose(out["prob_yes"], again["prob_yes"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_keras_text_cnn_and_a_regression_rnn_train(tmp_path):
     text = train(load_config(tiny_config(tmp_path, {"path": str(SAMPLE), "target": "category",
                                                     "text": {"vocab_size": 300, "min_frequency": 1}},
@@ -69,6 +73,7 @@ def test_a_keras_text_cnn_and_a_regression_rnn_train(tmp_path):
     assert out["prediction"].dtype.kind == "f"
 
 
+@pytest.mark.slow
 def test_a_resumed_keras_run_matches_an_uninterrupted_one(tmp_path):
     data = _table(tmp_path)
 
@@ -118,6 +123,7 @@ def test_the_keras_schedule_is_the_torch_loops_schedule(kind):
     assert got == pytest.approx(want, rel=1e-5, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_train_options_reach_keras(tmp_path):
     """class_weights, max_steps, grad_accum, plateau and sgd each change what Keras does (each compared with a run
     without it)."""
@@ -152,10 +158,15 @@ def test_keras_refuses_what_it_cannot_do(tmp_path):
         train(load_config(tiny_config(tmp_path, data, KERAS_MLP) | {"data": {**data, "augment": {"mixup": 0.2}}}))
     with pytest.raises(ValueError, match="train.precision: bf16 is the torch loop's autocast; the keras backend"):
         train(load_config(tiny_config(tmp_path, data, KERAS_MLP, train={"precision": "bf16"})))
+    from modelfoundry.compress.config import CompressConfig
+
+    with pytest.raises(ValueError, match="student.backend: keras; distillation trains a torch student"):
+        CompressConfig(distill={"student": {"type": "mlp", "backend": "keras"}})
     with pytest.raises(ValueError, match="model.backend: keras is not federated here"):
         load_config(tiny_config(tmp_path, data, KERAS_MLP) | {"federated": {"clients": 2, "rounds": 1}})
 
 
+@pytest.mark.slow
 def test_keras_k_fold_and_fairness_reweighing(tmp_path):
     """k-fold re-trains the keras family per fold; reweighing's per-row weights reach Keras' loss."""
     df = tabular_frame(200)
@@ -174,6 +185,7 @@ def test_keras_k_fold_and_fairness_reweighing(tmp_path):
     assert loss[0] != pytest.approx(loss[1], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_an_augmentation_runs_in_keras_training(tmp_path):
     data = _table(tmp_path, n=200)
     opts = {"epochs": 2, "early_stopping": None}
@@ -215,7 +227,7 @@ def test_serving_a_keras_run(tmp_path):
 
 @pytest.mark.slow
 def test_compress_a_keras_run_to_int8_onnx_and_serve_it(tmp_path):
-    from modelfoundry import compress
+    from modelfoundry.api import compress
     from modelfoundry.compress.config import CompressConfig
 
     data = _table(tmp_path)
@@ -234,18 +246,21 @@ def test_compress_a_keras_run_to_int8_onnx_and_serve_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_keras_on_the_torch_backend_trains_in_its_own_process_and_loads_on_tensorflow(tmp_path):
-    """Keras chooses its backend once per process: a keras_backend torch run trains in a subprocess, and its
+@pytest.mark.parametrize("other", ["torch", "jax"])
+def test_keras_on_another_backend_trains_in_its_own_process_and_loads_on_tensorflow(tmp_path, other):
+    """Keras chooses its backend once per process: a keras_backend torch (jax) run trains in a subprocess, and its
     model.keras is read here, on TensorFlow, with the same predictions as `foundry predict` gave there."""
     data = _table(tmp_path, n=160)
-    cfg = write_yaml(tmp_path / "c.yaml", tiny_config(tmp_path, data, {**KERAS_MLP, "keras_backend": "torch"},
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_config(tmp_path, data, {**KERAS_MLP, "keras_backend": other},
                                                       train={"epochs": 3}, name="kt"))
     env = {**cli_env(), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(cfg)], capture_output=True,
                           text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = next((tmp_path / "runs" / "kt").iterdir())
-    assert json.loads((run_dir / "model" / "architecture.json").read_text())["keras"]["backend"] == "torch"
+    assert json.loads((run_dir / "model" / "architecture.json").read_text())["keras"]["backend"] == other
+    basis = json.loads((run_dir / "metrics.json").read_text())["cost"]["basis"]
+    assert {"torch": "torch's flop counter", "jax": "XLA's cost analysis"}[other] in basis
     tabular_frame(25, seed=8).drop(columns="label").to_csv(tmp_path / "rows.csv", index=False)
     out = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "predict", str(run_dir), str(tmp_path / "rows.csv"),
                           "-o", str(tmp_path / "p.csv")], capture_output=True, text=True, env=env, timeout=600)

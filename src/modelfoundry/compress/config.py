@@ -44,6 +44,13 @@ class DistillConfig(Section):
     pretrained student with the teacher's model.path, fewer or as many layers, and the teacher's head shape."""
 
     @model_validator(mode="after")
+    def _torch_student(self) -> DistillConfig:
+        if getattr(self.student, "backend", "torch") == "keras":
+            raise ValueError("student.backend: keras; distillation trains a torch student (the loss reads the teacher's "
+                             "outputs per batch in the torch loop): set student.backend: torch")
+        return self
+
+    @model_validator(mode="after")
     def _teacher_init_needs_pretrained(self) -> DistillConfig:
         if self.init == "teacher" and self.student.type != "pretrained":
             raise ValueError(f"init: teacher copies a pretrained teacher's layers into the student; the student is "

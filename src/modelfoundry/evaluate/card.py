@@ -130,7 +130,9 @@ def metadata(run: Run, cfg, profile: dict, metrics: dict) -> dict:
     dataset = files[0]["file"] if files else "in-memory"
     split = metrics.get("split", "test")
     scores = {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}
-    meta = {"library_name": "modelfoundry", "pipeline_tag": pipeline, "tags": ["modelfoundry", task],
+    framework = (["keras", cfg.model.keras_backend] if getattr(cfg.model, "backend", "torch") == "keras"
+                 else ["pytorch"])
+    meta = {"library_name": "modelfoundry", "pipeline_tag": pipeline, "tags": ["modelfoundry", task, *framework],
             "datasets": [f["file"] for f in files] or [dataset],
             "dataset_files": files,
             "model-index": [{"name": cfg.name, "results": [{

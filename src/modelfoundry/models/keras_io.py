@@ -65,6 +65,16 @@ class KerasModule(Built):
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 self.keras_model({k: torch.from_numpy(v) for k, v in feeds.items()}, training=False)
             forward = int(counter.get_total_flops())
+        elif keras.backend.backend() == "jax":  # XLA's cost analysis of the compiled forward pass
+            import jax
+
+            m = self.keras_model
+            trainable = [v.value for v in m.trainable_variables]
+            frozen = [v.value for v in m.non_trainable_variables]
+            fn = jax.jit(lambda t, f, x: m.stateless_call(t, f, x, training=False)[0])
+            cost = fn.lower(trainable, frozen, feeds).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, list) else cost
+            forward = int(cost.get("flops", 0))
         else:
             import logging
 
@@ -79,7 +89,8 @@ class KerasModule(Built):
         return forward * (3 if train else 1)
 
     def flop_counter(self) -> str:
-        return "TensorFlow's profiler" if keras_runtime().backend.backend() == "tensorflow" else "torch's flop counter"
+        return {"tensorflow": "TensorFlow's profiler", "jax": "XLA's cost analysis"}.get(
+            keras_runtime().backend.backend(), "torch's flop counter")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         feeds = self.feeds(batch)
@@ -89,13 +100,15 @@ class KerasModule(Built):
                 import tensorflow as tf
 
                 self._call = tf.function(lambda x: self.keras_model(x, training=False), reduce_retracing=True)
+            elif keras.backend.backend() == "jax":  # Keras' compiled predict step (jit, once per input shape)
+                self._call = self.keras_model.predict_on_batch
             else:
                 def call(x):
                     with torch.no_grad():
                         return self.keras_model({k: torch.from_numpy(v) for k, v in x.items()}, training=False)
                 self._call = call
         out = self._call(feeds)
-        out = out.detach().cpu().numpy() if torch.is_tensor(out) else out.numpy()
+        out = out.detach().cpu().numpy() if torch.is_tensor(out) else np.asarray(out)
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 

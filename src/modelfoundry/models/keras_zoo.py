@@ -27,7 +27,7 @@ from .registry import PREDICTIVE
 
 FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 """The families with a Keras implementation (model.backend: keras)."""
-KERAS_BACKENDS = ("tensorflow", "torch")
+KERAS_BACKENDS = ("tensorflow", "torch", "jax")
 INSTALL = "pip install 'modelfoundry[keras]'"
 PACKAGE = "modelfoundry"
 """The package name under which our layers are registered with Keras (`modelfoundry>MaskedMean`)."""
@@ -40,8 +40,9 @@ class BackendChoice(Section):
     """torch (default), or keras: the same family built in Keras 3 and trained by Keras' fit, with the same inputs,
     heads, losses, optimizer, schedule, early stopping and Run directory (`model/model.keras`); needs the extra
     `modelfoundry[keras]`."""
-    keras_backend: Literal["tensorflow", "torch"] = "tensorflow"
-    """backend: keras: the backend Keras runs on (one per process)."""
+    keras_backend: Literal["tensorflow", "torch", "jax"] = "tensorflow"
+    """backend: keras: the backend Keras runs on (one per process). The extra installs TensorFlow and JAX (CPU);
+    torch is core."""
     saved_model: bool = False
     """backend: keras on tensorflow: also write `model/saved_model/`, a TensorFlow SavedModel for TF Serving."""
 
@@ -56,7 +57,7 @@ class BackendChoice(Section):
 
 
 def keras_runtime(backend: str | None = None):
-    """The `keras` module running on `backend` (tensorflow | torch; None = whatever is running, else tensorflow)."""
+    """The `keras` module running on `backend` (tensorflow | torch | jax; None = whatever is running, else tensorflow)."""
     if backend is not None and backend not in KERAS_BACKENDS:
         raise ValueError(f"model.keras_backend: expected one of {', '.join(KERAS_BACKENDS)}, got {backend!r}")
     if "keras" in sys.modules and hasattr(sys.modules["keras"], "backend"):
@@ -69,7 +70,8 @@ def keras_runtime(backend: str | None = None):
         _register(keras)
         return keras
     backend = backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
-    missing = [m for m in ("keras", *((backend,) if backend == "tensorflow" else ())) if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("keras", *((backend,) if backend in ("tensorflow", "jax") else ()))
+               if importlib.util.find_spec(m) is None]
     if missing:
         raise ValueError(f"model.backend: keras needs {' and '.join(missing)}, which is not installed; install the "
                          f"extra: {INSTALL}")
