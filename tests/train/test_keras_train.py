@@ -268,3 +268,18 @@ def test_keras_on_another_backend_trains_in_its_own_process_and_loads_on_tensorf
     there = pd.read_csv(tmp_path / "p.csv")
     here = Predictor.load(run_dir).predict(pd.read_csv(tmp_path / "rows.csv"))
     np.testing.assert_allclose(here["prob_yes"].to_numpy(), there["prob_yes"].to_numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tuning_a_keras_config_prunes_through_keras_fit(tmp_path, table_csv):
+    """foundry tune re-runs train with overrides; its pruner raises from the epoch callback, inside Keras' fit."""
+    from modelfoundry.tune import tune
+
+    raw = tiny_config(tmp_path, {"path": str(table_csv), "target": "label", "split": {"val": 0.25, "test": 0.2}},
+                      {**KERAS_MLP, "dropout": 0.0}, train={"epochs": 6, "early_stopping": None})
+    raw["tune"] = {"sampler": "grid", "trials": 4, "pruner": "median", "metric": "val_loss", "seed": 5,
+                   "space": {"train.lr": {"choice": [0.05, 0.08, 1e-7, 2e-7]}}}
+    board = pd.read_csv(tune(load_config(raw)) / "leaderboard.csv")
+    states = dict(zip(board["train.lr"], board["state"]))
+    assert states[0.05] == states[0.08] == "complete"
+    assert "pruned" in {states[1e-7], states[2e-7]}, states
