@@ -3,11 +3,14 @@ trained with model.backend torch and keras (TensorFlow), same seeds and splits, 
 alone on the machine; then the keras runs' ONNX export (tf2onnx) parity and the int8 speed-up in ONNX Runtime.
 
     .venv/bin/python bench/keras_backend_bench.py [--seeds 2] [--only credit_scoring,digits] [--no-compress]
+    .venv/bin/python bench/keras_backend_bench.py --only none     # only the per-epoch overhead probe (below)
 
 Per recipe and backend: the headline test metric of each seed (its mean, and the spread between seeds, which is what
 "within the run-to-run spread" is measured against), epochs run, and the training loop's wall time (manifest
-timings.loop_s: fitting only, not data preparation or evaluation). JSON in bench/results/keras_backend.json, written
-after every recipe (an interrupted bench keeps what it measured), with the CPU it ran on."""
+timings.loop_s: fitting only, not data preparation or evaluation). Then `keras_overhead`: where a small table's keras
+epoch goes (graph tracing in the first epoch, per-step cost, a checkpoint write). JSON in
+bench/results/keras_backend.json, written after every recipe (an interrupted bench keeps what it measured), with the CPU
+it ran on."""
 
 from __future__ import annotations
 
@@ -91,6 +94,46 @@ def compressed(run_path: str) -> dict:
                                                  / stages["onnx fp32"]["batch_32"]["rows_per_s"], 2)}
 
 
+def overhead() -> dict:
+    """Where a small table's keras epoch goes (credit_scoring's MLP, Keras' fit on in-memory arrays): the first epoch
+    (it traces the train step into a graph) vs a later one, and a checkpoint write as Keras' .keras vs our safetensors."""
+    import tempfile
+
+    from safetensors.numpy import save_file
+
+    from modelfoundry.config import load_config
+    from modelfoundry.data import prepare
+    from modelfoundry.models.keras_io import KerasModule
+    from modelfoundry.models.keras_zoo import build_keras, keras_runtime
+
+    keras = keras_runtime("tensorflow")
+    cfg = load_config(REPO / "recipes" / "finance" / "credit_scoring.yaml", ["model.backend=keras", "evaluate.cv=null"])
+    data = prepare(cfg)
+    spec = data.preprocessor.spec()
+    m = KerasModule(build_keras(cfg.model, spec, "tensorflow"), spec)
+    m.keras_model.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = m.feeds(data.encoded["train"].features), data.targets["train"].numpy()
+    times = []
+    for _ in range(4):
+        t = time.perf_counter()
+        m.keras_model.fit(x, y, batch_size=cfg.train.batch_size, epochs=1, verbose=0)
+        times.append(time.perf_counter() - t)
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        for i in range(5):
+            m.keras_model.save(Path(d) / f"m{i}.keras")
+        keras_save = (time.perf_counter() - t) / 5
+        t = time.perf_counter()
+        for i in range(5):
+            save_file({str(j): v.numpy() for j, v in enumerate(m.keras_model.weights)}, str(Path(d) / f"m{i}.st"))
+        st_save = (time.perf_counter() - t) / 5
+    steps = -(-len(y) // cfg.train.batch_size)
+    return {"recipe": "finance/credit_scoring (keras mlp)", "steps_per_epoch": steps, "first_epoch_s": round(times[0], 3),
+            "later_epoch_s": round(statistics.mean(times[1:]), 3),
+            "ms_per_step_later": round(1000 * statistics.mean(times[1:]) / steps, 2),
+            "checkpoint_keras_file_s": round(keras_save, 4), "checkpoint_safetensors_s": round(st_save, 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=2)
@@ -133,6 +176,9 @@ def main() -> None:
         result_path.write_text(json.dumps(results, indent=2))
         print(f"{recipe}: {t['metric']} torch {t['mean']} (spread {t['spread']}) keras {k['mean']} (spread "
               f"{k['spread']}); s/epoch torch {t['s_per_epoch']} keras {k['s_per_epoch']}", file=sys.stderr, flush=True)
+    results["keras_overhead"] = overhead()
+    result_path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["keras_overhead"]))
     print(json.dumps({r: {k: v for k, v in e.items() if k in ("difference", "within_spread",
                                                                 "within_1_point", "keras_over_torch_s_per_epoch")}
                       for r, e in results["recipes"].items()}, indent=2))
