@@ -239,3 +239,22 @@ def test_bucket_by_length_off_gives_random_batches(bucket):
     padded = sum(rows * width for rows, width in m.widths)
     assert sum(r for r, _ in m.widths) == 640
     assert (padded < 1.25 * int(lengths.sum())) == bucket  # random batches of 32 pad to nearly 64 each
+
+
+@pytest.mark.slow
+def test_a_torch_run_does_not_import_tensorflow_for_its_tensorboard_logs(tmp_path):
+    """TensorBoard imports TensorFlow whenever it is installed (the keras extra); the loop keeps it on its stub."""
+    import subprocess
+    import sys
+
+    from ..conftest import cli_env, tabular_frame, tiny_config, write_yaml
+
+    tabular_frame(120).to_csv(tmp_path / "t.csv", index=False)
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_config(tmp_path, {"path": str(tmp_path / "t.csv"), "target": "label"},
+                                                      train={"epochs": 1}))
+    code = ("import sys\nfrom modelfoundry.api import load_config, train\n"
+            f"run = train(load_config({str(cfg)!r}))\n"
+            "print(sorted(p.name for p in (run.path / 'tensorboard').iterdir())[0][:20], 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["events.out.tfevents.", "False"], out.stdout

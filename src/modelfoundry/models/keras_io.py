@@ -108,8 +108,8 @@ class KerasModule(Built):
                         return self.keras_model({k: torch.from_numpy(v) for k, v in x.items()}, training=False)
                 self._call = call
         out = self._call(feeds)
-        out = out.detach().cpu().numpy() if torch.is_tensor(out) else np.asarray(out)
-        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+        out = out.detach().cpu().numpy() if torch.is_tensor(out) else out
+        return torch.from_numpy(np.array(out, dtype=np.float32))  # a copy: TensorFlow's arrays are read-only
 
 
 def save_keras(module: KerasModule, cfg: BaseModel, directory: Path, weights: bool = True) -> dict:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -413,6 +414,11 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
 
 
 def _tensorboard(run: Run):
+    if "tensorflow" not in sys.modules:
+        # TensorBoard imports TensorFlow for its file writer whenever it is installed (the keras extra): 3-4 s and
+        # hundreds of MB in every torch run. Its own switch, a `tensorboard.compat.notf` module, keeps it on the
+        # bundled stub it uses without TensorFlow (the same event files)
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a core dependency; tolerate a trimmed install
