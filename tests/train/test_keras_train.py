@@ -196,6 +196,7 @@ def test_an_augmentation_runs_in_keras_training(tmp_path):
     assert loss[0] != pytest.approx(loss[1], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_saved_model_is_written_and_answers_as_the_keras_model(tmp_path):
     import tensorflow as tf
 
@@ -210,6 +211,7 @@ def test_saved_model_is_written_and_answers_as_the_keras_model(tmp_path):
     np.testing.assert_allclose(served, pred.model(batch).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_serving_a_keras_run(tmp_path):
     from fastapi.testclient import TestClient
 
