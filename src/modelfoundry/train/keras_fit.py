@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +23,7 @@ from ..models.keras_io import KerasModule
 from ..models.keras_zoo import build_keras, keras_runtime
 from .loop import (
     SAMPLE_WEIGHT,
+    Checkpointer,
     EpochSampler,
     FitResult,
     _log_epoch,
@@ -139,16 +138,13 @@ def _batches(keras, module: KerasModule, features: dict, y: torch.Tensor, task: 
     return Batches()
 
 
-class _Checkpoints:
-    """checkpoints/<tag>-<epoch>-<hex>/weights.safetensors written whole, then `<tag>.json` points at it (atomic rename), then
-    older folders go: a crash at any moment leaves a complete checkpoint. `last` holds the optimizer and the
-    early-stopping state too."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
+class _Checkpoints(Checkpointer):
+    """The torch loop's checkpoint folders and pointers (`checkpoints/<tag>-<epoch>-<hex>/`, then `<tag>.json`), holding
+    a Keras model's variables: `weights.safetensors`, and in `last` the optimizer's variables and the early-stopping
+    state."""
 
     def save(self, tag: str, epoch: int, model, state: dict | None = None) -> None:
-        folder = self.dir / f"{tag}-{epoch:04d}-{secrets.token_hex(3)}"
+        folder = self.new_folder(tag, epoch)
         folder.mkdir(parents=True, exist_ok=True)
         # variables by position, as safetensors: 2 ms for the credit MLP, where Keras' .keras/.weights.h5 took 45 ms (two
         # writes in an improving epoch were most of a small model's epoch); the model itself is rebuilt from the config
@@ -156,14 +152,7 @@ class _Checkpoints:
         if state is not None:  # the optimizer's variables too (Keras' own save drops its weight-decay exclusions)
             _save_variables(folder / OPTIMIZER_FILE, model.optimizer.variables)
             atomic_write_text(folder / "state.json", json.dumps({**state, "epoch": epoch}))
-        atomic_write_text(self.dir / f"{tag}.json", json.dumps({"folder": folder.name, "epoch": epoch}))
-        for old in self.dir.glob(f"{tag}-*"):
-            if old.name != folder.name:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def folder(self, tag: str) -> Path | None:
-        pointer = self.dir / f"{tag}.json"
-        return self.dir / json.loads(pointer.read_text())["folder"] if pointer.exists() else None
+        self.publish(tag, epoch, folder)
 
 
 def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run | None, accelerator,

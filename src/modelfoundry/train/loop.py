@@ -161,9 +161,7 @@ class Checkpointer:
         self.dir = directory
 
     def save(self, tag: str, epoch: int, model: nn.Module, optimizer=None, schedule=None, state: dict | None = None) -> None:
-        # a new folder every time: re-saving an epoch (after a resume) used to delete the folder the pointer still
-        # named before the new one existed
-        folder = self.dir / f"{tag}-{epoch:04d}-{secrets.token_hex(3)}"
+        folder = self.new_folder(tag, epoch)
         frozen = (getattr(model, "base", None) or {}).get("keys", set())  # reloadable from the base directory
         save_safetensors(folder / "model.safetensors", {k: v for k, v in model.state_dict().items() if k not in frozen})
         if optimizer is not None:
@@ -175,6 +173,15 @@ class Checkpointer:
             save_safetensors(folder / "rng.safetensors", rng)
             atomic_write_text(folder / "state.json", json.dumps({**(state or {}), "epoch": epoch,
                                                                  "schedule": schedule.state_dict()}))
+        self.publish(tag, epoch, folder)
+
+    def new_folder(self, tag: str, epoch: int) -> Path:
+        """A new folder every time: re-saving an epoch (after a resume) used to delete the folder the pointer still
+        named before the new one existed."""
+        return self.dir / f"{tag}-{epoch:04d}-{secrets.token_hex(3)}"
+
+    def publish(self, tag: str, epoch: int, folder: Path) -> None:
+        """Point `<tag>.json` at a folder written whole (atomic rename), then remove the tag's older folders."""
         atomic_write_text(self.dir / f"{tag}.json", json.dumps({"folder": folder.name, "epoch": epoch}))
         for old in self.dir.glob(f"{tag}-*"):
             if old.name != folder.name:
