@@ -172,3 +172,18 @@ def test_omp_num_threads_sets_tensorflows_thread_pools():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]
+
+
+def test_recurrent_layers_start_as_torchs():
+    """LSTM/GRU weights and biases uniform in +-1/sqrt(hidden), no forget-gate bias of 1 (Keras' default is Glorot,
+    orthogonal, zero biases with ones for the forget gate)."""
+    keras_runtime("tensorflow").utils.set_random_seed(0)
+    for cell in ("lstm", "gru"):
+        cfg = MODEL_TYPES["rnn"](type="rnn", backend="keras", cell=cell, hidden_size=16, embedding_dim=8)
+        model = build_keras(cfg, spec(sequence=[6, 3]), "tensorflow")
+        weights = {v.path: v.numpy() for v in model.weights if f"_{cell}0" in v.path}
+        assert len(weights) == 3, weights.keys()
+        for path, w in weights.items():
+            assert np.abs(w).max() <= 0.25 + 1e-6, path  # 1/sqrt(16)
+        bias = next(w for p, w in weights.items() if p.endswith("bias"))
+        assert not np.isin(bias, [0.0, 1.0]).all()

@@ -384,12 +384,18 @@ def _conv_blocks(keras, dims: int, cfg, x, prefix: str, ids=None):
 
 
 def _recurrent(keras, cfg, x, prefix: str):
-    """Stacked LSTM/GRU layers; the last returns its final state (masked steps skipped), both directions joined."""
+    """Stacked LSTM/GRU layers; the last returns its final state (masked steps skipped), both directions joined.
+    Initialised as torch's (every weight and bias uniform in +-1/sqrt(hidden), no forget-gate bias of 1), not Keras'
+    Glorot/orthogonal: the engine_rul LSTM recipe held out RMSE 17.2 on Keras' default against torch's 16.0."""
     L = keras.layers
     cell = L.LSTM if cfg.cell == "lstm" else L.GRU
+    bound = 1.0 / cfg.hidden_size ** 0.5
+    extra = {"unit_forget_bias": False} if cfg.cell == "lstm" else {}
     for j in range(cfg.num_layers):
         last = j == cfg.num_layers - 1
-        layer = cell(cfg.hidden_size, return_sequences=not last, name=f"{prefix}_{cfg.cell}{j}")
+        init = {k: keras.initializers.RandomUniform(-bound, bound)
+                for k in ("kernel_initializer", "recurrent_initializer", "bias_initializer")}
+        layer = cell(cfg.hidden_size, return_sequences=not last, name=f"{prefix}_{cfg.cell}{j}", **init, **extra)
         if cfg.bidirectional:
             layer = L.Bidirectional(layer, name=f"{prefix}_bi{j}")
         x = layer(x)
