@@ -29,6 +29,8 @@ from .loop import (
     _log_epoch,
     _tensorboard,
     class_weights,
+    early_stopping_metric,
+    improves,
     total_steps,
     validate,
 )
@@ -166,11 +168,7 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
     spec = data.preprocessor.spec()
     module = KerasModule(build_keras(cfg.model, spec, cfg.model.keras_backend), spec)
     val = TensorData(data.encoded["val"].features, data.targets["val"]) if "val" in data.encoded else None
-    stop_metric = tcfg.early_stopping.metric if tcfg.early_stopping else ("val_loss" if val is not None else "train_loss")
-    if stop_metric.startswith("val_") and (val is None or not len(val)):
-        raise ValueError(f"train.early_stopping.metric {stop_metric} reads the validation split, and this data has none "
-                         "(data.split.val is 0); set train.early_stopping: null, a train_ metric, or data.split.val "
-                         "above 0")
+    stop_metric = early_stopping_metric(tcfg, val)
     weights = class_weights(targets, int(targets.max()) + 1) if task == "classification" and tcfg.class_weights == "balanced" else None
     features = dict(features)
     row_weights = features.pop(SAMPLE_WEIGHT, None)
@@ -216,10 +214,8 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
             if stop_metric not in record:
                 raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
                                  f"available: {', '.join(k for k in record if k != 'epoch')}")
-            value, best = record[stop_metric], state["best"]
-            delta = tcfg.early_stopping.min_delta if tcfg.early_stopping else 0.0
-            improved = best is None or (value is not None and (value < best - delta if mode == "min"
-                                                               else value > best + delta))
+            value = record[stop_metric]
+            improved = improves(value, state["best"], mode, tcfg)
             if improved:
                 state.update(best=value, best_epoch=n, bad_epochs=0)
             else:

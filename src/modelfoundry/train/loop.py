@@ -225,6 +225,23 @@ def _load_weights(model: nn.Module, path: Path) -> None:
                          f"unexpected {unexpected[:5]})")
 
 
+def early_stopping_metric(cfg: TrainConfig, val) -> str:
+    """The metric that picks the best epoch; one that reads a validation split the data lacks is refused before an
+    epoch is spent, not after."""
+    stop_metric = cfg.early_stopping.metric if cfg.early_stopping else ("val_loss" if val is not None else "train_loss")
+    if stop_metric.startswith("val_") and (val is None or not len(val)):
+        raise ValueError(f"train.early_stopping.metric {stop_metric} reads the validation split, and this data has none "
+                         "(data.split.val is 0); set train.early_stopping: null (train every epoch), a train_ metric, "
+                         "or data.split.val above 0")
+    return stop_metric
+
+
+def improves(value: float | None, best: float | None, mode: str, cfg: TrainConfig) -> bool:
+    """An epoch improves when it beats the best so far by more than early_stopping.min_delta (the first always does)."""
+    delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
+    return best is None or (value is not None and (value < best - delta if mode == "min" else value > best + delta))
+
+
 def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks | None, task: str, cfg: TrainConfig, run: Run | None,
         accelerator, augment=None, resume: bool = False, on_epoch=None, distill: tuple[float, float] | None = None
         ) -> FitResult:
@@ -243,11 +260,7 @@ def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks |
     schedule = build_schedule(optimizer, cfg, total_steps(cfg, steps_per_epoch))
     per_epoch_schedule = isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
     weights = class_weights(train.y, int(train.y.max()) + 1) if task == "classification" and cfg.class_weights == "balanced" else None
-    stop_metric = cfg.early_stopping.metric if cfg.early_stopping else ("val_loss" if val is not None else "train_loss")
-    if stop_metric.startswith("val_") and (val is None or not len(val)):  # refused before an epoch is spent, not after
-        raise ValueError(f"train.early_stopping.metric {stop_metric} reads the validation split, and this data has none "
-                         "(data.split.val is 0); set train.early_stopping: null (train every epoch), a train_ metric, "
-                         "or data.split.val above 0")
+    stop_metric = early_stopping_metric(cfg, val)
     mode = metric_mode(stop_metric)
     ckpt = Checkpointer(run.checkpoint_dir) if run is not None else None
 
@@ -294,9 +307,7 @@ def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks |
             raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
                              f"available: {', '.join(k for k in record if k != 'epoch')}")
         value = record[stop_metric]
-        improved = best is None or (value is not None and (
-            value < best - (cfg.early_stopping.min_delta if cfg.early_stopping else 0) if mode == "min"
-            else value > best + (cfg.early_stopping.min_delta if cfg.early_stopping else 0)))
+        improved = improves(value, best, mode, cfg)
         if improved:
             best, best_epoch, bad_epochs = value, epoch, 0
         else:
