@@ -31,6 +31,7 @@ from .loop import (
     class_weights,
     early_stopping_metric,
     improves,
+    stop_value,
     total_steps,
     validate,
 )
@@ -211,10 +212,7 @@ def fit_keras(cfg: Config, data, features: dict, targets: torch.Tensor, run: Run
                       "lr": float(keras.ops.convert_to_numpy(opt.learning_rate))}
             if val is not None and len(val):
                 record.update(validate(module, val, task, tcfg, accelerator, weights))
-            if stop_metric not in record:
-                raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
-                                 f"available: {', '.join(k for k in record if k != 'epoch')}")
-            value = record[stop_metric]
+            value = stop_value(record, stop_metric)
             improved = improves(value, state["best"], mode, tcfg)
             if improved:
                 state.update(best=value, best_epoch=n, bad_epochs=0)

@@ -236,6 +236,14 @@ def early_stopping_metric(cfg: TrainConfig, val) -> str:
     return stop_metric
 
 
+def stop_value(record: dict, stop_metric: str) -> float | None:
+    """The epoch's early-stopping value; a metric the epoch does not report is refused, listing those it does."""
+    if stop_metric not in record:
+        raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
+                         f"available: {', '.join(k for k in record if k != 'epoch')}")
+    return record[stop_metric]
+
+
 def improves(value: float | None, best: float | None, mode: str, cfg: TrainConfig) -> bool:
     """An epoch improves when it beats the best so far by more than early_stopping.min_delta (the first always does)."""
     delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
@@ -303,10 +311,7 @@ def fit(model: nn.Module, train: TensorData | Blocks, val: TensorData | Blocks |
         record = {"epoch": epoch, "train_loss": round(total / max(count, 1), 6), "lr": optimizer.param_groups[0]["lr"]}
         if val is not None and len(val):
             record.update(validate(raw, val, task, cfg, accelerator, weights))
-        if stop_metric not in record:
-            raise ValueError(f"train.early_stopping.metric: '{stop_metric}' is not reported; "
-                             f"available: {', '.join(k for k in record if k != 'epoch')}")
-        value = record[stop_metric]
+        value = stop_value(record, stop_metric)
         improved = improves(value, best, mode, cfg)
         if improved:
             best, best_epoch, bad_epochs = value, epoch, 0
