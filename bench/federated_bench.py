@@ -211,9 +211,31 @@ def transport(work: Path) -> dict:
     return out
 
 
+def secure(work: Path) -> dict:
+    """The 4 hospitals with and without SecAgg+ (same seed): the same model up to quantization, what it costs."""
+    from safetensors.torch import load_file
+
+    out, weights = {}, {}
+    for name, extra in (("plain", []), ("secure", ["federated.secure_aggregation={}"])):
+        m, t = run_config(heart(work, extra))
+        h = [json.loads(line) for line in (Path(m["run"]) / "history.jsonl").read_text().splitlines()]
+        weights[name] = load_file(str(Path(m["run"]) / "model" / "weights.safetensors"))
+        out[name] = {"roc_auc": m["test"]["roc_auc"], "accuracy": m["test"]["accuracy"], "total_s": t,
+                     "seconds_per_round": round(sum(x["seconds"] for x in h) / len(h), 3),
+                     "sent_bytes_per_round": h[0]["sent_bytes"], "received_bytes_per_round": h[0]["received_bytes"],
+                     "site_weights_seen_by_server": sum(x["site_weights_seen"] for x in h),
+                     "model_bytes": m["federated"]["payload"]["full_model_bytes"]}
+    out["max_abs_weight_difference"] = max(float((weights["plain"][k] - weights["secure"][k]).abs().max())
+                                           for k in weights["plain"])
+    out["ratio_seconds"] = round(out["secure"]["seconds_per_round"] / out["plain"]["seconds_per_round"], 2)
+    out["ratio_bytes"] = round((out["secure"]["sent_bytes_per_round"] + out["secure"]["received_bytes_per_round"])
+                               / (out["plain"]["sent_bytes_per_round"] + out["plain"]["received_bytes_per_round"]), 2)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("part", choices=["sites", "noniid", "text", "poison", "dp", "transport"])
+    p.add_argument("part", choices=["sites", "noniid", "text", "poison", "dp", "transport", "secure"])
     p.add_argument("--work", default="/tmp/federated_bench")
     p.add_argument("--rounds", type=int, default=6, help="text: rounds")
     args = p.parse_args()

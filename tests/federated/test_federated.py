@@ -184,3 +184,65 @@ def test_a_flipping_site_trains_on_wrong_labels_only_there(tmp_path, table):
     assert torch.equal(honest.data.targets["train"], clean[0].data.targets["train"])
     assert torch.equal(flipped.data.targets["train"], (clean[1].data.targets["train"] + 1) % 2)  # every label wrong
     assert flipped.profile["poisoned"] == "flip" and "poisoned" not in honest.profile
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run.path / "model" / "weights.safetensors"))
+
+
+def test_secure_aggregation_gives_the_average_without_showing_the_server_one_site_and_survives_a_dropout(tmp_path,
+                                                                                                         table):
+    base = {"clients": 3, "rounds": 2, "fail": {"site": 2, "rounds": [2]}}  # site 2 dies after sharing its keys
+    plain = train(_config(tmp_path, table, base))
+    secure = train(_config(tmp_path, table, {**base, "secure_aggregation": {}}))
+    summary = _metrics(secure)["federated"]["secure_aggregation"]
+    assert summary["rounds_completed"] == 2 and summary["site_weights_seen_by_server"] == 0
+    assert summary["max_weight"] == json.loads((secure.path / "data_profile.json").read_text())["splits"]["train"]
+    h = secure.history()
+    assert [x["secure_aggregation"] for x in h] == ["completed", "completed"] and [x["sites_trained"] for x in h] == [3, 2]
+    assert [x["site_weights_seen"] for x in plain.history()] == [3, 2]  # the plain server holds every site's weights
+    assert h[0]["received_bytes"] > plain.history()[0]["received_bytes"]  # masked vectors, keys and shares
+    a, b = _weights(plain), _weights(secure)
+    for k in a:  # the same FedAvg, up to SecAgg+'s quantization (steps of ~4e-6), with site 2 recovered from shares
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # it did go through the quantized, masked sum
+
+
+def test_secure_aggregation_refuses_what_it_would_get_wrong(tmp_path, table):
+    raw = tiny_config(tmp_path, {"path": str(table), "target": "label"})
+    with pytest.raises(ConfigError, match="strategy krum needs every site's update"):
+        load_config({**raw, "federated": {"strategy": "krum", "secure_aggregation": {}}})
+    with pytest.raises(ValueError, match="needs at least 2 sites in a round"):
+        train(_config(tmp_path, table, {"clients": 3, "rounds": 1, "fraction": 0.3, "secure_aggregation": {}}))
+    with pytest.raises(ValueError, match="SecAggPlusWorkflow rejected .*reconstruction_threshold"):
+        train(_config(tmp_path, table, {"clients": 3, "rounds": 1,
+                                        "secure_aggregation": {"num_shares": 3, "reconstruction_threshold": 5}}))
+    # weights SecAgg+ would clip (silently, in Flower) and a site heavier than max_weight are refused by the site
+    for sa, reason in (({"clipping_range": 0.001}, "outside federated.secure_aggregation.clipping_range 0.001"),
+                       ({"max_weight": 10}, "more than federated.secure_aggregation.max_weight 10")):
+        with pytest.raises(RuntimeError, match="no round produced a global model") as err:
+            train(_config(tmp_path, table, {"clients": 2, "rounds": 1, "secure_aggregation": sa}))
+        runs = sorted((tmp_path / "runs").glob("*/*/history.jsonl"), key=lambda p: p.stat().st_mtime)
+        assert reason in runs[-1].read_text(), err
+
+
+def test_secure_aggregation_with_privacy_and_a_server_optimizer(tmp_path, table):
+    run = train(_config(tmp_path, table, {"clients": 3, "rounds": 2, "strategy": "fedadam",
+                                          "options": {"eta": 0.01}, "secure_aggregation": {"num_shares": 3,
+                                                                                           "reconstruction_threshold": 2},
+                                          "privacy": {"clip": 1.0, "epsilon": 10.0}}))
+    m = _metrics(run)
+    assert m["federated"]["secure_aggregation"]["rounds_completed"] == 2 and m["federated"]["privacy"]["epsilon"] == 20
+    assert run.history()[-1]["val_loss"] < m["federated"]["start"]["val_loss"]
+
+
+def test_a_secure_round_with_too_few_sites_left_keeps_the_global_model(tmp_path, table):
+    run = train(_config(tmp_path, table, {"clients": 2, "rounds": 3, "fail": {"site": 1, "rounds": [2]},
+                                          "secure_aggregation": {}}))  # 2 sites: no share of one can be rebuilt
+    h = run.history()
+    assert [x["secure_aggregation"] for x in h] == ["completed", "halted", "completed"]
+    assert "fewer sites answered than reconstruction_threshold" in h[1]["failed"][-1]["reason"]
+    assert h[1]["val_loss"] == h[0]["val_loss"]  # round 2 changed nothing
+    assert _metrics(run)["federated"]["secure_aggregation"]["rounds_completed"] == 2

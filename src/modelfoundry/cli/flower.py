@@ -10,7 +10,7 @@ from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import load_config
-from ..federated.apps import SITE_LOADER, client_app
+from ..federated.apps import SITE_LOADER, client_app, message_config
 from ..federated.deploy import serve_deployment, site_from_message
 from ..federated.run import with_partition_column_ignored
 
@@ -29,7 +29,7 @@ def _site(context: Context, msg: Message):
     node = context.node_config
     cfg = with_partition_column_ignored(load_config(str(node["config"])))
     return site_from_message(cfg, int(node["partition-id"]), int(node["num-partitions"]),
-                             str(msg.content["config"]["preprocessor"]), str(node["data"]) if "data" in node else None)
+                             str(message_config(msg)["preprocessor"]), str(node["data"]) if "data" in node else None)
 
 
 SITE_LOADER.append(_site)

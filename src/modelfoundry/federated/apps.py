@@ -17,8 +17,10 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.serverapp import Grid
 
+from . import secure
 from .site import Site
 
 # -- the client side ------------------------------------------------------------------------------------------------
@@ -42,27 +44,53 @@ def _about(site: Site) -> ConfigRecord:
     return ConfigRecord({"name": site.name, "profile": json.dumps(site.profile)})
 
 
+def message_config(msg: Message) -> ConfigRecord:
+    """The config record the server sent with a train or evaluate message (plain or secure path)."""
+    return secure.legacy_config(msg) if secure.is_legacy(msg) else msg.content["config"]
+
+
 def privacy_mod(msg: Message, context: Context, call_next):
-    """Flower's LocalDpMod on training replies when the config asks for privacy (sensitivity = the clipping norm)."""
-    dp = site_of(context, msg).cfg.federated.privacy
-    if dp is None or msg.metadata.message_type != MessageType.TRAIN:
+    """Flower's LocalDpMod on training replies when the config asks for privacy (sensitivity = the clipping norm);
+    on the secure path its legacy twin, which reads FitRes records."""
+    if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
+    dp = site_of(context, msg).cfg.federated.privacy
+    if dp is None:
+        return call_next(msg, context)
+    if secure.is_legacy(msg):
+        from flwr.client.mod import LocalDpMod as LegacyLocalDpMod
+
+        return LegacyLocalDpMod(dp.clip, dp.clip, dp.epsilon, dp.delta)(msg, context, call_next)
     return LocalDpMod(dp.clip, dp.clip, dp.epsilon, dp.delta)(msg, context, call_next)
 
 
-client_app = ClientApp(mods=[privacy_mod])
+def secure_mod(msg: Message, context: Context, call_next):
+    """Flower's secaggplus_mod on the messages of the SecAgg+ protocol (the server sends them when the config has
+    federated.secure_aggregation); it masks the site's weights before they leave."""
+    if msg.metadata.message_type == MessageType.TRAIN and RECORD_KEY_CONFIGS in msg.content.config_records:
+        from flwr.client.mod import secaggplus_mod
+
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+client_app = ClientApp(mods=[secure_mod, secure.range_mod, privacy_mod])  # the first is the outermost
 
 
 @client_app.train()
 def _train(msg: Message, context: Context) -> Message:
     site = site_of(context, msg)
-    config = msg.content["config"]
+    config = message_config(msg)
     rnd = int(config["server-round"])
     fail = site.cfg.federated.fail
     if fail is not None and fail.site == site.index and rnd in fail.rounds:
         raise RuntimeError(f"site {site.index} ({site.name}) failed in round {rnd} (federated.fail)")
-    state = msg.content["arrays"].to_torch_state_dict()
-    sent, metrics = site.fit(state, float(config["proximal-mu"]) if "proximal-mu" in config else 0.0, rnd)
+    legacy = secure.is_legacy(msg)
+    state = secure.legacy_state(msg) if legacy else msg.content["arrays"].to_torch_state_dict()
+    mu = config.get("proximal-mu", config.get("proximal_mu", 0.0))  # Message-API and legacy FedProx's key
+    sent, metrics = site.fit(state, float(mu), rnd)
+    if legacy:
+        return secure.fit_reply(msg, site, sent, metrics)
     return Message(RecordDict({"arrays": ArrayRecord(torch_state_dict=sent), "metrics": MetricRecord(metrics),
                                "site": _about(site)}), reply_to=msg)
 
@@ -70,6 +98,8 @@ def _train(msg: Message, context: Context) -> Message:
 @client_app.evaluate()
 def _evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context, msg)
+    if secure.is_legacy(msg):
+        return secure.evaluate_reply(msg, site, site.evaluate(secure.legacy_state(msg)))
     scores = site.evaluate(msg.content["arrays"].to_torch_state_dict())
     return Message(RecordDict({"metrics": MetricRecord(scores),
                                "site": _about(site)}), reply_to=msg)
@@ -81,6 +111,37 @@ def nbytes(record: ArrayRecord) -> int:
     return sum(int(a.numpy().nbytes) for a in record.values())
 
 
+def payload_bytes(content: RecordDict) -> int:
+    """What a message carries: its arrays, and the bytes in its config records (SecAgg+'s keys, shares and masked
+    weights travel as bytes)."""
+    total = sum(nbytes(r) for r in content.array_records.values())
+    for record in content.config_records.values():
+        for v in record.values():
+            if isinstance(v, bytes):
+                total += len(v)
+            elif isinstance(v, list):
+                total += sum(len(x) for x in v if isinstance(x, bytes))
+    return total
+
+
+def _reply_site(reply: Message) -> tuple[str, dict, dict] | None:
+    """(site name, its profile, its metrics) from a train or evaluate reply of either path; None for SecAgg+'s
+    protocol replies, which carry no metrics."""
+    content = reply.content
+    if "site" in content.config_records:
+        about = content.config_records["site"]
+        return str(about["name"]), json.loads(str(about["profile"])), {k: float(v) for k, v in
+                                                                       content["metrics"].items()}
+    for kind in ("fitres", "evaluateres"):
+        if f"{kind}.metrics" in content.config_records:
+            metrics = dict(content.config_records[f"{kind}.metrics"])
+            name, profile = str(metrics.pop("site-name")), json.loads(str(metrics.pop("site-profile")))
+            metrics = {k: float(v) for k, v in metrics.items()}
+            metrics["num-examples"] = float(content.metric_records[f"{kind}.num_examples"]["num_examples"])
+            return name, profile, metrics
+    return None
+
+
 class RecordingGrid(Grid):
     """The grid the strategy talks to, passing everything to the real one and keeping what each round sent and got:
     bytes of weights each way, every site's metrics, failures."""
@@ -89,6 +150,8 @@ class RecordingGrid(Grid):
         self.grid = grid
         self.rounds: dict[int, dict] = {}
         self.profiles: dict[str, dict] = {}
+        self.current_round = 0
+        """The round the secure path's strategy last configured (SecAgg+'s protocol messages do not carry it)."""
 
     def set_run(self, run) -> None:
         self.grid.set_run(run)
@@ -115,23 +178,34 @@ class RecordingGrid(Grid):
         if not messages:
             return replies
         kind = messages[0].metadata.message_type.split(".")[0]
-        rnd = int(messages[0].content["config"]["server-round"])
-        log = self.rounds.setdefault(rnd, {"train": {}, "evaluate": {}, "failed": [], "sent_bytes": 0,
-                                           "received_bytes": 0})
+        first = messages[0]
+        if "config" in first.content.config_records:
+            rnd = int(first.content["config"]["server-round"])
+        elif secure.is_legacy(first):
+            rnd = int(secure.legacy_config(first)["server-round"])
+        else:
+            rnd = self.current_round
+        log = self.rounds.setdefault(rnd, {})
+        for key, empty in (("train", {}), ("evaluate", {}), ("failed", []), ("sent_bytes", 0), ("received_bytes", 0),
+                           ("site_weights_seen", 0)):
+            log.setdefault(key, empty)
         if kind == "train":
-            log["sent_bytes"] += sum(nbytes(m.content["arrays"]) for m in messages)
-            log["sampled"] = len(messages)
+            log["sent_bytes"] += sum(payload_bytes(m.content) for m in messages)
+            if "arrays" in first.content.array_records or "fitins.parameters" in first.content.array_records:
+                log["sampled"] = len(messages)
         answered = set()
         for r in replies:
             answered.add(r.metadata.reply_to_message_id)
             if r.has_error():
                 log["failed"].append({"node": r.metadata.src_node_id, "stage": kind, "reason": r.error.reason})
                 continue
-            name = str(r.content["site"]["name"])
-            self.profiles[name] = json.loads(str(r.content["site"]["profile"]))
-            log[kind][name] = {k: float(v) for k, v in r.content["metrics"].items()}
             if kind == "train":
-                log["received_bytes"] += nbytes(r.content["arrays"])
+                log["received_bytes"] += payload_bytes(r.content)
+                log["site_weights_seen"] += any(len(a) for a in r.content.array_records.values())
+            about = _reply_site(r)
+            if about is None:
+                continue
+            name, self.profiles[name], log[kind][name] = about
         for m in messages:
             if m.metadata.message_id not in answered:
                 log["failed"].append({"node": m.metadata.dst_node_id, "stage": kind, "reason": "no reply in time"})
@@ -149,21 +223,34 @@ class Server:
         from .strategies import build_strategy
 
         self.cfg, self.initial, self.sites = cfg, initial, sites
-        self.strategy = build_strategy(cfg.federated, sites)
+        # the secure path builds Flower's legacy strategy instead (secure.py)
+        self.strategy = build_strategy(cfg.federated, sites) if cfg.federated.secure_aggregation is None else None
         self.evaluate, self.on_round = evaluate, on_round
         self.started = time.perf_counter()
 
-    def start(self, grid: Grid, train_config: dict | None = None) -> dict[str, torch.Tensor]:
+    def record_round(self, rnd: int, scores: dict) -> None:
+        """Round `rnd` is over (its global model scored `scores`): its line goes to on_round."""
+        if rnd > 0:
+            self.on_round(self._record(rnd, scores, self.recorder.rounds.get(rnd, {}), time.perf_counter() - self.clock))
+        self.clock = time.perf_counter()
+
+    def start(self, grid: Grid, train_config: dict | None = None, max_weight: float | None = None
+              ) -> dict[str, torch.Tensor]:
+        """Run the rounds over `grid`; returns the final global state. `max_weight`: the default bound of a site's
+        row count under secure aggregation (the server's training rows)."""
         fed = self.cfg.federated
-        random.seed(self.cfg.train.seed)  # Flower samples sites with `random`
+        random.seed(self.cfg.train.seed)  # Flower samples sites with `random` (and SecAgg+ orders them with it)
         recorder = self.recorder = RecordingGrid(grid)
-        clock = {"t": time.perf_counter()}
+        self.clock = time.perf_counter()
+        if fed.secure_aggregation is not None:
+            bound = fed.secure_aggregation.max_weight or max_weight
+            if bound is None:
+                raise ValueError("federated.secure_aggregation.max_weight: give it (the most training rows a site has)")
+            return secure.start_secure(self, recorder, train_config or {}, bound)
 
         def evaluate_fn(rnd: int, arrays: ArrayRecord) -> MetricRecord:
             scores = self.evaluate(arrays.to_torch_state_dict())
-            if rnd > 0:
-                self.on_round(self._record(rnd, scores, recorder.rounds.get(rnd, {}), time.perf_counter() - clock["t"]))
-            clock["t"] = time.perf_counter()
+            self.record_round(rnd, scores)
             return MetricRecord({k: v for k, v in scores.items() if isinstance(v, (int, float)) and v is not None})
 
         result = self.strategy.start(recorder, ArrayRecord(torch_state_dict=self.initial), num_rounds=fed.rounds,
@@ -185,7 +272,10 @@ class Server:
         record = {"epoch": rnd, "round": rnd, "train_loss": round(loss, 6), **scores,
                   "sites_sampled": log.get("sampled", 0), "sites_trained": len(train),
                   "sites": sites, "sent_bytes": log.get("sent_bytes", 0), "received_bytes": log.get("received_bytes", 0),
+                  "site_weights_seen": log.get("site_weights_seen", 0),
                   "failed": log.get("failed", []), "seconds": round(seconds, 3)}
+        if "secure_aggregation" in log:
+            record["secure_aggregation"] = log["secure_aggregation"]
         dp = self.cfg.federated.privacy
         if dp is not None:
             record["epsilon"] = round(dp.epsilon * rnd, 6)  # basic composition over the rounds so far

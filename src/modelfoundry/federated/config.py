@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 from ..core.schema import Section
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedmedian", "krum", "trimmed_mean")
+SECURE_STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi")
+"""The strategies that work on the weighted sum of the sites' weights alone (what secure aggregation reveals)."""
 
 
 class PartitionConfig(Section):
@@ -41,6 +43,31 @@ class PrivacyConfig(Section):
     """Privacy loss per round (the Gaussian mechanism's bound holds for epsilon < 1; larger values add less noise
     than that bound needs and are reported as given)."""
     delta: float = Field(1e-5, gt=0, lt=1)
+
+
+class SecureAggregationConfig(Section):
+    """Secure aggregation with Flower's SecAgg+ (SecAggPlusWorkflow on the server, secaggplus_mod on every site):
+    each site masks its weights with pairwise and private random masks before they leave it, so the server learns
+    only the weighted sum of the sampled sites' weights, never one site's. A site that drops out after sharing its
+    keys is recovered from the others' secret shares (at least `reconstruction_threshold` of them must answer).
+    The parameter names are Flower's; Flower validates them. Weights are quantized in [-clipping_range,
+    clipping_range] on the way (a site whose weights do not fit is refused, not clipped)."""
+
+    num_shares: int | float = 1.0
+    """Into how many shares each site's secrets are split: an int > 2, or a share of the sampled sites (1.0: all,
+    plain SecAgg; smaller: SecAgg+'s sparser graph, cheaper for many sites)."""
+    reconstruction_threshold: int | float = 0.67
+    """How many shares rebuild a secret: an int below num_shares, or a share of num_shares (at least 2). Fewer
+    answering sites than this end the round without a model update (the next round starts from the last)."""
+    clipping_range: float = Field(8.0, gt=0)
+    """Weights (times the site's row share) must lie in [-clipping_range, clipping_range]."""
+    max_weight: float | None = Field(None, gt=0)
+    """The largest training-row count a site may weigh with (FedAvg's weights travel inside the masked sum); null:
+    the training rows of the data the server reads (every partition's rows fit under it)."""
+    quantization_range: int = Field(4194304, gt=0)
+    """Quantization levels over [-clipping_range, clipping_range] (2^22: steps of ~4e-6 at the default range)."""
+    modulus_range: int = Field(4294967296, gt=0)
+    """The masked sums are computed modulo this power of two."""
 
 
 class PoisonConfig(Section):
@@ -88,5 +115,16 @@ class FederatedConfig(Section):
     """engine deployment: `foundry train` starts every site's SuperNode on this machine too (a loopback federation);
     false: it starts the SuperLink, prints each site's `foundry federated join` command and waits for them."""
     privacy: PrivacyConfig | None = None
+    secure_aggregation: SecureAggregationConfig | None = None
+    """Flower's SecAgg+: the server sees only the sum of the sites' weights (strategies fedavg, fedprox, fedadam,
+    fedyogi: the robust ones need every site's update)."""
     poison: PoisonConfig | None = None
     fail: FailConfig | None = None
+
+    @model_validator(mode="after")
+    def _secure_needs_a_sum(self) -> FederatedConfig:
+        if self.secure_aggregation is not None and self.strategy not in SECURE_STRATEGIES:
+            raise ValueError(f"secure_aggregation: strategy {self.strategy} needs every site's update, which secure "
+                             f"aggregation hides from the server (it sees only their sum); use one of "
+                             f"{', '.join(SECURE_STRATEGIES)}")
+        return self

@@ -4,6 +4,7 @@ that raises answers with an error reply, as a SuperNode's ClientApp does, and th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from uuid import uuid4
 
@@ -48,10 +49,16 @@ class LocalGrid(Grid):
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
-        for msg in messages:
-            msg.metadata.__dict__["_message_id"] = str(uuid4())
-            msg.metadata.__dict__["_run_id"] = self._run.run_id
-            msg.metadata.__dict__["_src_node_id"] = 0
+        for sent in messages:
+            sent.metadata.__dict__["_message_id"] = str(uuid4())
+            sent.metadata.__dict__["_run_id"] = self._run.run_id
+            sent.metadata.__dict__["_src_node_id"] = 0
+            # the site gets a copy, as a transport delivers it: Flower may send one content object to several sites,
+            # and SecAgg+'s mod consumes its config record in place
+            msg = Message(copy.deepcopy(sent.content), sent.metadata.dst_node_id, sent.metadata.message_type,
+                          ttl=sent.metadata.ttl, group_id=sent.metadata.group_id)
+            msg.metadata.__dict__.update({k: sent.metadata.__dict__[k] for k in ("_message_id", "_run_id",
+                                                                                  "_src_node_id")})
             try:
                 reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
             except Exception as exc:  # noqa: BLE001 - a site's failure is its reply, not the federation's end

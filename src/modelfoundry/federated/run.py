@@ -123,7 +123,7 @@ def serve_rounds(cfg: Config, data, run: Run, grid, sites: int, train_config: di
         done.append(record["round"])
 
     server = Server(cfg, initial, sites, evaluate, on_round)
-    final = server.start(grid, train_config)
+    final = server.start(grid, train_config, max_weight=len(data.encoded["train"]))
     model.load_state_dict(final, strict=False)
     return model.eval(), start, len(done), [server.recorder.profiles[n] for n in sorted(server.recorder.profiles)]
 
@@ -141,6 +141,13 @@ def finish(cfg: Config, run: Run, data, model, start: dict, rounds: int, sites: 
                            if history else 0},
                "failed": [{"round": h["round"], **f} for h in history for f in h["failed"]]}
     summary["payload"]["share_of_full"] = round(summary["payload"]["per_site_round_bytes"] / max(full, 1), 6)
+    if fed.secure_aggregation is not None:
+        sa = fed.secure_aggregation
+        summary["secure_aggregation"] = {
+            "protocol": "SecAgg+ (Flower SecAggPlusWorkflow + secaggplus_mod)", **sa.model_dump(),
+            "max_weight": sa.max_weight or len(data.encoded["train"]),
+            "rounds_completed": sum(h.get("secure_aggregation") == "completed" for h in history),
+            "site_weights_seen_by_server": sum(h.get("site_weights_seen", 0) for h in history)}
     if fed.privacy is not None:
         summary["privacy"] = {"mechanism": "Gaussian, on each site's clipped update (Flower LocalDpMod)",
                               "clip": fed.privacy.clip, "epsilon_per_round": fed.privacy.epsilon,
