@@ -21,16 +21,23 @@ from .core.callable import make_callable
 from .core.runs import Run
 from .federated import federated
 from .predictor import Predictor
+from .schedule import schedule
 from .train import train as _train
 from .tune import tune
 
 __all__ = ["Config", "ConfigError", "CompressConfig", "Predictor", "Run", "align", "compress", "federated", "load_config", "resume",
-           "run_config", "train", "tune"]
+           "run_config", "schedule", "train", "tune"]
 
 
 def train(cfg: Config, **kwargs) -> Run:
     """Train and evaluate what a config describes: the supervised / pretraining loop; for a config with an `align:`
-    section, alignment on TRL; with a `federated:` section, federated learning on Flower. Returns the complete Run."""
+    section, alignment on TRL; with a `federated:` section, federated learning on Flower; with `schedule:`, a
+    dispatching policy trained by reinforcement learning. Returns the complete Run."""
+    if cfg.schedule is not None:
+        unknown = set(kwargs) - {"run_dir"}
+        if unknown:
+            raise ValueError(f"train(): {', '.join(sorted(unknown))} do not apply to a schedule: config")
+        return schedule(cfg, **kwargs)
     if cfg.align is not None:
         unknown = set(kwargs) - {"run_dir"}
         if unknown:
@@ -53,6 +60,9 @@ def resume(run_dir: str | Path, **kwargs) -> Run:
     cfg = run_config(run)
     if cfg.federated is not None:
         raise ValueError(f"{run.path}: a federated run does not resume; start it again with `foundry train`")
+    if cfg.schedule is not None:
+        raise ValueError(f"{run.path}: a schedule run does not resume (PPO's rollout and optimizer state are not "
+                         "saved; its best policy so far is in model/); start it again with `foundry train`")
     if cfg.align is not None:
         raise ValueError(f"{run.path}: an alignment run does not resume (TRL's checkpoints hold pickled state, which "
                          "this toolkit does not write); start it again with `foundry train`")

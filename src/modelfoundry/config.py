@@ -35,6 +35,7 @@ from .evaluate.config import CostConfig, EvaluateConfig
 from .federated.config import FederatedConfig
 from .models.config import MODEL_TYPES, ModelConfig
 from .models.mlp import MLPConfig
+from .schedule.config import ScheduleConfig
 from .serve.config import ServeConfig
 from .train.config import TrackConfig, TrainConfig
 from .tune.config import TuneConfig
@@ -98,6 +99,10 @@ class Config(Section):
     federated: FederatedConfig | None = None
     """Federated learning on Flower (`foundry train` runs it instead of the one-machine loop): the model trains across
     sites that keep their rows; their updates are aggregated round by round."""
+    schedule: ScheduleConfig | None = None
+    """Job-shop scheduling with reinforcement learning (`foundry train` runs it): a dispatching policy trained with
+    MaskablePPO on random instances, scored on the held-out instances of data.path beside the dispatching rules and
+    the optima. Of the other sections only train.seed applies."""
 
     @field_validator("track", mode="before")
     @classmethod
@@ -206,6 +211,21 @@ class Config(Section):
         if getattr(self.model, "backend", "torch") == "keras":
             raise ValueError("federated: the sites train torch models (Flower carries their tensors); model.backend: "
                              "keras is not federated here: set model.backend: torch")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> Config:
+        if self.schedule is None:
+            return self
+        if self.data.path is None:
+            raise ValueError("schedule: data.path is the instance file (job-shop-lib JSON or the OR-Library/Taillard "
+                             "text format) or a folder of them; give it")
+        other = [k for k in ("align", "federated", "tune", "compress") if getattr(self, k) is not None]
+        if other:
+            raise ValueError(f"schedule: cannot be combined with {', '.join(other)}: (the schedule stage trains a "
+                             "dispatching policy, not a model of rows)")
+        if self.data.task != "auto" or self.evaluate.cv is not None:
+            raise ValueError("schedule: reads instances, not rows; data.task and evaluate.cv do not apply")
         return self
 
     @model_validator(mode="after")

@@ -65,6 +65,10 @@ class Predictor:
                              + ("start a new run, or fix the cause and resume it: " if run.status == "failed"
                                 else "finish it first: ") + f"`foundry train --resume {run.path}`")
         run.verify_files()  # a flipped byte in the weights is refused here, naming the file
+        if (run.model_dir / "policy.json").exists():
+            raise ValueError(f"{run.path}: a schedule run (a dispatching policy, not a model of rows): schedule "
+                             f"instances with `foundry predict {run.path} INSTANCES.json` or "
+                             "modelfoundry.schedule.schedule_instances")
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be one of auto, torch, onnx, got {backend!r}")
         onnx_file, weights = run.model_dir / "model.onnx", run.model_dir / "weights.safetensors"

@@ -3,8 +3,10 @@ data file checked against the config; `foundry federated join` against no SuperL
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +58,7 @@ def test_a_deployment_with_sites_that_join_one_with_its_own_file(tmp_path):
     cfg_path.write_text(yaml.safe_dump(raw))
     cli = [sys.executable, "-m", "modelfoundry.cli"]
     server = subprocess.Popen([*cli, "train", str(cfg_path)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True,
                               text=True)
     joins = []
     try:
@@ -64,14 +67,16 @@ def test_a_deployment_with_sites_that_join_one_with_its_own_file(tmp_path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.2)
-        joins = [subprocess.Popen([*cli, "federated", "join", str(cfg_path), "--site", "0"], env=ENV,
+        joins = [subprocess.Popen([*cli, "federated", "join", str(cfg_path), "--site", "0"], env=ENV, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                  subprocess.Popen([*cli, "federated", "join", str(cfg_path), "--site", "1", "--data", str(own)], env=ENV,
+                                  start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         out, err = server.communicate(timeout=400)
     finally:
-        for p in [server, *joins]:
-            p.kill()
+        for p in [server, *joins]:  # each with its children (a join's SuperNode, the server's SuperLink)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
     assert server.returncode == 0, err[-3000:]
     assert "foundry federated join" in err  # the server printed each site's command
     run = Run.open(out.strip().splitlines()[-1])

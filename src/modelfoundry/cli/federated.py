@@ -46,14 +46,19 @@ def run(args) -> int:
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, env=flower_env(), stdout=out, stderr=subprocess.STDOUT)
             shown = 0
-            while True:
-                rc = proc.poll()
-                text = log.read_text(errors="replace")
-                sys.stderr.write(text[shown:])
-                shown = len(text)
-                if rc is not None:
-                    break
-                time.sleep(0.5)
+            try:
+                while True:
+                    rc = proc.poll()
+                    text = log.read_text(errors="replace")
+                    sys.stderr.write(text[shown:])
+                    shown = len(text)
+                    if rc is not None:
+                        break
+                    time.sleep(0.5)
+            finally:  # interrupted (Ctrl-C, an error here): the SuperNode goes with us, not left running
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=15)
     if rc != 0:
         if "could not establish a connection" in text or "Failed to initialize the connection" in text:
             raise ValueError(f"foundry federated join: no SuperLink answered at {superlink} (gave up after "

@@ -36,7 +36,29 @@ def recommendations(pred: Predictor, df, k: int):
     return out
 
 
+def schedules(run_path: Path, path: str):
+    """A schedule run: every instance of the file scheduled by its policy, one row per operation."""
+    import pandas as pd
+
+    from ..schedule import schedule_instances
+
+    return pd.DataFrame([{"instance": name, **row} for name, rows in schedule_instances(run_path, Path(path)).items()
+                         for row in rows])
+
+
 def run(args) -> int:
+    from ..core.runs import Run
+
+    path = Run.open(args.run).path
+    if (path / "model" / "policy.json").exists():  # a schedule run: instances in, schedules out
+        out = schedules(path, args.input)
+        text = csv_text(out, raw=args.raw_csv)
+        if args.output:
+            atomic_write_text(Path(args.output), text)
+            print(f"{out['instance'].nunique()} schedules -> {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
     pred = Predictor.load(args.run)
     df = input_frame(pred.run, args.input, args.overrides)
     if pred.task == "forecast":  # one row per series and step

@@ -436,12 +436,16 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
     return record
 
 
-def _tensorboard(run: Run):
+def tensorboard_without_tensorflow() -> None:
+    """TensorBoard imports TensorFlow for its file writer whenever it is installed (the keras extra): 3-4 s and
+    hundreds of MB in every torch run (and in every library that imports it: stable-baselines3). Its own switch, a
+    `tensorboard.compat.notf` module, keeps it on the bundled stub it uses without TensorFlow (the same event files)."""
     if "tensorflow" not in sys.modules:
-        # TensorBoard imports TensorFlow for its file writer whenever it is installed (the keras extra): 3-4 s and
-        # hundreds of MB in every torch run. Its own switch, a `tensorboard.compat.notf` module, keeps it on the
-        # bundled stub it uses without TensorFlow (the same event files)
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
+def _tensorboard(run: Run):
+    tensorboard_without_tensorflow()
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a core dependency; tolerate a trimmed install
