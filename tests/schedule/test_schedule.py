@@ -147,6 +147,11 @@ def test_a_schedule_run_trains_keeps_the_best_policy_and_reports_beside_the_rule
 
     with pytest.raises(ValueError, match="a schedule run"):
         Predictor.load(run.path)
+    probe = ("import sys; from modelfoundry.schedule.run import schedule_instances; "
+             f"schedule_instances({str(run.path)!r}, {str(other)!r}); print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.stdout.strip() == "False", done.stderr[-2000:]  # stable-baselines3 without TensorFlow's import
 
 
 @pytest.mark.slow

@@ -16,7 +16,14 @@ from ..core.runs import atomic_write_text
 from .env import FEATURES
 
 
+def _no_tensorflow() -> None:
+    from ..train.loop import tensorboard_without_tensorflow
+
+    tensorboard_without_tensorflow()  # stable-baselines3 imports TensorBoard, which imports TensorFlow when present
+
+
 def _extractor_class():
+    _no_tensorflow()
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     class JobEncoder(BaseFeaturesExtractor):
@@ -53,6 +60,7 @@ class JobScores(nn.Module):
 
 
 def policy_class():
+    _no_tensorflow()
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
     class JobPolicy(MaskableActorCriticPolicy):

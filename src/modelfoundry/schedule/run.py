@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 
 def require_sb3() -> None:
+    from ..train.loop import tensorboard_without_tensorflow
+
+    tensorboard_without_tensorflow()  # stable-baselines3 imports TensorBoard, which imports TensorFlow when present
     try:
         import sb3_contrib  # noqa: F401
     except ImportError:
@@ -62,9 +65,6 @@ def _mean(xs: list) -> float | None:
 def train_policy(cfg: Config, run: Run, jobs: int, machines: int, out: Path) -> list[dict]:
     """MaskablePPO on random instances; every eval_every decisions the greedy policy dispatches the validation
     instances, a history line is written and the best policy saved to `out`. Returns the history."""
-    from ..train.loop import tensorboard_without_tensorflow
-
-    tensorboard_without_tensorflow()
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
