@@ -52,13 +52,7 @@ def run(args) -> int:
     path = Run.open(args.run).path
     if (path / "model" / "policy.json").exists():  # a schedule run: instances in, schedules out
         out = schedules(path, args.input)
-        text = csv_text(out, raw=args.raw_csv)
-        if args.output:
-            atomic_write_text(Path(args.output), text)
-            print(f"{out['instance'].nunique()} schedules -> {args.output}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
-        return 0
+        return _write(out, args, f"{out['instance'].nunique()} schedules")
     pred = Predictor.load(args.run)
     df = input_frame(pred.run, args.input, args.overrides)
     if pred.task == "forecast":  # one row per series and step
@@ -67,11 +61,15 @@ def run(args) -> int:
         out = recommendations(pred, df, args.k)
     else:
         out = pred.predict(df)
+    return _write(out, args, f"{len(out)} predictions")
 
+
+def _write(out, args, what: str) -> int:
+    """The CSV to --output (atomically, saying what went there) or to stdout."""
     text = csv_text(out, raw=args.raw_csv)
     if args.output:
         atomic_write_text(Path(args.output), text)
-        print(f"{len(out)} predictions -> {args.output}", file=sys.stderr)
+        print(f"{what} -> {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
