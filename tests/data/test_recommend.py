@@ -207,3 +207,26 @@ def test_a_short_list_and_an_item_training_never_saw_are_never_hits():
     truth = [{0, 3}, {0}]  # user 1's held-out items: item 3 and one training never saw
     r = Ranking(top, truth)
     assert r.hit_rate(3) == 0.5 and r.recall(3) == pytest.approx(0.25)
+
+
+def test_validation_ranks_the_catalogue_every_epoch_and_early_stopping_can_watch_it(tmp_path):
+    """val_ndcg@10 (and recall, hit rate) per epoch, computed as the test ranking is (training items excluded), so
+    early stopping watches what the run is scored on."""
+    import torch
+
+    from modelfoundry.evaluate.recommend import Ranking, validation_ranking
+
+    run = train(_cfg(tmp_path, taste_frame(), train_={"epochs": 12, "early_stopping": {"metric": "ndcg@10",
+                                                                                       "patience": 3}}))
+    history = run.history()
+    assert all({"val_ndcg@10", "val_recall@10", "val_hit_rate@10"} <= set(h) for h in history)
+    assert history[-1]["val_ndcg@10"] > history[0]["val_ndcg@10"]  # the tastes are learnt
+    best = max(range(len(history)), key=lambda e: history[e]["val_ndcg@10"])
+    assert len(history) == 12 or len(history) - 1 - best == 3  # stopped three epochs after the best ndcg
+    # by hand: two users, three items; user 1 saw item 1 in training, so item 2 is its top pick
+    class Fixed(torch.nn.Module):
+        def scores(self, users):
+            return torch.tensor([[float("-inf"), 3.0, 2.0, 1.0]] * len(users))
+    got = validation_ranking(Fixed(), torch.tensor([1, 2, 2]), torch.tensor([2, 1, 3]), {1: torch.tensor([1])})
+    expected = Ranking(np.array([[2, 3, 0] + [0] * 7, [1, 2, 3] + [0] * 7]), [{2}, {1, 3}])
+    assert got["ndcg@10"] == pytest.approx(expected.ndcg(10)) and got["hit_rate@10"] == 1.0

@@ -220,7 +220,8 @@ LOWER_IS_BETTER = ("loss", "perplexity", *(n for (_, n), m in METRICS.items() if
 def reported_metric(name: str, prefixes: tuple[str, ...]) -> str:
     """A metric name as runs report it: `roc_auc` (no prefix) means `val_roc_auc`, aliases resolve (`val_f1` ->
     `val_f1_macro`); a name no run reports is refused with the list, before any training starts."""
-    known = ["loss", *CLASSIFICATION, *REGRESSION, *(n for n in ANOMALY if n not in CLASSIFICATION), "mase", "perplexity"]
+    known = ["loss", *CLASSIFICATION, *REGRESSION, *(n for n in ANOMALY if n not in CLASSIFICATION), "mase", "perplexity",
+             "ndcg@10", "recall@10", "hit_rate@10"]  # the last three: recommend runs' validation ranking
     prefix = next((p for p in prefixes if name.startswith(p)), "")
     base = ALIASES.get(name.removeprefix(prefix), name.removeprefix(prefix))
     if base in known and not (prefix == "cv_" and base in ("loss", "perplexity")):

@@ -64,6 +64,45 @@ def held_out(pre, frame: pd.DataFrame) -> dict[str, set[int]]:
     return out
 
 
+VALIDATION_K = 10
+"""The cut-off of the ranking scores reported for the validation split every epoch (val_ndcg@10, ...)."""
+
+
+@torch.no_grad()
+def validation_ranking(model, users: torch.Tensor, items: torch.Tensor, seen: dict[int, torch.Tensor],
+                       batch: int = 256) -> dict[str, float]:
+    """Ranking scores of held-out (user, item) index pairs, every user's training items excluded: what the test
+    ranking reports, on the validation split, so early stopping can watch what the run is scored on."""
+    truth: dict[int, set[int]] = {}
+    for u, i in zip(users.tolist(), items.tolist()):
+        if u:  # an unknown user has no vector to rank with
+            truth.setdefault(u, set()).add(i)
+    if not truth:
+        return {}
+    us = sorted(truth)
+    top = np.zeros((len(us), VALIDATION_K), dtype=np.int64)
+    for s in range(0, len(us), batch):
+        part = torch.tensor(us[s: s + batch])
+        sc = model.scores(part).float()
+        for j, u in enumerate(part.tolist()):
+            if u in seen:
+                sc[j, seen[u]] = float("-inf")
+        best = sc.topk(min(VALIDATION_K, sc.shape[1] - 1), dim=1)
+        top[s: s + len(part), : best.indices.shape[1]] = np.where(torch.isfinite(best.values).numpy(),
+                                                                   best.indices.numpy(), 0)
+    r = Ranking(top, [truth[u] for u in us])
+    k = VALIDATION_K
+    return {f"ndcg@{k}": round(r.ndcg(k), 6), f"recall@{k}": round(r.recall(k), 6), f"hit_rate@{k}": round(r.hit_rate(k), 6)}
+
+
+def seen_items(users: torch.Tensor, items: torch.Tensor) -> dict[int, torch.Tensor]:
+    """User index -> the item indices of its training interactions."""
+    order = torch.argsort(users, stable=True)
+    u, i = users[order], items[order]
+    keys, counts = torch.unique_consecutive(u, return_counts=True)
+    return {int(k): part for k, part in zip(keys.tolist(), torch.split(i, counts.tolist()))}
+
+
 def excluded(pre, user, also: dict | None = None) -> list[int]:
     """What is never recommended to a user: the training items, and those in `also` (validation items)."""
     return list(pre.seen(user)) + [i for i in (also or {}).get(user, ()) if i]

@@ -53,6 +53,10 @@ def train_model(cfg: Config, data: Prepared | CorpusData, run: Run | None, accel
     per_epoch = math.ceil(math.ceil(len(targets) / (cfg.train.batch_size * accelerator.num_processes))
                           / cfg.train.grad_accum)
     model = build_model(cfg.model, data.preprocessor.spec().with_steps(total_steps(cfg.train, per_epoch)))
+    if data.task == "recommend":  # validation ranks the catalogue for each user, their training items left out
+        from ..evaluate.recommend import seen_items
+
+        model.seen_items = seen_items(features["train"]["user"], features["train"]["item"])
     if init is not None:
         init(model)
     finetune = strategy(getattr(cfg.model, "finetune", None))

@@ -430,8 +430,13 @@ def validate(model: nn.Module, val: TensorData, task: str, cfg: TrainConfig, acc
         rows += idx
     out = in_row_order(np.concatenate(outs), rows)
     record = {"val_loss": round(sum(losses) / len(val), 6)}
-    if task != "recommend":  # ranking metrics need the whole catalogue: scored once, at evaluation
+    if task != "recommend":
         record.update({f"val_{k}": v for k, v in compute(task, val.y.numpy(), out).items()})
+    elif getattr(model, "seen_items", None) is not None:  # the whole catalogue ranked, training items excluded
+        from ..evaluate.recommend import validation_ranking
+
+        ranked = validation_ranking(model, val.features["user"], val.features["item"], model.seen_items)
+        record.update({f"val_{k}": v for k, v in ranked.items()})
     model.train()
     return record
 
