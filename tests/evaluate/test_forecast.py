@@ -88,7 +88,7 @@ def test_portfolio_backtest_on_the_forecasts(tmp_path):
     assert (run.path / "plots" / "portfolio_equity.png").exists()
 
 
-def test_k_fold_and_serving_are_refused_with_the_reason(tmp_path):
+def test_k_fold_is_refused_and_a_forecast_run_is_served_on_v1_forecast(tmp_path):
     from modelfoundry.data.sources import DataError
     from modelfoundry.serve import load_models
 
@@ -108,5 +108,20 @@ def test_k_fold_and_serving_are_refused_with_the_reason(tmp_path):
     m = json.loads((run.path / "metrics.json").read_text())  # an origin every step; a 50% interval
     assert m["backtest"]["origins"] == 3 * len(range(95, 117)) and m["interval"]["coverage"] == 0.5
     assert json.loads((run.path / "model" / "forecast_interval.json").read_text())["coverage"] == 0.5
-    with pytest.raises(ValueError, match="forecast with `foundry predict RUN history.csv`"):
-        load_models([run.path])
+    from fastapi.testclient import TestClient
+
+    from modelfoundry.serve.app import ServeSettings, create_app
+
+    history = weekly(n=150, seed=1).groupby("store").tail(20)
+    rows = json.loads(history.to_json(orient="records", date_format="iso"))
+    with TestClient(create_app(load_models([run.path]), ServeSettings())) as c:
+        r = c.post("/v1/forecast", json=rows)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        direct = Predictor.load(run.path).forecast(history)
+        assert body["horizon"] == 3 and len(body["forecast"]) == len(direct) == 9
+        assert [f["prediction"] for f in body["forecast"]] == pytest.approx(direct["prediction"].tolist())
+        assert body["forecast"][0]["time"].startswith(str(direct["time"].iloc[0].date()))
+        bad = c.post("/v1/forecast", json=[{**rows[0], "store": "nowhere"}])
+        assert bad.status_code == 422 and "were not in training" in bad.text
+        assert c.post("/v1/predict", json=rows).status_code == 404  # a forecast run answers histories, not rows

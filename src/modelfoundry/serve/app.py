@@ -46,9 +46,6 @@ def load_models(runs: list[str | Path], allowed_root: str | Path | None = None, 
         if pred.task == "knowledge_tracing":
             raise ValueError(f"{r}: a knowledge-tracing run reads a student's whole answer history, not one row; "
                              "trace it with `foundry predict RUN answers.csv` or Predictor.trace")
-        if pred.task == "forecast":
-            raise ValueError(f"{r}: a forecast run answers a whole history per series with several steps ahead, not one "
-                             "answer per row; forecast with `foundry predict RUN history.csv` or Predictor.forecast")
         if pred.task not in GENERATIVE_TASKS and pred.preprocessor.data.sequence is not None:
             raise ValueError(f"{r}: a sequence-window run (data.sequence) answers per window of a series, which one "
                              "request of rows does not carry; predict files with `foundry predict` instead")
@@ -266,6 +263,29 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
 
             return {"recommend": recommend}
 
+        if pred.task == "forecast":
+            fc = pred.preprocessor.fc
+            History = Annotated[list[dict[str, Any]], Body(  # noqa: N806
+                min_length=1, description=f"Rows of history like the training data's ({fc.time_column}, "
+                f"{fc.series_column or 'one series'}, {pred.preprocessor.target}, exogenous columns); the last "
+                f"{fc.context} steps of each series are read")]
+
+            async def forecast(history: History) -> dict:
+                if len(history) > settings.max_rows:
+                    raise HTTPException(413, f"{len(history)} rows; the limit per request is {settings.max_rows}")
+                import pandas as pd
+
+                loop = asyncio.get_running_loop()
+                try:
+                    out = await loop.run_in_executor(None, lambda: pred.forecast(pd.DataFrame(history)))
+                except ValueError as exc:  # a DataError too: an unknown series, a missing column, unparsable times
+                    raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
+                return {"model": name, "version": pred.run.path.name, "horizon": fc.horizon,
+                        "forecast": json.loads(out.to_json(orient="records", date_format="iso", force_ascii=False))}
+
+            forecast.__annotations__ = {"history": History, "return": dict}
+            return {"forecast": forecast}
+
         takes_text = any(k == "text" for k in _input_columns(pred).values())
         record = _record_model(name, pred)
         item = record | str if takes_text else record
@@ -317,6 +337,9 @@ def create_app(models: dict[str, Predictor], settings: ServeSettings | None = No
             app.post(f"{prefix}/generate", summary=f"Generate with {label}")(routes["generate"])
         if "recommend" in routes:
             app.post(f"{prefix}/recommend", summary=f"Top items for a user from {label}")(routes["recommend"])
+        if "forecast" in routes:
+            app.post(f"{prefix}/forecast", summary=f"The next steps of each series in a history, from {label}")(
+                routes["forecast"])
         if "predict" in routes:
             app.post(f"{prefix}/predict", summary=f"Predict with {label}")(routes["predict"])
         if "explain" in routes:
