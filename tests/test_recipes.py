@@ -57,7 +57,7 @@ ROUNDS = {"heart_sites_federated": 3}
 CEILINGS = {"gpt_mini": ("perplexity", 1000.0), "zh_medical_bert": ("perplexity", 2000.0),
             "stock_forecast": ("mase", 1.0)}  # one epoch: at most the in-sample seasonal-naive error
 STEPS = {"gpt_mini": 30, "zh_medical_bert": 30, "zh_department": 30}
-# scheduling recipes: 2,000 decisions on one test instance; the gap to the optimum at most the ceiling (an untrained
+# scheduling recipes: 500 decisions (one rollout) on one test instance; the gap to the optimum at most the ceiling (an untrained
 # policy on ta01 is within ~45%: the non-delay steps are already a decent schedule)
 SCHEDULE = {"jobshop_taillard": ("gap_mean", 0.6)}
 # alignment recipes (their data built by build_tang.py; a later step of the chain starts from gpt-mini here): 4
@@ -93,8 +93,8 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
     if recipe.stem == "gpt_mini":
         overrides += [f"data.path={REPO / 'datasets' / 'tinyshakespeare' / 'input.txt'}", "data.corpus.documents=blank_line"]
     if recipe.stem in SCHEDULE:
-        overrides += ["schedule.timesteps=2000", "schedule.eval_every=1000", "schedule.val_instances=3",
-                      "schedule.samples=2", "schedule.test=[ta01]"]
+        overrides += ["schedule.timesteps=500", "schedule.envs=1", "schedule.eval_every=500",
+                      "schedule.val_instances=2", "schedule.samples=2", "schedule.test=[ta01]"]
     if recipe.stem in ALIGN:
         if not (recipe.parent / "data" / "tang_pairs.jsonl").exists():
             subprocess.run([sys.executable, str(recipe.parent / "build_tang.py")], check=True, capture_output=True)

@@ -156,9 +156,14 @@ def test_a_schedule_run_trains_keeps_the_best_policy_and_reports_beside_the_rule
 
 @pytest.mark.slow
 def test_ppo_learns_to_dispatch_better_than_its_start(tmp_path):
-    cfg = _config(tmp_path, train={"jobs": 6, "machines": 6}, timesteps=30000, eval_every=10000, val_instances=20)
-    history = train(cfg).history()
+    cfg = _config(tmp_path, train={"jobs": 6, "machines": 6, "low": 5, "high": 50}, timesteps=30000, eval_every=10000,
+                  val_instances=20, envs=2, hidden=32, rules=["mwkr", "spt"], scheme="active")
+    run = train(cfg)
+    history = run.history()
     assert history[-1]["best_val_makespan"] < 0.93 * history[0]["val_makespan"]
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert set(m["baselines"]) == {"mwkr", "spt"} and m["scheme"] == "active"
+    assert json.loads((run.path / "model" / "policy.json").read_text())["hidden"] == 32
 
 
 def test_schedule_config_errors(tmp_path):
