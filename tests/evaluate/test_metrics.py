@@ -88,8 +88,9 @@ def test_metrics_are_a_registry_that_config_validation_reads():
     ranking = {("recommend", f"{m}@{k}") for m in ("ndcg", "recall", "hit_rate") for k in KS} | {("recommend", "rmse")}
     assert {("classification", n) for n in M.CLASSIFICATION} | {("regression", n) for n in M.REGRESSION} | \
         {("anomaly", n) for n in M.ANOMALY} | {("forecast", "mase")} | ranking == set(METRICS)
-    with pytest.raises(ValueError, match="not a metric runs report"):  # ranks the whole catalogue: at evaluation only
-        reported_metric("val_ndcg@10", ("val_",))
+    assert reported_metric("ndcg@10", ("val_",)) == "val_ndcg@10"  # validation ranks the catalogue at K = 10
+    with pytest.raises(ValueError, match="not a metric runs report"):  # other cut-offs: at evaluation only
+        reported_metric("val_ndcg@5", ("val_",))
     for (task, name), m in METRICS.items():
         if task == "recommend":
             continue

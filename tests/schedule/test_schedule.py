@@ -156,7 +156,7 @@ def test_a_schedule_run_trains_keeps_the_best_policy_and_reports_beside_the_rule
 
 @pytest.mark.slow
 def test_ppo_learns_to_dispatch_better_than_its_start(tmp_path):
-    cfg = _config(tmp_path, train={"jobs": 6, "machines": 6, "low": 5, "high": 50}, timesteps=30000, eval_every=10000,
+    cfg = _config(tmp_path, train={"jobs": 6, "machines": 6, "low": 5, "high": 50}, timesteps=12000, eval_every=4000,
                   val_instances=20, envs=2, hidden=32, rules=["mwkr", "spt"], scheme="active")
     run = train(cfg)
     history = run.history()
