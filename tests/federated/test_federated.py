@@ -246,3 +246,17 @@ def test_a_secure_round_with_too_few_sites_left_keeps_the_global_model(tmp_path,
     assert "fewer sites answered than reconstruction_threshold" in h[1]["failed"][-1]["reason"]
     assert h[1]["val_loss"] == h[0]["val_loss"]  # round 2 changed nothing
     assert _metrics(run)["federated"]["secure_aggregation"]["rounds_completed"] == 2
+
+
+def test_secure_aggregation_quantizes_with_the_configured_ranges(tmp_path, table):
+    """quantization_range and modulus_range reach SecAgg+: 256 levels over +-8 (steps of 1/16) move the aggregate far
+    more than the default 2^22 levels do."""
+    base = {"clients": 3, "rounds": 1}
+    plain = _weights(train(_config(tmp_path, table, base)))
+    fine = _weights(train(_config(tmp_path, table, {**base, "secure_aggregation": {}})))
+    coarse = _weights(train(_config(tmp_path, table, {**base, "secure_aggregation": {"quantization_range": 256,
+                                                                                     "modulus_range": 2 ** 20}})))
+
+    def gap(w):
+        return max(float((w[k] - plain[k]).abs().max()) for k in plain)
+    assert gap(fine) < 1e-4 < 1e-2 < gap(coarse)
