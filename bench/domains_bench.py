@@ -66,6 +66,7 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
                 "evaluate.explain.importance=false", "evaluate.baselines=false"]  # baselines: one run of the recipe
         row = {}
         options = {"recipe": [], "specaugment": ["data.augment.audio_time_mask=10", "data.augment.audio_freq_mask=6"],
+                   "level": ["data.audio.normalize=level"],
                    "speaker_validation": ["data.split.method=group", "data.split.group_column=speaker", "data.split.val=0.2"]}
         for name, extra in {k: v for k, v in options.items() if k in variants}.items():
             m = _train(recipe, base + extra)
@@ -144,7 +145,8 @@ def main() -> None:
     ap.add_argument("--speakers", default="george,jackson,lucas,nicolas,theo,yweweler")
     ap.add_argument("--recordings", type=Path, default=SHARED / "fsdd" / "recordings")
     ap.add_argument("--variants", default="recipe,specaugment",
-                    help="voice: of recipe, specaugment (masks on), speaker_validation (one training speaker validates)")
+                    help="voice: of recipe, specaugment (masks on), level (data.audio.normalize=level), "
+                         "speaker_validation (one training speaker validates)")
     args = ap.parse_args()
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

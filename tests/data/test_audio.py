@@ -131,19 +131,24 @@ def test_the_report_shows_the_misheard_spectrograms(tmp_path):
     assert m["test"]["accuracy"] < 1.0
 
 
-def test_utterance_normalisation_centres_each_band_and_fmin_moves_the_lowest_band(tmp_path):
+def test_utterance_normalisation_centres_each_band_level_each_recording_and_fmin_moves_the_lowest_band(tmp_path):
     from modelfoundry.data.config import DataConfig
     from modelfoundry.data.features import Preprocessor
 
     rows = write_recordings(tmp_path / "rec", n=6, bad=False)
     df = pd.DataFrame(rows)
     specs = {}
-    for norm in ("utterance", "global"):
+    for norm in ("utterance", "level", "global"):
         data = DataConfig(target="label", audio={"sample_rate": 8000, "duration": 0.4, "n_mels": 16, "normalize": norm})
         pre = Preprocessor({"audio": "audio", "label": "categorical"}, "label", "classification", data).fit(df)
         specs[norm] = pre.transform(df).features["audio"]
     band_means = specs["utterance"].mean(dim=-1)  # per example and band, over time (then the global scaling)
     assert float((band_means - band_means.mean(dim=0)).abs().max()) < 1e-4  # every band's mean removed per utterance
     assert float((specs["global"].mean(dim=-1) - specs["global"].mean(dim=-1).mean(dim=0)).abs().max()) > 0.1
+    levels = specs["level"].mean(dim=(1, 2, 3))  # level: each recording's one mean removed, its bands' shape kept
+    assert float((levels - levels.mean()).abs().max()) < 1e-4
+    assert float((specs["global"].mean(dim=(1, 2, 3)) - specs["global"].mean()).abs().max()) > 0.1
+    level_bands = specs["level"].mean(dim=-1)
+    assert float((level_bands - level_bands.mean(dim=0)).abs().max()) > 0.1
     low, high = mel_filters(8000, 256, 16, 20.0, 4000.0), mel_filters(8000, 256, 16, 1000.0, 4000.0)
     assert int(low[0].argmax()) < int(high[0].argmax())

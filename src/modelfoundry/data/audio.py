@@ -128,6 +128,8 @@ def spectrograms(values: list, cfg) -> tuple[list[torch.Tensor], list[int], list
                            cfg.fmin, cfg.fmax)
             if cfg.normalize == "utterance":
                 spec = (spec - spec.mean(dim=1, keepdim=True)) / spec.std().clamp_min(1e-3)
+            elif cfg.normalize == "level":
+                spec = (spec - spec.mean()) / spec.std().clamp_min(1e-3)
             out.append(spec.unsqueeze(0))
             keep.append(i)
         except DataError:  # soundfile is not installed: no file can be read

@@ -157,10 +157,11 @@ class AudioConfig(Section):
     """Lowest frequency of the mel bands (Hz)."""
     fmax: float | None = Field(None, gt=0)
     """Highest frequency (Hz); default: half the sample rate."""
-    normalize: Literal["utterance", "global"] = "utterance"
+    normalize: Literal["utterance", "level", "global"] = "utterance"
     """utterance = each spectrogram's bands centred on their own mean over time and scaled by its own spread (cepstral
     mean and variance normalisation: loudness and microphone/voice colouring cancel, which is what carries a model to a
-    voice it never heard); global = only the training set's one mean and scale."""
+    voice it never heard); level = each spectrogram shifted by its one mean and scaled by its one spread over all bands
+    and frames (loudness cancels, the spectral shape is kept); global = only the training set's one mean and scale."""
 
     @model_validator(mode="after")
     def _band(self) -> AudioConfig:
