@@ -174,9 +174,11 @@ def main() -> None:
     ap.add_argument("--against", type=Path, help="a results file of this script from this machine: take nanoGPT's "
                     "numbers from it instead of running it again (for --set variants; recorded in the result)")
     args = ap.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FOUNDRY_PROGRESS": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        # train.compile's kernels compile from scratch, as on a user's first run (not from an earlier run's cache)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "FOUNDRY_PROGRESS": "0",
+               "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor")}
         nano = work / "nanoGPT"
         commit = checkout(args.nanogpt, nano)
         prepare(work, nano)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pretrain_vs_trainer.py               # gpt mini preset, block 128, batch 16, 80 steps
     .venv/bin/python bench/pretrain_vs_trainer.py --steps 20    # a smoke run
+    .venv/bin/python bench/pretrain_vs_trainer.py --steps 400 --set train.compile=true --tag compile
 
 Same model (GPT-2 architecture, the `mini` preset: 6 layers x 8 heads x 256, a byte-level BPE of 4,096 tokens trained by
 our run), same tokens (the anchor reads our run's packed training stream and cuts it into the same blocks, as run_clm's
@@ -9,7 +10,8 @@ group_texts does), same batch, steps, optimizer settings and precision (bf16 whe
 our `train.precision: auto` picks; Trainer gets `bf16=True` then). Timed: the training loop alone (trainer.train();
 our fit loop), each contender in a fresh process, one after the other. Reports tokens/s, the ratio, and MFU: model
 FLOPs per token (6 x parameters + 12 x layers x context x width, the PaLM count) x tokens/s over the machine's measured
-matmul peak in the same precision (torch.matmul of 2048 x 2048 matrices on all cores).
+matmul peak in the same precision (torch.matmul of 2048 x 2048 matrices on all cores). `--set KEY=VALUE` changes our
+run only (train.compile: its one-time compile, from an empty cache, is inside the timed loop).
 Writes bench/results/pretrain_vs_trainer.json. Run it alone: other processes distort the times.
 """
 
@@ -51,7 +53,7 @@ def auto_precision() -> str:
     return "bf16" if resolve_precision("auto") == "bf16" else "fp32"
 
 
-def ours(work: Path, steps: int) -> dict:
+def ours(work: Path, steps: int, overrides: list[str]) -> dict:
     import yaml
 
     cfg = {"name": "clm", "output_dir": str(work / "runs"),
@@ -62,8 +64,10 @@ def ours(work: Path, steps: int) -> dict:
                      "schedule": "cosine", "warmup_ratio": 0.05, "grad_clip": 1.0, "early_stopping": None},
            "evaluate": {"baselines": False, "report": False}}
     (work / "ours.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(work / "ours.yaml")],
-                          capture_output=True, text=True, env={**os.environ, "FOUNDRY_PROGRESS": "0"})
+    sets = [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "train", str(work / "ours.yaml"), *sets],
+                          capture_output=True, text=True, env={**os.environ, "FOUNDRY_PROGRESS": "0",
+                                                               "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor")})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     run = sorted((work / "runs" / "clm").iterdir())[-1]
@@ -101,6 +105,8 @@ def anchor(run: Path, steps: int, bf16: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=80)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change our run only")
+    ap.add_argument("--tag", default="", help="suffix of the results file (for --set variants)")
     ap.add_argument("--anchor-run", help=argparse.SUPPRESS)
     ap.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -108,7 +114,7 @@ def main() -> None:
         print(json.dumps(anchor(Path(args.anchor_run), args.steps, args.bf16)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        mine = ours(Path(tmp), args.steps)
+        mine = ours(Path(tmp), args.steps, args.set)
         bf16 = mine["precision"] == "bf16"
         proc = subprocess.run([sys.executable, __file__, "--anchor-run", mine["run"], "--steps", str(args.steps)]
                               + (["--bf16"] if bf16 else []), capture_output=True, text=True)
@@ -128,11 +134,12 @@ def main() -> None:
         row[name] = {"loop_s": round(r["loop_s"], 2), "tokens_per_s": round(tps), "parameters": r["parameters"],
                      "mfu": round(tps * flops_per_token / (peak * 1e9), 4)}
     result = {"benchmark": "GPT-2 mini preset, next-token pretraining on Tiny Shakespeare (BPE 4096), block 128, batch 16",
-              "steps": args.steps, "tokens": tokens, "precision": "bf16" if bf16 else "fp32",
+              "steps": args.steps, "tokens": tokens, "overrides": args.set, "precision": "bf16" if bf16 else "fp32",
               "machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count()},
               "matmul_peak_gflops": round(peak, 1), "flops_per_token": flops_per_token, **row,
               "ratio_tokens_per_s_ours_over_trainer": round(row["ours"]["tokens_per_s"] / row["hf_trainer"]["tokens_per_s"], 3)}
-    out = HERE / "results" / "pretrain_vs_trainer.json"
+    name = "pretrain_vs_trainer" + ("" if args.steps == 80 else f"-{args.steps}") + (f"-{args.tag}" if args.tag else "")
+    out = HERE / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

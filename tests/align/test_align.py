@@ -244,6 +244,10 @@ def test_bad_data_is_named_and_counted(tmp_path):
     with pytest.raises(DataError, match=r"missing column\(s\) \['chosen'\].*it has: prompt, good, rejected"):
         write_jsonl(tmp_path / "q.jsonl", [{"prompt": "p", "good": "a", "rejected": "b"}])
         train(load_config(config(tmp_path, {"method": "dpo"}, data={"path": str(tmp_path / "q.jsonl")})))
+    with pytest.raises(ValueError, match="align.options.torch_compile: true"):
+        train(load_config(config(tmp_path, {"method": "dpo"}, train={"compile": True})))
+    with pytest.raises(ValueError, match="train.schedule plateau needs a validation metric"):
+        train(load_config(config(tmp_path, {"method": "dpo"}, train={"schedule": "plateau"})))
     with pytest.raises(ValueError, match="an encoder cannot generate"):
         train(load_config(config(tmp_path, {"method": "dpo"}, model={"type": "pretrained", "path": "minilm",
                                                                      "finetune": "full"})))

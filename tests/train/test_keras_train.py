@@ -158,6 +158,8 @@ def test_keras_refuses_what_it_cannot_do(tmp_path):
         train(load_config(tiny_config(tmp_path, data, KERAS_MLP) | {"data": {**data, "augment": {"mixup": 0.2}}}))
     with pytest.raises(ValueError, match="train.precision: bf16 is the torch loop's autocast; the keras backend"):
         train(load_config(tiny_config(tmp_path, data, KERAS_MLP, train={"precision": "bf16"})))
+    with pytest.raises(ValueError, match="train.compile: torch.compile is the torch loop's"):
+        train(load_config(tiny_config(tmp_path, data, KERAS_MLP, train={"compile": True})))
     from modelfoundry.compress.config import CompressConfig
 
     with pytest.raises(ValueError, match="student.backend: keras; distillation trains a torch student"):

@@ -39,6 +39,9 @@ def trl_args(cfg: Config, run: Run, has_val: bool, max_length: int) -> dict:
     if t.schedule == "plateau":
         raise ValueError("train.schedule plateau needs a validation metric per epoch; alignment runs use constant, "
                          "linear or cosine")
+    if t.compile:
+        raise ValueError("train.compile compiles our training loop's step; alignment trains in TRL's: set "
+                         "align.options.torch_compile: true (transformers' own option) instead")
     bf16 = resolve_precision(t.precision) == "bf16"
     args = dict(output_dir=str(run.path / "cache" / "trl"), use_cpu=not torch.cuda.is_available(), bf16=bf16,
                 learning_rate=t.lr, num_train_epochs=t.epochs, max_steps=t.max_steps or -1,

@@ -56,6 +56,9 @@ def check_keras_run(cfg: Config, accelerator, teacher=None, init=None) -> None:
         raise ValueError("train.precision: bf16 is the torch loop's autocast; the keras backend trains in float32 "
                          "(precision auto means float32 there, and Keras' ONNX export needs a float32 model): set "
                          "train.precision: auto or fp32, or model.backend: torch")
+    if cfg.train.compile:
+        raise ValueError("train.compile: torch.compile is the torch loop's; Keras compiles its own step (XLA / "
+                         "tf.function by its backend): drop it, or set model.backend: torch")
     for name in UNSUPPORTED_AUGMENT:
         if getattr(cfg.data.augment, name):
             raise ValueError(f"data.augment.{name}: not on model.backend: keras (supported there: oversample and "
