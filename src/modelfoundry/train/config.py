@@ -62,9 +62,10 @@ class TrainConfig(Section):
     """auto = bf16 autocast where the CPU (AVX-512 BF16/AMX) or GPU supports it."""
     compile: bool = False
     """torch.compile the training step's forward (TorchInductor; on a CPU it needs a C++ compiler): a one-time compile
-    of about 30 s on 2 cores, then faster steps (a GPT-2 mini step 354 -> 279 ms on a 2-core AMD EPYC). Worth it for
-    runs of many minutes with batches of one shape (packed pretraining blocks); a batch of another shape (an epoch's
-    last) compiles once more. Validation and prediction run uncompiled."""
+    of about 30 s on 2 cores, then faster steps (a GPT-2 mini step 354 -> 279 ms on a 2-core AMD EPYC; break-even near
+    400 steps there). Worth it for runs of many minutes with batches of one shape (packed pretraining blocks): the step
+    is compiled for the first batch's shapes, and a batch of other shapes (an epoch's last, text buckets of other
+    lengths) runs uncompiled rather than compiling again. Validation and prediction run uncompiled."""
     seed: int = 42
     """Seeds the split, initialisation, data order, dropout and augmentation."""
 
