@@ -28,9 +28,16 @@ def test_unknown_key_suggests_the_nearest():
     assert "train.learning_rate: unknown key" in p
 
 
+def test_a_short_section_lists_its_keys_beside_a_guess_that_may_miss():
+    (p,) = problems({**BASE, "data": {**BASE["data"], "task": "clm", "corpus": {"column": "text"}}})[:1]
+    assert p.startswith("data.corpus.column: unknown key; did you mean")
+    assert "field" in p  # "column" looks like "documents" to a spelling guess; the corpus' column key is "field"
+
+
 def test_unknown_key_in_model_family():
     ps = problems({**BASE, "model": {"type": "mlp", "hiden": [3]}})
-    assert ps == ["model.hiden: unknown key; did you mean 'hidden'?"]
+    assert ps == ["model.hiden: unknown key; did you mean 'hidden'? (valid keys here: backend, keras_backend, "
+                  "saved_model, type, hidden, dropout, activation, text_embedding_dim)"]
 
 
 def test_every_problem_is_reported_at_once():

@@ -84,7 +84,9 @@ def describe(err: dict, root: type[BaseModel], variants: dict[str, type[BaseMode
     if kind == "extra_forbidden":
         valid = [k for k in _fields_at(root, variants, tuple(err["loc"][:-1])) if k != "base_dir"]
         close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        hint = f"valid keys here: {', '.join(valid)}"
+        if close:  # a guess by spelling can miss ("column" for a corpus' "field"): a short section lists its keys too
+            hint = f"did you mean '{close[0]}'?" + (f" ({hint})" if len(valid) <= 12 else "")
         return f"{path}: unknown key; {hint}"
     if kind == "missing":
         return f"{path}: required, but missing; add it to the config"
