@@ -115,9 +115,14 @@ def _config(tmp_path, **schedule):
 
 
 @pytest.mark.slow
-def test_a_schedule_run_trains_keeps_the_best_policy_and_reports_beside_the_rules(tmp_path):
+def test_a_schedule_run_trains_keeps_the_best_policy_and_reports_beside_the_rules(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     run = train(_config(tmp_path, samples=3))
     assert run.status == "complete"
+    assert not list((tmp_path / "tmp").glob("SB3-*"))  # stable-baselines3 leaves no log folder in the temp directory
     m = json.loads((run.path / "metrics.json").read_text())
     assert m["task"] == "scheduling" and set(m["baselines"]) == set(RULES) and m["best_rule"] == "mopnr"
     row = m["per_instance"][0]

@@ -84,6 +84,11 @@ def train_policy(cfg: Config, run: Run, jobs: int, machines: int, out: Path) -> 
                             device="cpu", verbose=0, **ppo)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"schedule.ppo: MaskablePPO rejected {sc.ppo}: {exc}") from None
+    # without a logger of its own, learn() makes an empty /tmp/SB3-<time> folder on every run (the run's history and
+    # report are ours)
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
     rng = np.random.default_rng(seed + 1)
     val = [random_instance(jobs, machines, rng, f"val-{k}", t.low, t.high) for k in range(sc.val_instances)]
     mwkr = float(np.mean([dispatch(i, by_rule("mwkr"), sc.scheme).makespan for i in val]))
