@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +37,7 @@ def norm(text: str) -> str:
 
 
 def score(run: Path, test: list[dict], train: list[dict]) -> dict:
-    sys.path.insert(0, str(REPO / "recipes" / "alignment"))
-    from tang_form import score as form_score
+    from tang_form import score as form_score  # recipes/alignment, on the path from main()
 
     from modelfoundry.predictor import Predictor
 
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="train.max_steps (a smoke run)")
     args = ap.parse_args()
     os.environ.setdefault("FOUNDRY_PROGRESS", "0")
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(REPO / "recipes" / "alignment")]
     from gpt_mini_sft import random_start
     from pretrain_vs_nanogpt import cpu_flags, cpu_name
 
@@ -76,8 +76,6 @@ def main() -> None:
     from modelfoundry.train import train
 
     if not (DATA / "instructions_test.jsonl").exists():
-        import subprocess
-
         subprocess.run([sys.executable, str(REPO / "recipes" / "pretraining" / "build_instructions.py")], check=True)
     test = [json.loads(x) for x in (DATA / "instructions_test.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [json.loads(x) for x in (DATA / "instructions.jsonl").read_text(encoding="utf-8").splitlines()]
