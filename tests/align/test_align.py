@@ -120,7 +120,8 @@ def test_grpo_composes_rule_rewards_and_reports_them_before_and_after(tmp_path):
                {"omits": ["Go away"]}, {"function": "my_reward.py:mentions_topic", "weight": 2.0}]
     data = {"path": str(prompts_file(tmp_path)), "split": {"test": 0.25, "val": 0.0}}
     cfg = config(tmp_path, {"method": "grpo", "rewards": rewards, "options": {"num_generations": 4, "beta": 0.04},
-                            "samples": ["Question 1: tell me about my order."]}, data=data, train={"max_steps": 2})
+                            "samples": ["Question 1: tell me about my order."], "eval_temperature": 1.0},
+                 data=data, train={"max_steps": 2})
     path = tmp_path / "grpo.yaml"
     import yaml
 
@@ -132,6 +133,11 @@ def test_grpo_composes_rule_rewards_and_reports_them_before_and_after(tmp_path):
     assert g["rewards"]["4_function"]["weight"] == 2.0
     assert {"reference", "aligned"} == set(g["reward"]) and 0 <= m["test"]["rule_win_rate"] <= 1
     assert g["samples"][0]["prompt"] == "Question 1: tell me about my order."
+    # held-out replies sampled (eval_temperature), the greedy ones' diversity and full marks beside
+    assert g["decoding"] == "sampled, temperature 1.0, seed 42"  # train.seed
+    assert g["diversity"]["reference"] != g["greedy"]["diversity"]["reference"]
+    assert list(g["greedy"]["full_marks"]) == list(g["rewards"])
+    assert "Greedy replies beside" in (run.path / "report.html").read_text(encoding="utf-8")
     assert any("rewards/4_function/mean" in h for h in run.history())  # TRL logged each reward
     # rule rewards: each one's arithmetic
     from modelfoundry.align.config import RewardSpec

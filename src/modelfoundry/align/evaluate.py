@@ -3,8 +3,9 @@
 - preference methods: pairwise accuracy of the implicit reward (log pi - log pi_ref, chosen vs rejected);
 - reward models: pairwise accuracy beside a length-only baseline ("the longer reply wins");
 - sft: loss and perplexity on the held-out completions;
-- every generating method: replies of both models on held-out prompts (greedy), the judge's win rate, the rule
-  rewards before and after, distinct-n and repetition (collapse shows here), fixed samples side by side;
+- every generating method: replies of both models on held-out prompts (greedy, or sampled at align.eval_temperature
+  with the greedy ones' diversity beside), the judge's win rate, the rule rewards before and after, distinct-n and
+  repetition (collapse shows here), fixed samples side by side;
 - the cost: wall time, tokens per second, peak memory.
 metrics.json carries it all; report.html draws the curves from history.jsonl."""
 
@@ -64,10 +65,12 @@ def _accuracy(margins: list[float]) -> float:
     return sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
 
 
-def _generate(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int) -> list[str]:
+def _generate(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int, temperature: float = 0.0,
+              seed: int = 0) -> list[str]:
     lm = LanguageModel(model, "clm")
     ids = [tok(p, add_special_tokens=False)["input_ids"] or [eos_id] for p in prompts]
-    return [tok.decode(o) for o in lm.generate(ids, eos_id, max_new_tokens=max_new_tokens)]
+    return [tok.decode(o) for o in lm.generate(ids, eos_id, max_new_tokens=max_new_tokens, temperature=temperature,
+                                               seed=seed)]
 
 
 def _diversity(texts: list[str]) -> dict:
@@ -137,10 +140,20 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
     prompts = list(dict.fromkeys(test["prompt"].tolist()))[: a.eval_prompts]
     rows = test.drop_duplicates("prompt").set_index("prompt").loc[prompts].reset_index()
     columns = {c: rows[c].tolist() for c in rows.columns if c not in ("prompt", "chosen", "rejected", "completion")}
-    after = _generate(model, tok, prompts, base.eos_id, a.max_new_tokens)
-    before = _generate(ref, tok, prompts, base.eos_id, a.max_new_tokens)
-    gen = {"prompts": len(prompts), "max_new_tokens": a.max_new_tokens, "decoding": "greedy",
+    t, seed = a.eval_temperature, cfg.train.seed
+    after = _generate(model, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
+    before = _generate(ref, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
+    gen = {"prompts": len(prompts), "max_new_tokens": a.max_new_tokens,
+           "decoding": f"sampled, temperature {t}, seed {seed}" if t else "greedy",
            "diversity": {"reference": _diversity(before), "aligned": _diversity(after)}}
+    if t:  # greedy beside: collapse shows first in the argmax path (the Tang recipe's history)
+        g_after = _generate(model, tok, prompts, base.eos_id, a.max_new_tokens)
+        g_before = _generate(ref, tok, prompts, base.eos_id, a.max_new_tokens)
+        gen["greedy"] = {"diversity": {"reference": _diversity(g_before), "aligned": _diversity(g_after)},
+                         "full_marks": {r.__name__: {
+                             "reference": round(sum(v >= 1 for v in r(g_before, prompts=prompts, **columns)) / len(prompts), 4),
+                             "aligned": round(sum(v >= 1 for v in r(g_after, prompts=prompts, **columns)) / len(prompts), 4)}
+                             for r in rules}}
     judge = None
     if a.judge is not None:
         judge = RewardModel.load(resolve_run(a.judge, cfg.output_dir, cfg.base_dir))
@@ -173,8 +186,8 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
     fixed = a.samples or prompts[:SAMPLES]
     if a.samples:
         fixed_in = [Formatter(tok, template).prompt(p) for p in fixed]
-        s_after = _generate(model, tok, fixed_in, base.eos_id, a.max_new_tokens)
-        s_before = _generate(ref, tok, fixed_in, base.eos_id, a.max_new_tokens)
+        s_after = _generate(model, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
+        s_before = _generate(ref, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
     else:
         s_after, s_before = after[:SAMPLES], before[:SAMPLES]
     gen["samples"] = [{"prompt": p, "reference": b, "aligned": x} for p, b, x in zip(fixed, s_before, s_after)]
@@ -207,8 +220,15 @@ def write_align_report(run: Run, cfg, result: dict) -> None:
                  for k, v in gen.get("rewards", {}).items()]
         judge = (f"<p>Win rate of the aligned model against the reference, judged by {html.escape(gen['judge'])}: "
                  f"<b>{gen['win_rate']:.3f}</b> (ties count half).</p>") if "win_rate" in gen else ""
-        gen_html = (f"<h2>Replies on {gen['prompts']} held-out prompts (greedy, up to {gen['max_new_tokens']} tokens)"
-                    f"</h2>{judge}{table(rules)}<h3>Diversity (collapse shows here)</h3>{table(div)}"
+        greedy = ""
+        if "greedy" in gen:
+            g = gen["greedy"]
+            greedy = (f"<h3>Greedy replies beside</h3>{table([{'model': k, **v} for k, v in g['diversity'].items()])}"
+                      + table([{"reward": k, "full marks (reference)": v["reference"], "full marks (aligned)": v["aligned"]}
+                               for k, v in g["full_marks"].items()]))
+        gen_html = (f"<h2>Replies on {gen['prompts']} held-out prompts ({html.escape(gen['decoding'])}, up to "
+                    f"{gen['max_new_tokens']} tokens)</h2>{judge}{table(rules)}<h3>Diversity (collapse shows here)</h3>"
+                    f"{table(div)}{greedy}"
                     f"<h3>Before and after</h3>{table(gen['samples'])}")
     guard = ""
     if result.get("guard"):
