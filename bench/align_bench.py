@@ -72,7 +72,15 @@ def tang(work: Path, grpo_steps: int | None) -> dict:
                    "prompts": g["prompts"], "form_compliance": {"sft": form["reference"], "grpo": form["aligned"]},
                    "distinct_2": {"sft": div["reference"]["distinct_2"], "grpo": div["aligned"]["distinct_2"]},
                    "distinct_2_ratio": round(div["aligned"]["distinct_2"] / max(div["reference"]["distinct_2"], 1e-9), 3),
-                   "guard": m.get("guard"), "samples": g["samples"][:3]}
+                   "decoding": g["decoding"], "guard": m.get("guard"), "samples": g["samples"][:3]}
+    if "greedy" in g:  # align.eval_temperature > 0: the greedy replies beside
+        gg = g["greedy"]
+        out["grpo"]["greedy"] = {
+            "form_compliance": {"sft": gg["full_marks"]["0_function"]["reference"],
+                                "grpo": gg["full_marks"]["0_function"]["aligned"]},
+            "distinct_2": {"sft": gg["diversity"]["reference"]["distinct_2"], "grpo": gg["diversity"]["aligned"]["distinct_2"]},
+            "distinct_2_ratio": round(gg["diversity"]["aligned"]["distinct_2"]
+                                      / max(gg["diversity"]["reference"]["distinct_2"], 1e-9), 3)}
     out["targets"] = {"grpo_compliance_>=_0.9": form["aligned"] >= 0.9,
                       "grpo_distinct_2_ratio_>=_0.8": out["grpo"]["distinct_2_ratio"] >= 0.8,
                       "grpo_<=_30_min": out["grpo"]["wall_s"] <= 1800,

@@ -160,10 +160,14 @@ def test_grpo_guard_watches_the_replies_and_stops_when_they_collapse(tmp_path):
 
     data = {"path": str(prompts_file(tmp_path)), "split": {"test": 0.25, "val": 0.0}}
     cfg = config(tmp_path, {"method": "grpo", "rewards": [{"length": [5, 30]}], "eval_prompts": 0,
-                            "options": {"num_generations": 4}}, data=data, train={"max_steps": 3})
+                            "options": {"num_generations": 4},
+                            "guard": {"greedy_prompts": 2, "window": 2, "action": "warn"}},
+                 data=data, train={"max_steps": 3})
     run = train(load_config(cfg))
     trace = {h["step"]: h["train_distinct_2"] for h in run.history() if "train_distinct_2" in h}
     assert set(trace) == {1, 2, 3} and all(0 < d <= 1 for d in trace.values())  # every step's training replies, watched
+    greedy = {h["step"]: h["greedy_distinct_2"] for h in run.history() if "greedy_distinct_2" in h}
+    assert set(greedy) == {2} and 0 < greedy[2] <= 1  # the policy's greedy replies, every window (2) steps
     # the check and the callback, on replies that collapse into "eeee" after two varied windows
     varied = [["the cat sat on the mat", "a dog ran in the park"]] * 2
     collapsed = [["e e e e e e", "e e e e"]] * 2
@@ -180,6 +184,36 @@ def test_grpo_guard_watches_the_replies_and_stops_when_they_collapse(tmp_path):
     cb = guard_callback(g.model_copy(update={"action": "warn"}), watch)
     control = cb.on_step_end(None, state, TrainerControl())
     assert cb.fired is not None and not control.should_training_stop
+
+
+def test_grpo_guard_decodes_prompts_greedily_and_fires_when_they_collapse():
+    """The sampled replies can stay varied while the greedy ones collapse: guard.greedy_prompts watches those."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState
+
+    from modelfoundry.align import GuardConfig
+    from modelfoundry.align.rewards import Watch
+    from modelfoundry.align.run import guard_callback
+    from modelfoundry.core.paths import resolve_model_path
+
+    path = resolve_model_path("gpt-mini")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    model.train()
+    prompts = [f"{p['prompt']}\n" for p in pairs(3)]
+    g = GuardConfig(min_distinct_2=0.5, window=2, action="stop")
+    cb = guard_callback(g, Watch(), prompts, tok.eos_token_id or 0, 12)
+    state, control = TrainerState(), TrainerControl()
+    cb.on_train_begin(None, state, control, model=model, processing_class=tok)
+    assert cb.greedy_first > 0.5 and model.training  # varied before training; the model is put back in training mode
+    state.global_step = 1
+    control = cb.on_step_end(None, state, control, model=model, processing_class=tok)
+    assert set(cb.greedy_trace) == {0} and cb.fired is None  # decoded every window steps only
+    with torch.no_grad():  # the policy collapses: the same logits at every position -> one token repeated
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(model.lm_head.weight[tok.convert_tokens_to_ids("e")])
+    state.global_step = 2
+    control = cb.on_step_end(None, state, control, model=model, processing_class=tok)
+    assert cb.greedy_trace[2] < 0.2 and cb.fired["replies"] == "greedy" and control.should_training_stop
 
 
 def test_a_classifier_run_of_ours_is_a_grpo_reward(tmp_path):

@@ -26,7 +26,7 @@ from .data import Formatter
 from .rewards import RewardModel, distinct_n, repetition_rate, resolve_run
 
 SAMPLES = 5
-CURVES = ("loss", "eval_loss", "reward", "kl", "train_distinct_2", "rewards/margins", "rewards/accuracies", "accuracy", "eval_accuracy",
+CURVES = ("loss", "eval_loss", "reward", "kl", "train_distinct_2", "greedy_distinct_2", "rewards/margins", "rewards/accuracies", "accuracy", "eval_accuracy",
           "eval_rewards/accuracies", "entropy")
 
 
@@ -233,7 +233,8 @@ def write_align_report(run: Run, cfg, result: dict) -> None:
     guard = ""
     if result.get("guard"):
         g = result["guard"]
-        guard = (f"<p><b>Guard:</b> distinct-2 of the training replies fell from {g['distinct_2_first']} to "
+        guard = (f"<p><b>Guard:</b> distinct-2 of the {g.get('replies', 'sampled')} training replies fell from "
+                 f"{g['distinct_2_first']} to "
                  f"{g['distinct_2_now']} at step {g['step']} ({g['action']}).</p>")
     body = f"""<p>Method: <b>{html.escape(result['method'])}</b> (TRL) on {html.escape(result['base_model'])};
 prompt template {html.escape(result['template'])}; {result['rows']} held-out rows; rows dropped or shortened:

@@ -114,7 +114,8 @@ def _trainer(cfg: Config, base: Base, tok, frames: dict, run: Run, max_length: i
 
         funcs = [watch.wrap(r) if i == 0 else r for i, r in enumerate(rules)]
         trainer = GRPOTrainer(args=GRPOConfig(**args), reward_funcs=funcs, **common)
-        trainer.add_callback(guard_callback(a.guard, watch))
+        greedy = list(dict.fromkeys(frames["train"]["prompt"].tolist()))[: a.guard.greedy_prompts]
+        trainer.add_callback(guard_callback(a.guard, watch, greedy, base.eos_id, a.max_new_tokens))
         return trainer
 
 
@@ -126,26 +127,52 @@ def collapse(batches: list[list[str]], g) -> tuple[float, float, bool]:
     return first, now, len(batches) >= 2 * g.window and first > 0 and now < g.min_distinct_2 * first
 
 
-def guard_callback(g, watch: Watch):
+def greedy_distinct_2(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int) -> float:
+    """distinct-2 of the policy's greedy replies to `prompts` (the model is put back in training mode after)."""
+    from .evaluate import _generate
+
+    was_training = model.training
+    try:
+        return distinct_n(_generate(model, tok, prompts, eos_id, max_new_tokens), 2)
+    finally:
+        model.train(was_training)
+
+
+def guard_callback(g, watch: Watch, greedy: list[str] | None = None, eos_id: int = -1, max_new_tokens: int = 0):
     """A TrainerCallback: after every step, the distinct-2 of the latest replies (kept in `trace` for the history);
-    when they collapse (see GuardConfig), a warning, the event in `fired`, and with action stop the end of training."""
+    with `greedy` prompts (guard.greedy_prompts), every `g.window` steps also the distinct-2 of the policy's greedy
+    replies to them (in `greedy_trace`) against its value before training. When either collapses (see GuardConfig), a
+    warning, the event in `fired`, and with action stop the end of training."""
     from transformers import TrainerCallback
 
     class Guard(TrainerCallback):
         def __init__(self):
-            self.fired, self.trace = None, {}
+            self.fired, self.trace, self.greedy_trace, self.greedy_first = None, {}, {}, None
 
-        def on_step_end(self, args, state, control, **kw):
-            if not watch.batches:
-                return control
-            first, now, fell = collapse(watch.batches, g)
-            self.trace[state.global_step] = round(now, 4)
-            if fell and self.fired is None:
-                self.fired = {"step": state.global_step, "distinct_2_first": round(first, 4),
-                              "distinct_2_now": round(now, 4), "action": g.action}
-                print(f"guard: distinct-2 of the replies fell from {first:.3f} to {now:.3f} (< {g.min_distinct_2} x) at "
-                      f"step {state.global_step}: the policy may be hacking its reward"
-                      + ("; stopping" if g.action == "stop" else ""), file=sys.stderr, flush=True)
+        def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+            if greedy:
+                self.greedy_first = greedy_distinct_2(model, processing_class, greedy, eos_id, max_new_tokens)
+                self.greedy_trace[0] = round(self.greedy_first, 4)
+
+        def _fire(self, step: int, first: float, now: float, replies: str):
+            self.fired = {"step": step, "replies": replies, "distinct_2_first": round(first, 4),
+                          "distinct_2_now": round(now, 4), "action": g.action}
+            print(f"guard: distinct-2 of the {replies} replies fell from {first:.3f} to {now:.3f} "
+                  f"(< {g.min_distinct_2} x) at step {step}: the policy may be hacking its reward"
+                  + ("; stopping" if g.action == "stop" else ""), file=sys.stderr, flush=True)
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+            step = state.global_step
+            if watch.batches:
+                first, now, fell = collapse(watch.batches, g)
+                self.trace[step] = round(now, 4)
+                if fell and self.fired is None:
+                    self._fire(step, first, now, "sampled")
+            if greedy and step % g.window == 0:
+                now = greedy_distinct_2(model, processing_class, greedy, eos_id, max_new_tokens)
+                self.greedy_trace[step] = round(now, 4)
+                if self.fired is None and self.greedy_first and now < g.min_distinct_2 * self.greedy_first:
+                    self._fire(step, self.greedy_first, now, "greedy")
             if self.fired is not None and g.action == "stop":
                 control.should_training_stop = True
             return control
@@ -265,6 +292,8 @@ def align(cfg: Config, run_dir: str | Path | None = None) -> Run:
             for record in trainer.state.log_history:
                 if guard_cb is not None and record.get("step") in guard_cb.trace:
                     record = {**record, "train_distinct_2": guard_cb.trace[record["step"]]}
+                if guard_cb is not None and record.get("step") in guard_cb.greedy_trace:
+                    record = {**record, "greedy_distinct_2": guard_cb.greedy_trace[record["step"]]}
                 run.append_history(record)
             save_aligned(trainer, tok, base, run, cfg.align.method, template, max_length)
             guard = guard_cb.fired if guard_cb is not None else None
