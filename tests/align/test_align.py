@@ -365,3 +365,25 @@ def test_reply_log_probabilities_are_the_same_batched_and_one_by_one():
     # the prompt is context, not scored: a reply's log-probability changes with the prompt before it
     other = reply_logps(model, tok, ["Question 2: hello\n"], ["Hello there."], 3, 256)
     assert other[0][1] == one[0][1] and other[0][0] != pytest.approx(one[0][0], abs=1e-4)
+
+
+def test_a_pretraining_run_is_a_base_to_align(tmp_path):
+    """The chain the pretraining docs promise: a clm run (its directory or its model/, a plain Hugging Face decoder)
+    is aligned from; an mlm run is an encoder and is refused for generating methods, naming why."""
+    from ..train.test_pretrain import TINY_BERT, TINY_GPT, cfg_for, corpus
+
+    clm = train(cfg_for(tmp_path, {"path": corpus(tmp_path)}, TINY_GPT, epochs=1))
+    rows = [{"prompt": f"{n} has", "completion": f" {k} apples."} for n, k in zip(["anna", "bob", "chen", "dora"] * 5,
+                                                                                   range(1, 21))]
+    data = {"path": str(write_jsonl(tmp_path / "sft.jsonl", rows)), "split": {"test": 0.25, "val": 0.0}}
+    for path in (clm.path, clm.path / "model"):
+        run = train(load_config(config(tmp_path, {"method": "sft", "eval_prompts": 2}, data=data,
+                                       train={"max_steps": 1},
+                                       model={"type": "pretrained", "path": str(path), "finetune": "full"})))
+        m = json.loads((run.path / "metrics.json").read_text())
+        assert m["base_model"] == str(clm.path / "model") and m["template"] == "'{prompt}\\n'"
+        assert m["generation"]["samples"][0]["aligned"]  # it generates
+    mlm = train(cfg_for(tmp_path, {"path": corpus(tmp_path), "task": "mlm"}, TINY_BERT, epochs=1, out="mlm"))
+    with pytest.raises(ValueError, match="an encoder cannot generate"):
+        train(load_config(config(tmp_path, {"method": "sft", "eval_prompts": 0}, data=data, train={"max_steps": 1},
+                                 model={"type": "pretrained", "path": str(mlm.path), "finetune": "full"})))

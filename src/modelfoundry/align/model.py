@@ -38,8 +38,12 @@ def resolve_base(model_path: str, cache: Path) -> Base:
     """`model.path` -> a Hugging Face directory and what the run recorded about it (see the module docstring)."""
     run_dir = _run_model_dir(model_path)
     template = None
-    if run_dir is not None and (run_dir / "architecture.json").is_file():  # our own causal-LM fine-tune
+    state = {}
+    if run_dir is not None and (run_dir / "architecture.json").is_file():
         state = json.loads((run_dir / "preprocessor.json").read_text(encoding="utf-8"))
+    if state.get("task") in ("clm", "mlm") and (run_dir / "config.json").is_file():
+        path = run_dir  # a pretraining run's model/ is a Hugging Face directory as it is (an mlm one is refused below)
+    elif state:  # our own causal-LM fine-tune
         if state.get("task") != "causal_lm":
             raise ValueError(f"model.path {model_path}: a {state.get('task')} run; alignment starts from a decoder: a "
                              "causal-LM fine-tune, a pretraining (clm) or aligned run, or a Hugging Face decoder directory")
