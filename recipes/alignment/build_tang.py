@@ -12,6 +12,7 @@ was never a training prompt (held-out titles are ones no other poem carries):
 | tang_sft.jsonl / tang_sft_test.jsonl | quatrains (train: also the first two couplets of the 4-couplet regular poems, 律詩, the same verse form) | prompt ("五言絕句《title》"), completion (the poem, one couplet per line) | align.method sft |
 | tang_prompts.jsonl / tang_prompts_test.jsonl | the same prompts | prompt, chars (5 or 7) | align.method grpo (chars reaches the reward function) |
 | tang_pairs.jsonl / tang_pairs_test.jsonl | quatrains | prompt, chosen (the real poem), rejected (the same poem with its form broken) | dpo, reward |
+| tang_corpus.jsonl | every Tang poem but the held-out quatrains (and any poem sharing a couplet with one) | text ("《title》" and the poem's lines) | tang_char.yaml: pretraining a character-level base |
 
 The pairs are constructed, not human judgements: the rejected reply is the real poem broken in one of four ways
 (a verse loses its last character, two verses run together without their comma, a fifth verse repeats the
@@ -33,28 +34,31 @@ HAN = re.compile(r"^[\u3400-\u9fff]+$")
 HELD_OUT = 200
 
 
+def all_poems():
+    for f in [POEMS / "tang300.json"] + sorted(POEMS.glob("poet.tang.*.json")):
+        yield from json.loads(f.read_text(encoding="utf-8"))
+
+
 def quatrains(couplets: int = 2):
     """(title, verse length, [couplet, couplet]) of each quatrain; couplets=4 and more: the first two couplets of the
     regular (律詩-shaped) poems of that many couplets, whose verses have the same form."""
     seen = set()
-    files = [POEMS / "tang300.json"] + sorted(POEMS.glob("poet.tang.*.json"))
-    for f in files:
-        for poem in json.loads(f.read_text(encoding="utf-8")):
-            lines = [p.strip() for p in poem.get("paragraphs", [])]
-            if len(lines) != couplets or not poem.get("title"):
-                continue
-            if not all(re.fullmatch(r"[^，。]+，[^，。]+。", x) for x in lines):
-                continue
-            lines = lines[:2]
-            verses = [v for line in lines for v in re.split(r"[，。]", line) if v]
-            if (len(verses) != 4 or not all(HAN.match(v) for v in verses) or len({len(v) for v in verses}) != 1
-                    or len(verses[0]) not in (5, 7) or not all(re.fullmatch(r"[^，。]+，[^，。]+。", x) for x in lines)):
-                continue
-            key = "".join(lines)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield poem["title"].split(" ")[-1], len(verses[0]), lines
+    for poem in all_poems():
+        lines = [p.strip() for p in poem.get("paragraphs", [])]
+        if len(lines) != couplets or not poem.get("title"):
+            continue
+        if not all(re.fullmatch(r"[^，。]+，[^，。]+。", x) for x in lines):
+            continue
+        lines = lines[:2]
+        verses = [v for line in lines for v in re.split(r"[，。]", line) if v]
+        if (len(verses) != 4 or not all(HAN.match(v) for v in verses) or len({len(v) for v in verses}) != 1
+                or len(verses[0]) not in (5, 7) or not all(re.fullmatch(r"[^，。]+，[^，。]+。", x) for x in lines)):
+            continue
+        key = "".join(lines)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield poem["title"].split(" ")[-1], len(verses[0]), lines
 
 
 def broken(lines: list[str], rng: random.Random) -> str:
@@ -101,6 +105,19 @@ def main(out: Path = HERE / "data") -> None:
             path = out / f"{name}{suffix}.jsonl"
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
             print(f"{path}: {len(data)} rows")
+    # the corpus of the character-level base (tang_char.yaml): every shipped Tang poem as a document, "《title》" and
+    # its lines; the held-out quatrains, and any poem sharing a couplet with one, left out
+    held_couplets = {c for _, _, lines in test for c in lines}
+    docs, seen = [], set()
+    for poem in all_poems():
+        lines = [p.strip() for p in poem.get("paragraphs", []) if p.strip()]
+        text = f"《{poem.get('title', '').split(' ')[-1]}》\n" + "\n".join(lines)
+        if lines and not held_couplets.intersection(lines) and text not in seen:
+            seen.add(text)
+            docs.append({"text": text})
+    path = out / "tang_corpus.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in docs), encoding="utf-8")
+    print(f"{path}: {len(docs)} poems")
 
 
 if __name__ == "__main__":
