@@ -1,6 +1,7 @@
 """Alignment benchmarks (issue 22), each part alone on the machine, JSON in bench/results/:
 
     .venv/bin/python bench/align_bench.py tang         # the recipe chain: SFT -> reward model -> DPO, SFT -> GRPO
+    .venv/bin/python bench/align_bench.py tang-char    # a character-level base (tang_char.yaml) -> SFT -> GRPO
     .venv/bin/python bench/align_bench.py preference   # the real preference sets in ../shared/data/preference
     .venv/bin/python bench/align_bench.py overhead     # the same DPO / GRPO settings: plain TRL vs through us
 
@@ -86,6 +87,43 @@ def tang(work: Path, grpo_steps: int | None) -> dict:
                       "grpo_<=_30_min": out["grpo"]["wall_s"] <= 1800,
                       "dpo_reward_accuracy_>=_0.65": out["dpo"]["reward_accuracy"] >= 0.65,
                       "dpo_win_rate_>=_0.6": out["dpo"]["win_rate_vs_sft"] >= 0.6}
+    return out
+
+
+def _form(g: dict) -> dict:
+    """Form compliance and distinct-2 of a GRPO run's held-out replies, sampled (g itself) and greedy (g["greedy"])."""
+    out = {}
+    for decoding, d in (("sampled", g), ("greedy", g.get("greedy"))):
+        if d is None:
+            continue
+        marks = d["rewards"]["0_function"]["full_marks"] if decoding == "sampled" else d["full_marks"]["0_function"]
+        div = d["diversity"]
+        out[decoding] = {"form_compliance": {"sft": marks["reference"], "grpo": marks["aligned"]},
+                         "distinct_2": {"sft": div["reference"]["distinct_2"], "grpo": div["aligned"]["distinct_2"]},
+                         "distinct_2_ratio": round(div["aligned"]["distinct_2"] / max(div["reference"]["distinct_2"], 1e-9), 3)}
+    return out
+
+
+def tang_char(work: Path) -> dict:
+    """The character-level chain: tang_char.yaml (pretraining, one token per character) -> tang_sft.yaml from it ->
+    tang_grpo.yaml from that; held-out replies sampled at the recipe's eval_temperature, greedy beside."""
+    if not (RECIPES / "data" / "tang_corpus.jsonl").exists():
+        subprocess.run([sys.executable, str(RECIPES / "build_tang.py")], check=True)
+    out: dict = {}
+    base, wall = train("tang_char", work)
+    out["pretrain"] = {"wall_s": round(wall, 1), **metrics(base)["test"]}
+    sft, wall = train("tang_sft", work, ["name=tang-char-sft", "model.path=run:tang-char"])
+    out["sft"] = {"wall_s": round(wall, 1), **metrics(sft)["test"]}
+    grpo, wall = train("tang_grpo", work, ["name=tang-char-grpo", "model.path=run:tang-char-sft"])
+    m = metrics(grpo)
+    g = m["generation"]
+    out["grpo"] = {"wall_s": round(wall, 1), "fit_s": m["cost"]["fit_s"], "steps": m["cost"]["steps"],
+                   "prompts": g["prompts"], "decoding": g["decoding"], **_form(g), "guard": m.get("guard"),
+                   "samples": g["samples"][:3]}
+    out["targets"] = {f"{d}_{k}": v for d in ("sampled", "greedy") for k, v in (
+        ("compliance_>=_0.9", out["grpo"][d]["form_compliance"]["grpo"] >= 0.9),
+        ("distinct_2_ratio_>=_0.8", out["grpo"][d]["distinct_2_ratio"] >= 0.8))}
+    out["targets"]["grpo_<=_30_min"] = out["grpo"]["wall_s"] <= 1800
     return out
 
 
@@ -182,7 +220,7 @@ def overhead(work: Path, steps: int, repeat: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("part", choices=["tang", "preference", "overhead"])
+    p.add_argument("part", choices=["tang", "tang-char", "preference", "overhead"])
     p.add_argument("--work", default="/tmp/align-bench")
     p.add_argument("--grpo-steps", type=int)
     p.add_argument("--steps", type=int, default=60)
@@ -194,12 +232,14 @@ def main() -> None:
     result = {"part": a.part, "machine": machine()}
     if a.part == "tang":
         result.update(tang(work, a.grpo_steps))
+    elif a.part == "tang-char":
+        result.update(tang_char(work))
     elif a.part == "preference":
         result.update(preference(work, a.steps))
     else:
         result.update(overhead(work, a.steps, a.repeat))
     result["total_s"] = round(time.perf_counter() - t, 1)
-    out = HERE / "results" / f"align_{a.part}.json"
+    out = HERE / "results" / f"align_{a.part.replace('-', '_')}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
