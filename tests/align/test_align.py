@@ -203,8 +203,11 @@ def test_grpo_guard_decodes_prompts_greedily_and_fires_when_they_collapse():
     g = GuardConfig(min_distinct_2=0.5, window=2, action="stop")
     cb = guard_callback(g, Watch(), prompts, tok.eos_token_id or 0, 12)
     state, control = TrainerState(), TrainerControl()
+    torch.manual_seed(7)
+    rng = torch.get_rng_state()
     cb.on_train_begin(None, state, control, model=model, processing_class=tok)
     assert cb.greedy_first > 0.5 and model.training  # varied before training; the model is put back in training mode
+    assert torch.equal(torch.get_rng_state(), rng)  # and the rollouts' random stream is left where it was
     state.global_step = 1
     control = cb.on_step_end(None, state, control, model=model, processing_class=tok)
     assert set(cb.greedy_trace) == {0} and cb.fired is None  # decoded every window steps only

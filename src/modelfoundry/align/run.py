@@ -128,14 +128,17 @@ def collapse(batches: list[list[str]], g) -> tuple[float, float, bool]:
 
 
 def greedy_distinct_2(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int) -> float:
-    """distinct-2 of the policy's greedy replies to `prompts` (the model is put back in training mode after)."""
+    """distinct-2 of the policy's greedy replies to `prompts`. Training goes on as if this had not run: the model is
+    put back in training mode and torch's random state (which generate seeds) restored, so the rollouts after it are
+    drawn as they would have been."""
     from .evaluate import _generate
 
-    was_training = model.training
+    was_training, rng = model.training, torch.get_rng_state()
     try:
         return distinct_n(_generate(model, tok, prompts, eos_id, max_new_tokens), 2)
     finally:
         model.train(was_training)
+        torch.set_rng_state(rng)
 
 
 def guard_callback(g, watch: Watch, greedy: list[str] | None = None, eos_id: int = -1, max_new_tokens: int = 0):
