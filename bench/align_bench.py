@@ -75,13 +75,7 @@ def tang(work: Path, grpo_steps: int | None) -> dict:
                    "distinct_2_ratio": round(div["aligned"]["distinct_2"] / max(div["reference"]["distinct_2"], 1e-9), 3),
                    "decoding": g["decoding"], "guard": m.get("guard"), "samples": g["samples"][:3]}
     if "greedy" in g:  # align.eval_temperature > 0: the greedy replies beside
-        gg = g["greedy"]
-        out["grpo"]["greedy"] = {
-            "form_compliance": {"sft": gg["full_marks"]["0_function"]["reference"],
-                                "grpo": gg["full_marks"]["0_function"]["aligned"]},
-            "distinct_2": {"sft": gg["diversity"]["reference"]["distinct_2"], "grpo": gg["diversity"]["aligned"]["distinct_2"]},
-            "distinct_2_ratio": round(gg["diversity"]["aligned"]["distinct_2"]
-                                      / max(gg["diversity"]["reference"]["distinct_2"], 1e-9), 3)}
+        out["grpo"]["greedy"] = _form(g)["greedy"]
     out["targets"] = {"grpo_compliance_>=_0.9": form["aligned"] >= 0.9,
                       "grpo_distinct_2_ratio_>=_0.8": out["grpo"]["distinct_2_ratio"] >= 0.8,
                       "grpo_<=_30_min": out["grpo"]["wall_s"] <= 1800,
@@ -91,12 +85,14 @@ def tang(work: Path, grpo_steps: int | None) -> dict:
 
 
 def _form(g: dict) -> dict:
-    """Form compliance and distinct-2 of a GRPO run's held-out replies, sampled (g itself) and greedy (g["greedy"])."""
+    """Form compliance and distinct-2 of a GRPO run's held-out replies as decoded (g itself: sampled, or greedy when
+    align.eval_temperature is 0) and greedy beside (g["greedy"], when sampled)."""
     out = {}
-    for decoding, d in (("sampled", g), ("greedy", g.get("greedy"))):
+    first = "greedy" if g["decoding"] == "greedy" else "sampled"
+    for decoding, d in ((first, g), ("greedy", g.get("greedy"))):
         if d is None:
             continue
-        marks = d["rewards"]["0_function"]["full_marks"] if decoding == "sampled" else d["full_marks"]["0_function"]
+        marks = d["rewards"]["0_function"]["full_marks"] if d is g else d["full_marks"]["0_function"]
         div = d["diversity"]
         out[decoding] = {"form_compliance": {"sft": marks["reference"], "grpo": marks["aligned"]},
                          "distinct_2": {"sft": div["reference"]["distinct_2"], "grpo": div["aligned"]["distinct_2"]},
