@@ -167,7 +167,7 @@ def test_grpo_guard_watches_the_replies_and_stops_when_they_collapse(tmp_path):
     trace = {h["step"]: h["train_distinct_2"] for h in run.history() if "train_distinct_2" in h}
     assert set(trace) == {1, 2, 3} and all(0 < d <= 1 for d in trace.values())  # every step's training replies, watched
     greedy = {h["step"]: h["greedy_distinct_2"] for h in run.history() if "greedy_distinct_2" in h}
-    assert set(greedy) == {2} and 0 < greedy[2] <= 1  # the policy's greedy replies, every window (2) steps
+    assert set(greedy) == {0, 2} and 0 < greedy[2] <= 1  # the policy's greedy replies: before, then every window (2)
     # the check and the callback, on replies that collapse into "eeee" after two varied windows
     varied = [["the cat sat on the mat", "a dog ran in the park"]] * 2
     collapsed = [["e e e e e e", "e e e e"]] * 2

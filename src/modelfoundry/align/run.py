@@ -292,6 +292,8 @@ def align(cfg: Config, run_dir: str | Path | None = None) -> Run:
                 trainer.train()
             fit_s = t_fit()
             guard_cb = next((c for c in trainer.callback_handler.callbacks if hasattr(c, "trace")), None)
+            if guard_cb is not None and 0 in guard_cb.greedy_trace:  # the greedy guard's baseline, before training
+                run.append_history({"step": 0, "greedy_distinct_2": guard_cb.greedy_trace[0]})
             for record in trainer.state.log_history:
                 if guard_cb is not None and record.get("step") in guard_cb.trace:
                     record = {**record, "train_distinct_2": guard_cb.trace[record["step"]]}
