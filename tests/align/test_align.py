@@ -370,6 +370,7 @@ def test_reply_log_probabilities_are_the_same_batched_and_one_by_one():
     assert other[0][1] == one[0][1] and other[0][0] != pytest.approx(one[0][0], abs=1e-4)
 
 
+@pytest.mark.slow  # three whole training runs
 def test_a_pretraining_run_is_a_base_to_align(tmp_path):
     """The chain the pretraining docs promise: a clm run (its directory or its model/, a plain Hugging Face decoder)
     is aligned from; an mlm run is an encoder and is refused for generating methods, naming why."""
