@@ -65,12 +65,17 @@ def _accuracy(margins: list[float]) -> float:
     return sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
 
 
-def _generate(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int, temperature: float = 0.0,
+def generate_replies(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int, temperature: float = 0.0,
               seed: int = 0) -> list[str]:
     lm = LanguageModel(model, "clm")
     ids = [tok(p, add_special_tokens=False)["input_ids"] or [eos_id] for p in prompts]
     return [tok.decode(o) for o in lm.generate(ids, eos_id, max_new_tokens=max_new_tokens, temperature=temperature,
                                                seed=seed)]
+
+
+def _full_marks(scores: list[float]) -> float:
+    """The share of replies a rule reward gives full marks (>= 1)."""
+    return round(sum(v >= 1 for v in scores) / len(scores), 4)
 
 
 def _diversity(texts: list[str]) -> dict:
@@ -141,19 +146,18 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
     rows = test.drop_duplicates("prompt").set_index("prompt").loc[prompts].reset_index()
     columns = {c: rows[c].tolist() for c in rows.columns if c not in ("prompt", "chosen", "rejected", "completion")}
     t, seed = a.eval_temperature, cfg.train.seed
-    after = _generate(model, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
-    before = _generate(ref, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
+    after = generate_replies(model, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
+    before = generate_replies(ref, tok, prompts, base.eos_id, a.max_new_tokens, t, seed)
     gen = {"prompts": len(prompts), "max_new_tokens": a.max_new_tokens,
            "decoding": f"sampled, temperature {t}, seed {seed}" if t else "greedy",
            "diversity": {"reference": _diversity(before), "aligned": _diversity(after)}}
     if t:  # greedy beside: collapse shows first in the argmax path (the Tang recipe's history)
-        g_after = _generate(model, tok, prompts, base.eos_id, a.max_new_tokens)
-        g_before = _generate(ref, tok, prompts, base.eos_id, a.max_new_tokens)
+        g_after = generate_replies(model, tok, prompts, base.eos_id, a.max_new_tokens)
+        g_before = generate_replies(ref, tok, prompts, base.eos_id, a.max_new_tokens)
         gen["greedy"] = {"diversity": {"reference": _diversity(g_before), "aligned": _diversity(g_after)},
-                         "full_marks": {r.__name__: {
-                             "reference": round(sum(v >= 1 for v in r(g_before, prompts=prompts, **columns)) / len(prompts), 4),
-                             "aligned": round(sum(v >= 1 for v in r(g_after, prompts=prompts, **columns)) / len(prompts), 4)}
-                             for r in rules}}
+                         "full_marks": {r.__name__: {"reference": _full_marks(r(g_before, prompts=prompts, **columns)),
+                                                     "aligned": _full_marks(r(g_after, prompts=prompts, **columns))}
+                                        for r in rules}}
     judge = None
     if a.judge is not None:
         judge = RewardModel.load(resolve_run(a.judge, cfg.output_dir, cfg.base_dir))
@@ -173,8 +177,7 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
             rb = r(before, prompts=prompts, **columns)
             per[r.__name__] = {"weight": r.spec.weight, "reference": round(sum(rb) / len(rb), 4),
                                "aligned": round(sum(ra) / len(ra), 4),
-                               "full_marks": {"reference": round(sum(v >= 1 for v in rb) / len(rb), 4),
-                                              "aligned": round(sum(v >= 1 for v in ra) / len(ra), 4)}}
+                               "full_marks": {"reference": _full_marks(rb), "aligned": _full_marks(ra)}}
             tot_a = [t + r.spec.weight * v for t, v in zip(tot_a, ra)]
             tot_b = [t + r.spec.weight * v for t, v in zip(tot_b, rb)]
         gen["rewards"] = per
@@ -186,8 +189,8 @@ def _generations(cfg, result: dict, base, tok, test, model, ref, rules: list, te
     fixed = a.samples or prompts[:SAMPLES]
     if a.samples:
         fixed_in = [Formatter(tok, template).prompt(p) for p in fixed]
-        s_after = _generate(model, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
-        s_before = _generate(ref, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
+        s_after = generate_replies(model, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
+        s_before = generate_replies(ref, tok, fixed_in, base.eos_id, a.max_new_tokens, t, seed)
     else:
         s_after, s_before = after[:SAMPLES], before[:SAMPLES]
     gen["samples"] = [{"prompt": p, "reference": b, "aligned": x} for p, b, x in zip(fixed, s_before, s_after)]

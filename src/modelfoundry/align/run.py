@@ -129,16 +129,14 @@ def collapse(batches: list[list[str]], g) -> tuple[float, float, bool]:
 
 def greedy_distinct_2(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int) -> float:
     """distinct-2 of the policy's greedy replies to `prompts`. Training goes on as if this had not run: the model is
-    put back in training mode and torch's random state (which generate seeds) restored, so the rollouts after it are
-    drawn as they would have been."""
-    from .evaluate import _generate
+    put back in training mode, and generation leaves torch's random state (the rollouts' stream) where it was."""
+    from .evaluate import generate_replies
 
-    was_training, rng = model.training, torch.get_rng_state()
+    was_training = model.training
     try:
-        return distinct_n(_generate(model, tok, prompts, eos_id, max_new_tokens), 2)
+        return distinct_n(generate_replies(model, tok, prompts, eos_id, max_new_tokens), 2)
     finally:
         model.train(was_training)
-        torch.set_rng_state(rng)
 
 
 def guard_callback(g, watch: Watch, greedy: list[str] | None = None, eos_id: int = -1, max_new_tokens: int = 0):

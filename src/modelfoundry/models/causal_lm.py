@@ -34,9 +34,17 @@ class Generating:
                  repetition_penalty: float = 1.0) -> list[list[int]]:
         """Continue each prompt until end-of-text or `max_new_tokens`; greedy when temperature is 0.
         Returns the new token ids only (without the end-of-text token). on_token(id), if given, is called with each
-        new token as it is made (streaming), end-of-text included."""
+        new token as it is made (streaming), end-of-text included. Sampling is seeded with `seed` on a fork of torch's
+        random state: the caller's random stream (a training loop's, say) is left where it was."""
         self.eval()
-        torch.manual_seed(seed)
+        device = next(self.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return self._generate_each(prompt_ids, eos_id, max_new_tokens, temperature, top_p, on_token, top_k,
+                                       repetition_penalty)
+
+    def _generate_each(self, prompt_ids: list[list[int]], eos_id: int, max_new_tokens: int, temperature: float,
+                       top_p: float, on_token, top_k: int, repetition_penalty: float) -> list[list[int]]:
         context = getattr(self.model.config, "n_positions", None) or getattr(self.model.config, "max_position_embeddings", None)
         out = []
         for ids in prompt_ids:  # one at a time: no left-padding rules to get wrong, and CPU batches are small
