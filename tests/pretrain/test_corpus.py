@@ -43,6 +43,16 @@ def test_jsonl_reads_the_crawler_field_and_lists_fields_when_it_is_missing(tmp_p
         list(documents(f, CorpusConfig(field="body")))
 
 
+def test_jsonl_value_that_is_not_text_is_refused_naming_the_line(tmp_path):
+    # found as a user: pandas wrote an empty review as NaN, and the document vanished without a word
+    f = tmp_path / "reviews.jsonl"
+    f.write_text('{"text": "好评"}\n{"text": null}\n{"text": ""}\n{"text": NaN}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"reviews.jsonl: line 4: field 'text' .* float 'nan', expected text"):
+        list(documents(f, CorpusConfig()))
+    f.write_text('{"text": "好评"}\n{"text": null}\n{"text": ""}\n', encoding="utf-8")
+    assert list(documents(f, CorpusConfig())) == ["好评"]  # null and "" hold no text
+
+
 def test_table_text_column(tmp_path):
     f = tmp_path / "t.csv"
     pd.DataFrame({"id": [1, 2, 3], "review": ["好", None, "bad"]}).to_csv(f, index=False)

@@ -76,7 +76,10 @@ def _jsonl_documents(path: Path, key: str) -> Iterator[str]:
                 raise DataError(f"{path}: line {i} has no field {key!r} (data.corpus.field); its fields: "
                                 f"{', '.join(map(str, obj)) or 'none'}")
             value = obj[key]
-            if isinstance(value, str) and value.strip():
+            if value is not None and not isinstance(value, str):  # a number, NaN, a list: not text, not dropped unsaid
+                raise DataError(f"{path}: line {i}: field {key!r} (data.corpus.field) holds {type(value).__name__} "
+                                f"{str(value)[:40]!r}, expected text (a JSON string; null for no text)")
+            if value and value.strip():
                 yield value
 
 
