@@ -98,10 +98,15 @@ def finetune(work: Path, path: str, seed: int, baselines: bool) -> dict:
                   "warmup_ratio": 0.06, "early_stopping": None, "seed": seed},
         "evaluate": {"baselines": baselines, "report": False}})
     t = time.perf_counter()
-    m = json.loads((train(cfg).path / "metrics.json").read_text())
-    out = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "seconds": round(time.perf_counter() - t)}
+    return scores(json.loads((train(cfg).path / "metrics.json").read_text()), time.perf_counter() - t, baselines)
+
+
+def scores(metrics: dict, seconds: float, baselines: bool) -> dict:
+    """A classification run's test accuracy and macro F1 (and its baselines'), from its metrics.json."""
+    out = {"accuracy": metrics["test"]["accuracy"], "f1_macro": metrics["test"]["f1_macro"], "seconds": round(seconds)}
     if baselines:
-        out["baselines"] = {k: {"accuracy": v["accuracy"], "f1_macro": v["f1_macro"]} for k, v in m["baselines"].items()}
+        out["baselines"] = {k: {"accuracy": v["accuracy"], "f1_macro": v["f1_macro"]}
+                            for k, v in metrics["baselines"].items()}
     return out
 
 
@@ -146,11 +151,15 @@ def main() -> None:
               "mlm_epochs": args.mlm_epochs, "mlm_minutes": round(minutes, 1), "mlm": mlm,
               "machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count()},
               "results": {k: {"summary": summary(v), "runs": v} for k, v in runs.items() if v}, "baselines": baselines}
-    name = "domain_adaptive" + ("" if (args.seeds, args.rows, args.mlm_epochs) == (3, 3000, 2) else "-smoke")
+    write(result, "domain_adaptive" + ("" if (args.seeds, args.rows, args.mlm_epochs) == (3, 3000, 2) else "-smoke"))
+
+
+def write(result: dict, name: str) -> None:
+    """bench/results/<name>.json, and the summaries and baselines on the terminal."""
     out = HERE / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({k: v["summary"] for k, v in result["results"].items()}, indent=1, ensure_ascii=False),
-          json.dumps(baselines, ensure_ascii=False), f"\n-> {out}")
+          json.dumps(result["baselines"], ensure_ascii=False), f"\n-> {out}")
 
 
 if __name__ == "__main__":

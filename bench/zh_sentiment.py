@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from datetime import datetime
@@ -33,6 +32,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RECIPES = REPO / "recipes" / "customer_service"
 DATA = REPO / "datasets" / "chnsenticorp"
+sys.path.insert(0, str(HERE))
+from domain_adaptive import scores, summary, write  # noqa: E402  (bench/ is not a package)
+from pretrain_vs_nanogpt import cpu_flags, cpu_name  # noqa: E402
 
 
 def pretrain(out: Path) -> Path:
@@ -72,16 +74,7 @@ def finetune(out: Path, seed: int, model: str | None, baselines: bool) -> dict:
         overrides.append(f"model.path={model}")
     t = time.perf_counter()
     m = json.loads((train(load_config(RECIPES / "zh_hotel_sentiment.yaml", overrides)).path / "metrics.json").read_text())
-    r = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "seconds": round(time.perf_counter() - t)}
-    if baselines:
-        r["baselines"] = {k: {"accuracy": v["accuracy"], "f1_macro": v["f1_macro"]} for k, v in m["baselines"].items()}
-    return r
-
-
-def summary(rows: list[dict]) -> dict:
-    return {k: {"mean": round(statistics.mean(r[k] for r in rows), 4),
-                "std": round(statistics.stdev(r[k] for r in rows), 4) if len(rows) > 1 else 0.0}
-            for k in ("accuracy", "f1_macro")}
+    return scores(m, time.perf_counter() - t, baselines)
 
 
 def main() -> None:
@@ -113,9 +106,6 @@ def main() -> None:
                 baselines[seed] = r.pop("baselines")
             runs[name].append(r)
             print(f"   seed {seed} {name}: {r}", file=sys.stderr, flush=True)
-    sys.path.insert(0, str(HERE))
-    from pretrain_vs_nanogpt import cpu_flags, cpu_name
-
     result = {"benchmark": "Chinese hotel-review sentiment (ChnSentiCorp htl_all, 2 classes): a Chinese encoder "
                            "pretrained here", "train_rows": 6212, "test_rows": 1553, "seeds": args.seeds,
               "pretraining": {"run": str(run), "minutes": round(minutes(run), 1), "test": lm["test"],
@@ -124,11 +114,7 @@ def main() -> None:
               "results": {k: {"summary": summary(v), "runs": v} for k, v in runs.items() if v},
               "baselines": {"by_seed": baselines, "summary": {k: summary([b[k] for b in baselines.values()])
                                                               for k in next(iter(baselines.values()))}}}
-    name = "zh_sentiment" + ("" if args.seeds == 3 else "-smoke")
-    out = HERE / "results" / f"{name}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps({k: v["summary"] for k, v in result["results"].items()}, indent=1, ensure_ascii=False),
-          json.dumps(baselines, ensure_ascii=False), f"\n-> {out}")
+    write(result, "zh_sentiment" + ("" if args.seeds == 3 else "-smoke"))
 
 
 if __name__ == "__main__":
