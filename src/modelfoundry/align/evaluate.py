@@ -66,7 +66,7 @@ def _accuracy(margins: list[float]) -> float:
 
 
 def generate_replies(model, tok, prompts: list[str], eos_id: int, max_new_tokens: int, temperature: float = 0.0,
-              seed: int = 0) -> list[str]:
+                     seed: int = 0) -> list[str]:
     lm = LanguageModel(model, "clm")
     ids = [tok(p, add_special_tokens=False)["input_ids"] or [eos_id] for p in prompts]
     return [tok.decode(o) for o in lm.generate(ids, eos_id, max_new_tokens=max_new_tokens, temperature=temperature,
