@@ -63,7 +63,8 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
 
     recipe = REPO / "recipes" / "smart_home" / "voice_commands.yaml"
     result: dict = {"recipe": str(recipe.relative_to(REPO)), "held_out": {}}
-    if "synthetic" in variants:  # one set of espeak-ng takes (the recipe's 300 a word, seed 0) for every split
+    synthetic_variants = [v for v in variants if v.startswith("synthetic")]
+    if synthetic_variants:  # one set of espeak-ng takes (the recipe's 300 a word, seed 0) for every split
         t = time.perf_counter()
         synthetic = synthesize(out_dir / "synthetic", 300, 0)
         result["synthetic"] = {"takes": len(synthetic), "voices": int(synthetic["speaker"].nunique()),
@@ -71,7 +72,7 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
     for speaker in speakers:
         folder = out_dir / f"fsdd-{speaker}"
         manifests(recordings, folder, speaker)
-        if "synthetic" in variants:
+        if synthetic_variants:
             pd.concat([pd.read_csv(folder / "train.csv"), synthetic]).to_csv(folder / "train_synthetic.csv", index=False)
         base = [f"data.test_path={folder / 'test.csv'}", f"output_dir={out_dir}",
                 "evaluate.explain.importance=false", "evaluate.baselines=false"]  # baselines: one run of the recipe
@@ -81,9 +82,10 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
                    "level": [*real, "data.audio.normalize=level"],
                    "speaker_validation": [*real, "data.split.method=group", "data.split.group_column=speaker",
                                           "data.split.val=0.2"],
-                   "synthetic": [f"data.path={folder / 'train_synthetic.csv'}"]}
+                   "synthetic": [f"data.path={folder / 'train_synthetic.csv'}"],
+                   "synthetic_level": [f"data.path={folder / 'train_synthetic.csv'}", "data.audio.normalize=level"]}
         for name, extra in {k: v for k, v in options.items() if k in variants}.items():
-            m = _train(recipe.with_name("voice_commands_synthetic.yaml") if name == "synthetic" else recipe, base + extra)
+            m = _train(recipe.with_name("voice_commands_synthetic.yaml") if name in synthetic_variants else recipe, base + extra)
             row[name] = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "wall_s": m["wall_s"],
                          "baselines": {k: v.get("f1_macro") for k, v in m.get("baselines", {}).items()}}
             print(speaker, name, row[name], flush=True)
@@ -161,7 +163,7 @@ def main() -> None:
     ap.add_argument("--variants", default="recipe,specaugment",
                     help="voice: of recipe, specaugment (masks on), level (data.audio.normalize=level), "
                          "speaker_validation (one training speaker validates), synthetic (voice_commands_synthetic.yaml: "
-                         "espeak-ng takes added, datasets/synth_speech.py)")
+                         "espeak-ng takes added, datasets/synth_speech.py), synthetic_level (and normalize: level)")
     ap.add_argument("--tag", help="written to domains_<part>-<tag>.json (keeps the default run's file)")
     args = ap.parse_args()
     t = time.perf_counter()
