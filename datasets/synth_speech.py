@@ -10,14 +10,16 @@ Added to the real recordings they widen what the model has heard (measured in do
 
 Writes datasets/fsdd/synthetic/{digit}_{take}.wav (22.05 kHz WAV; the audio stage resamples to the recipe's rate),
 datasets/fsdd/synthetic.csv (audio, digit, speaker = the espeak-ng voice) and datasets/fsdd/train_synthetic.csv (the
-training manifest's rows, then these: what recipes/smart_home/voice_commands_synthetic.yaml reads). The test manifest
-is not read or changed. The same seed and espeak-ng version give the same files. Needs the `espeak-ng` program
-(Debian/Ubuntu: apt install espeak-ng; macOS: brew install espeak-ng).
+training manifest's rows, then these: what recipes/smart_home/voice_commands_synthetic.yaml reads); the synthetic/
+folder is made anew on each run, the manifests are replaced whole. The test manifest is not read or changed. The
+same seed and espeak-ng version give the same files. Needs the `espeak-ng` program (Debian/Ubuntu: apt install
+espeak-ng; macOS: brew install espeak-ng).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
@@ -79,9 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_word < 1:
         raise SystemExit(f"--per-word {args.per_word}: expected 1 or more")
     synthetic = synthesize(args.data / "synthetic", args.per_word, args.seed)
-    synthetic.to_csv(args.data / "synthetic.csv", index=False)
     real = pd.read_csv(train)
-    pd.concat([real, synthetic], ignore_index=True).to_csv(args.data / "train_synthetic.csv", index=False)
+    for name, frame in {"synthetic.csv": synthetic,
+                        "train_synthetic.csv": pd.concat([real, synthetic], ignore_index=True)}.items():
+        part = args.data / f".{name}.part"  # written whole, then renamed: an interrupted run leaves no half manifest
+        frame.to_csv(part, index=False)
+        os.replace(part, args.data / name)
     print(f"{args.data}/train_synthetic.csv: {len(real)} recordings + {len(synthetic)} synthetic "
           f"({synthetic['speaker'].nunique()} espeak-ng voices)")
 
