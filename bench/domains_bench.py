@@ -57,9 +57,8 @@ def _train(recipe: Path, overrides: list[str]) -> dict:
 
 
 def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[str]) -> dict:
-    import pandas as pd
     from fetch_fsdd import manifests
-    from synth_speech import synthesize
+    from synth_speech import synthesize, write_manifests
 
     recipe = REPO / "recipes" / "smart_home" / "voice_commands.yaml"
     result: dict = {"recipe": str(recipe.relative_to(REPO)), "held_out": {}}
@@ -73,17 +72,16 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
         folder = out_dir / f"fsdd-{speaker}"
         manifests(recordings, folder, speaker)
         if synthetic_variants:
-            pd.concat([pd.read_csv(folder / "train.csv"), synthetic]).to_csv(folder / "train_synthetic.csv", index=False)
+            write_manifests(folder, synthetic)
         base = [f"data.test_path={folder / 'test.csv'}", f"output_dir={out_dir}",
                 "evaluate.explain.importance=false", "evaluate.baselines=false"]  # baselines: one run of the recipe
-        real = [f"data.path={folder / 'train.csv'}"]
+        real, synth = [f"data.path={folder / 'train.csv'}"], [f"data.path={folder / 'train_synthetic.csv'}"]
         row = {}
         options = {"recipe": real, "specaugment": [*real, "data.augment.audio_time_mask=10", "data.augment.audio_freq_mask=6"],
                    "level": [*real, "data.audio.normalize=level"],
                    "speaker_validation": [*real, "data.split.method=group", "data.split.group_column=speaker",
                                           "data.split.val=0.2"],
-                   "synthetic": [f"data.path={folder / 'train_synthetic.csv'}"],
-                   "synthetic_level": [f"data.path={folder / 'train_synthetic.csv'}", "data.audio.normalize=level"]}
+                   "synthetic": synth, "synthetic_level": [*synth, "data.audio.normalize=level"]}
         for name, extra in {k: v for k, v in options.items() if k in variants}.items():
             m = _train(recipe.with_name("voice_commands_synthetic.yaml") if name in synthetic_variants else recipe, base + extra)
             row[name] = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "wall_s": m["wall_s"],

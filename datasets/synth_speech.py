@@ -69,6 +69,18 @@ def synthesize(out: Path, per_word: int, seed: int, words: list[str] = WORDS) ->
     return pd.DataFrame(rows)
 
 
+def write_manifests(data: Path, synthetic: pd.DataFrame) -> int:
+    """data/synthetic.csv (the takes) and data/train_synthetic.csv (data/train.csv's rows, then the takes); returns
+    how many real rows there were."""
+    real = pd.read_csv(data / "train.csv")
+    for name, frame in {"synthetic.csv": synthetic,
+                        "train_synthetic.csv": pd.concat([real, synthetic], ignore_index=True)}.items():
+        part = data / f".{name}.part"  # written whole, then renamed: an interrupted run leaves no half manifest
+        frame.to_csv(part, index=False)
+        os.replace(part, data / name)
+    return len(real)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=HERE / "fsdd", help="the folder fetch_fsdd.py wrote")
@@ -81,13 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_word < 1:
         raise SystemExit(f"--per-word {args.per_word}: expected 1 or more")
     synthetic = synthesize(args.data / "synthetic", args.per_word, args.seed)
-    real = pd.read_csv(train)
-    for name, frame in {"synthetic.csv": synthetic,
-                        "train_synthetic.csv": pd.concat([real, synthetic], ignore_index=True)}.items():
-        part = args.data / f".{name}.part"  # written whole, then renamed: an interrupted run leaves no half manifest
-        frame.to_csv(part, index=False)
-        os.replace(part, args.data / name)
-    print(f"{args.data}/train_synthetic.csv: {len(real)} recordings + {len(synthetic)} synthetic "
+    real = write_manifests(args.data, synthetic)
+    print(f"{args.data}/train_synthetic.csv: {real} recordings + {len(synthetic)} synthetic "
           f"({synthetic['speaker'].nunique()} espeak-ng voices)")
 
 
