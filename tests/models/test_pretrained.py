@@ -356,3 +356,24 @@ def test_evaluating_on_labels_the_model_never_saw_is_refused(tmp_path, tiny_bert
     assert main(["evaluate", str(run.path), str(tmp_path / "new.csv")]) == 2
     err = capsys.readouterr().err
     assert "label 'crypto_refund' (data row 4) was never seen in training" in err and "the model knows 4" in err
+
+
+def test_last_pooling_reads_the_last_real_token_of_a_decoder(tiny_gpt2):
+    from transformers import AutoModel
+
+    from modelfoundry.models.pretrained import PretrainedConfig, PretrainedEncoder
+
+    def encoder(pooling):
+        enc = PretrainedEncoder(PretrainedConfig(type="pretrained", path=str(tiny_gpt2), finetune="full", pooling=pooling))
+        return enc.eval()
+
+    ids = torch.tensor([[5, 9, 14, 20, 7], [5, 9, 14, 0, 0]])  # the second text is 3 tokens, padded with id 0
+    lengths = torch.tensor([5, 3])
+    with torch.no_grad():
+        last, mean = encoder("last")(ids, lengths), encoder("mean")(ids, lengths)
+        hf = AutoModel.from_pretrained(tiny_gpt2).eval()
+        want = [hf(input_ids=ids[i:i + 1, :n]).last_hidden_state[0, n - 1] for i, n in enumerate(lengths.tolist())]
+        padded_otherwise = encoder("last")(torch.tensor([[5, 9, 14, 20, 7], [5, 9, 14, 33, 41]]), lengths)
+    torch.testing.assert_close(last, torch.stack(want), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(padded_otherwise, last)  # what follows the last real token does not count
+    assert not torch.allclose(last, mean, atol=1e-3)

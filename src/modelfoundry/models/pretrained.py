@@ -53,8 +53,10 @@ class PretrainedConfig(Section):
     """With finetune: full, freeze the embeddings and the first N layers."""
     layer_lr_decay: float = Field(1.0, gt=0, le=1)
     """With finetune: full, layer i of N trains at lr x decay^(N + 1 - i): the embeddings slowest, the head at lr."""
-    pooling: Literal["cls", "mean"] = "mean"
-    """How token vectors become one vector: the first token's ([CLS]) or the mean over real (unpadded) tokens."""
+    pooling: Literal["cls", "mean", "last"] = "mean"
+    """How token vectors become one vector: the first token's ([CLS]), the mean over real (unpadded) tokens, or
+    the last real token's (for a decoder such as GPT-2: the one token that has read the whole text, as Hugging
+    Face's GPT2ForSequenceClassification pools)."""
     hidden: list[int] = []
     """Hidden layers of the head."""
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
@@ -102,6 +104,8 @@ class PretrainedEncoder(Adapted):
             h = h[:, h.shape[1] - ids.shape[1]:]
         if self.pooling == "cls":
             return h[:, 0]
+        if self.pooling == "last":  # texts are padded on the right: the last real token is at length - 1
+            return h[torch.arange(len(h), device=h.device), (lengths.to(h.device) - 1).clamp_min(0)]
         m = mask.unsqueeze(-1).to(h.dtype)
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
