@@ -78,3 +78,19 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path):
     bad.write_bytes(b"\x80\x04\x95 not a protobuf")
     with pytest.raises(ValueError, match="not a loadable ONNX model"):
         OnnxModel(bad)
+
+
+@pytest.mark.slow
+def test_last_token_pooling_exports_with_variable_axes(tmp_path, tiny_bert):
+    import json
+
+    from modelfoundry.models.pretrained import PretrainedConfig
+
+    vocab = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
+    s = replace(spec(), text={"t": vocab})
+    model = build_model(PretrainedConfig(type="pretrained", path=str(tiny_bert), pooling="last", dropout=0.0), s).eval()
+    export_onnx(model, _batch(s, "text", 4, 7, vocab), tmp_path / "m.onnx")
+    other = _batch(s, "text", 5, 11, vocab)  # the last real token sits elsewhere in each row
+    with torch.no_grad():
+        want = model(other)
+    assert torch.allclose(OnnxModel(tmp_path / "m.onnx")(other), want, atol=1e-4)

@@ -105,7 +105,8 @@ class PretrainedEncoder(Adapted):
         if self.pooling == "cls":
             return h[:, 0]
         if self.pooling == "last":  # texts are padded on the right: the last real token is at length - 1
-            return h[torch.arange(len(h), device=h.device), (lengths.to(h.device) - 1).clamp_min(0)]
+            at = (lengths.to(h.device) - 1).clamp_min(0)  # a gather, not arange indexing: ONNX keeps the batch axis
+            return h.gather(1, at.view(-1, 1, 1).expand(-1, 1, h.shape[-1])).squeeze(1)
         m = mask.unsqueeze(-1).to(h.dtype)
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
