@@ -73,3 +73,18 @@ def test_names_are_unique_and_the_config_offers_exactly_the_registered_ones():
     with pytest.raises(ValueError, match="adapter` options apply to the PEFT methods"):
         PretrainedConfig(finetune="full", adapter={"r": 4})
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("name", ["lora", "ia3"])
+def test_a_gpt2_decoder_is_adapted_without_peft_correcting_us(tiny_gpt2, name):
+    import warnings
+
+    from transformers import AutoModel
+
+    from modelfoundry.finetune.adapt import adapt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = adapt(AutoModel.from_pretrained(tiny_gpt2), name, {}, None, "FEATURE_EXTRACTION")
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]  # GPT-2's Conv1D layers: set, not corrected
+    assert model.peft_config["default"].fan_in_fan_out

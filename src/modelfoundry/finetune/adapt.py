@@ -3,6 +3,7 @@ strategy's regulariser and per-step update, layer-wise learning rates)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -13,6 +14,12 @@ from .registry import STRATEGIES
 
 def _linear_names(model: nn.Module) -> list[str]:
     return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+
+
+def _has_conv1d(model: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for m in model.modules())
 
 
 def adapt(model: nn.Module, finetune: str, options: dict[str, Any], total_steps: int | None, task_type: str,
@@ -37,8 +44,14 @@ def adapt(model: nn.Module, finetune: str, options: dict[str, Any], total_steps:
         options["task_type"] = task_type
     import peft  # deferred: PEFT (and the transformers it loads) takes seconds to import; only adapters need it
 
+    config_cls = getattr(peft, s.peft_config)
+    if "fan_in_fan_out" not in options and _has_conv1d(model) and "fan_in_fan_out" in {
+            f.name for f in dataclasses.fields(config_cls)}:
+        # GPT-2's layers are transformers' Conv1D (weights stored in x out): PEFT needs fan_in_fan_out for them and
+        # would set it itself, with a warning on every run that reads as if something were wrong
+        options["fan_in_fan_out"] = True
     try:
-        return peft.get_peft_model(model, getattr(peft, s.peft_config)(**options))
+        return peft.get_peft_model(model, config_cls(**options))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"model.adapter: PEFT refused {options}: {exc}. "
                          f"Linear modules this model has: {', '.join(_linear_names(model))}") from None
