@@ -81,7 +81,8 @@ def voice(speakers: list[str], recordings: Path, out_dir: Path, variants: list[s
                    "level": [*real, "data.audio.normalize=level"],
                    "speaker_validation": [*real, "data.split.method=group", "data.split.group_column=speaker",
                                           "data.split.val=0.2"],
-                   "synthetic": synth, "synthetic_level": [*synth, "data.audio.normalize=level"]}
+                   "synthetic": synth, "synthetic_level": [*synth, "data.audio.normalize=level"],
+                   "synthetic_mixup": [*synth, "data.augment.mixup=0.2"]}
         for name, extra in {k: v for k, v in options.items() if k in variants}.items():
             m = _train(recipe.with_name("voice_commands_synthetic.yaml") if name in synthetic_variants else recipe, base + extra)
             row[name] = {"accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"], "wall_s": m["wall_s"],
@@ -161,7 +162,8 @@ def main() -> None:
     ap.add_argument("--variants", default="recipe,specaugment",
                     help="voice: of recipe, specaugment (masks on), level (data.audio.normalize=level), "
                          "speaker_validation (one training speaker validates), synthetic (voice_commands_synthetic.yaml: "
-                         "espeak-ng takes added, datasets/synth_speech.py), synthetic_level (and normalize: level)")
+                         "espeak-ng takes added, datasets/synth_speech.py), synthetic_level (and normalize: level), "
+                         "synthetic_mixup (and data.augment.mixup=0.2)")
     ap.add_argument("--tag", help="written to domains_<part>-<tag>.json (keeps the default run's file)")
     args = ap.parse_args()
     t = time.perf_counter()
