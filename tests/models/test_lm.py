@@ -62,6 +62,32 @@ def test_training_on_a_cpu_under_bf16_autocast_uses_matmul_attention_and_gives_s
     assert torch.allclose(bf16.float(), lm(batch).float(), rtol=0.05)  # the same loss either way
 
 
+def test_packed_blocks_that_start_or_end_with_end_of_text_raise_no_padding_warning():
+    """The end-of-text token that joins documents is also the pad id: transformers warned ("We strongly recommend
+    passing in an `attention_mask`") when a pretraining run scored its test blocks, though packed blocks hold no
+    padding."""
+    import logging
+
+    import torch
+
+    lm = build_model(GPTConfig(preset=None, layers=1, heads=2, width=16), SPEC)
+    lm.model.config.pad_token_id = 3  # as the exported model has it, and gpt-mini for continued pretraining
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("transformers")  # transformers' own handler; it does not propagate to the root
+    logging.Logger.warning_once.cache_clear()  # transformers' once-per-process warning (another test may have had it)
+    logger.addHandler(handler)
+    try:
+        ids = torch.randint(4, 100, (2, 16))
+        ids[0, 0] = ids[1, -1] = 3
+        lm({"text:lm": ids})
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "attention_mask" in m], seen
+    assert lm.model.config.pad_token_id == 3  # generation and export see the model's own pad id
+
+
 def test_bad_sizes_and_tasks_are_refused():
     with pytest.raises(ValidationError, match="multiple of heads"):
         GPTConfig(preset=None, layers=1, heads=3, width=8)

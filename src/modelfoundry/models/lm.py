@@ -84,11 +84,16 @@ class LanguageModel(Generating, Adapted, Built):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch[f"text:{KEY}"]
         config = self.model.config
-        config._attn_implementation = attention_for(ids, self.attention)
-        try:  # packed blocks hold no padding: no attention mask (building an all-ones one cost 10% of a nano GPT's step)
+        config._attn_implementation, pad = attention_for(ids, self.attention), config.pad_token_id
+        # packed blocks hold no padding: no attention mask (building an all-ones one cost 10% of a nano GPT's step), and
+        # no pad id for transformers to look for: the pad id is the end-of-text token that joins documents (gpt-mini's,
+        # and ours once exported), so a block that starts or ends with one made GPT-2 warn "We strongly recommend
+        # passing in an `attention_mask`" when a run scored its test blocks, and all through continued pretraining
+        config.pad_token_id = None
+        try:
             logits = self.model(input_ids=ids).logits
         finally:  # generation and export see the model's own choice
-            config._attn_implementation = self.attention
+            config._attn_implementation, config.pad_token_id = self.attention, pad
         logits = logits[:, logits.shape[1] - ids.shape[1]:]  # prompt tuning prepends virtual tokens
         if self.task == "mlm":
             labels = batch[f"labels:{KEY}"]
