@@ -297,8 +297,10 @@ class Preprocessor:
         (fingerprint counts are used as they are)."""
         self.molecule_cols_ = self._cols("smiles")
         self.molecule_: dict[str, dict] = {}
+        self._fitted_molecules: dict[str, tuple[list, tuple]] = {}  # not saved: see _molecules
         for col in self.molecule_cols_:
             fp, ds, _, bad = self._molecules(df[col], bad_ok=True)
+            self._fitted_molecules[col] = (df[col].tolist(), (fp, ds, _, bad))
             med = np.nanmedian(ds, axis=0) if ds.shape[1] else np.zeros(0)
             med = np.where(np.isfinite(med), med, 0.0)
             filled = np.where(np.isnan(ds), med, ds)
@@ -314,7 +316,12 @@ class Preprocessor:
         from .molecules import featurize
 
         m = self.data.molecule
-        fp, ds, keep, bad = featurize(values.tolist(), m.fingerprint, m.radius, m.bits, m.descriptors)
+        smiles = values.tolist()
+        fitted, done = getattr(self, "_fitted_molecules", {}).pop(values.name, (None, None))
+        if fitted == smiles:  # the training rows, just featurized by fit: RDKit's descriptors are ~4 ms a molecule
+            fp, ds, keep, bad = done
+        else:
+            fp, ds, keep, bad = featurize(smiles, m.fingerprint, m.radius, m.bits, m.descriptors)
         if bad and self.data.bad_smiles == "error" and not bad_ok:
             raise DataError(f"row {bad[0]['row'] + 1}, column '{values.name}': SMILES {bad[0]['smiles'][:80]!r}: "
                             f"{bad[0]['error']}; {len(bad)} in all. Fix or drop them, or set data.bad_smiles: skip")
