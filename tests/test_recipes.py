@@ -1,4 +1,4 @@
-"""Every shipped recipe runs end to end (one epoch, no CV), and the quickstart runs as a user runs it."""
+"""Every shipped recipe runs end to end (one epoch, no CV). The quickstart runs as a user runs it in test_wheel.py."""
 
 import json
 import os
@@ -11,9 +11,8 @@ import pytest
 
 from modelfoundry.api import train
 from modelfoundry.config import load_config
-from modelfoundry.core.runs import Run
 
-from .conftest import REPO, cli_env
+from .conftest import REPO
 
 RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
 
@@ -150,6 +149,10 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
                       "schedule.val_instances=2", "schedule.samples=2", "schedule.test=[ta01]"]
     if recipe.stem == "gpt_mini_instruct" and not (recipe.parent / "data" / "instructions_test.jsonl").exists():
         subprocess.run([sys.executable, str(recipe.parent / "build_instructions.py")], check=True, capture_output=True)
+    if recipe.stem == "gpt_mini_instruct":  # every 9th of its 550 held-out instructions, each task kind (all 550: 16 s)
+        rows = (recipe.parent / "data" / "instructions_test.jsonl").read_text(encoding="utf-8").splitlines()[::9]
+        (tmp_path / "instructions_test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        overrides.append(f"data.test_path={tmp_path / 'instructions_test.jsonl'}")
     if (recipe.stem in ALIGN or recipe.stem == "tang_char") and not (recipe.parent / "data" / "tang_corpus.jsonl").exists():
         subprocess.run([sys.executable, str(recipe.parent / "build_tang.py")], check=True, capture_output=True)
     if recipe.stem in ALIGN:
@@ -175,14 +178,3 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
     else:
         metric, floor = FLOORS[recipe.stem]  # a new recipe names its floor (or ceiling) here
         assert test[metric] >= floor, test
-
-
-@pytest.mark.slow
-def test_quickstart(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "quickstart", "--output-dir", str(tmp_path)],
-                         capture_output=True, text=True, env={**cli_env(), "OMP_NUM_THREADS": "2"}, cwd=tmp_path, timeout=900)
-    assert res.returncode == 0, res.stderr
-    run = Run.open(res.stdout.strip().splitlines()[-1])
-    assert run.status == "complete" and (run.path / "report.html").exists()
-    assert "test accuracy" in res.stderr and "foundry predict" in res.stderr and "foundry serve" in res.stderr
-    assert json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"] > 0.75  # 77 intents
