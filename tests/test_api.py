@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import modelfoundry as mf
 
 from .conftest import cli_env, tabular_frame, tiny_config
@@ -26,6 +28,7 @@ def test_the_public_api_trains_predicts_compresses_and_refuses_a_finished_resume
         assert "already complete" in str(exc)
 
 
+@pytest.mark.slow
 def test_train_and_tune_stay_callable_when_their_package_was_imported_first():
     code = ("from modelfoundry.train.loop import fit; from modelfoundry.tune.study import work; import modelfoundry as mf;"
             "import modelfoundry.train, modelfoundry.tune;"

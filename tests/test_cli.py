@@ -146,6 +146,7 @@ def test_wrong_model_for_the_inputs(tmp_path, capsys):
     assert code == 2 and "'rnn' cannot take image inputs" in err
 
 
+@pytest.mark.slow
 def test_foundry_command_in_a_subprocess(tmp_path, table_config):
     res = subprocess.run([sys.executable, "-m", "modelfoundry.cli", "config", "validate", str(table_config)],
                          capture_output=True, text=True, env=cli_env())

@@ -97,6 +97,7 @@ def test_the_other_preference_methods_train_and_report(tmp_path, method):
     assert 0 <= m["test"]["reward_accuracy"] <= 1 and "generation" not in m
 
 
+@pytest.mark.slow
 def test_sft_lowers_held_out_loss_below_the_reference(tmp_path):
     rows = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs()]
     data = {"path": str(write_jsonl(tmp_path / "sft.jsonl", rows)), "split": {"test": 0.25, "val": 0.1}}
@@ -112,6 +113,7 @@ def prompts_file(tmp_path: Path) -> Path:
                                                      for i, p in enumerate(pairs(24))])
 
 
+@pytest.mark.slow
 def test_grpo_composes_rule_rewards_and_reports_them_before_and_after(tmp_path):
     (tmp_path / "my_reward.py").write_text(
         "def mentions_topic(completions, topic=None, **_):\n"
@@ -151,6 +153,7 @@ def test_grpo_composes_rule_rewards_and_reports_them_before_and_after(tmp_path):
     assert rule(omits=["bad"])(["good", "bad"]) == [1.0, 0.0]
 
 
+@pytest.mark.slow
 def test_grpo_guard_watches_the_replies_and_stops_when_they_collapse(tmp_path):
     from transformers import TrainerControl, TrainerState
 
@@ -219,6 +222,7 @@ def test_grpo_guard_decodes_prompts_greedily_and_fires_when_they_collapse():
     assert cb.greedy_trace[2] < 0.2 and cb.fired["replies"] == "greedy" and control.should_training_stop
 
 
+@pytest.mark.slow
 def test_a_classifier_run_of_ours_is_a_grpo_reward(tmp_path):
     rows = [{"text": t, "label": lab} for t, lab in
             [("thank you, glad to help", "positive"), ("go away", "negative"), ("happy to help you", "positive"),
@@ -275,6 +279,7 @@ def test_config_refusals():
         load_config({**base, "data": {"path": "p.jsonl", "task": "classification"}, "align": {"method": "dpo"}})
 
 
+@pytest.mark.slow
 def test_bad_data_is_named_and_counted(tmp_path):
     rows = pairs(40) + [{"prompt": "same", "chosen": "a reply", "rejected": "a reply "}] * 3
     rows.append({"prompt": "long " * 400, "chosen": "fine", "rejected": "not fine"})
@@ -301,6 +306,7 @@ def test_bad_data_is_named_and_counted(tmp_path):
         train(load_config(config(tmp_path, {"method": "grpo", "rewards": [{"function": "no_such_module:f"}]}, data=data)))
 
 
+@pytest.mark.slow
 def test_chat_messages_and_json_arrays_are_read(tmp_path):
     rows = [{"conversations": [{"from": "human", "value": f"Hi {i}"}, {"from": "gpt", "value": "Hello"},
                                {"from": "human", "value": f"Tell me about {TOPICS[i % 20]}"}],

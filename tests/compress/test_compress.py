@@ -47,6 +47,7 @@ def _rows(d):
     return pd.read_csv(d / "t.csv").head(40)
 
 
+@pytest.mark.slow
 def test_onnx_variant_is_a_complete_run_that_predicts_like_the_source(table):
     d, source = table
     run, summary = _variant(source, quantize="none")
@@ -130,6 +131,7 @@ def test_bf16_and_magnitude_pruning_stay_torch_runs(table, capsys, monkeypatch):
     assert agree > 0.8
 
 
+@pytest.mark.slow
 def test_regression_variant_reports_batch_consistency_in_target_units(tmp_path):
     cfg = tiny_config(tmp_path, {"path": str(tmp_path / "r.csv"), "target": "y"}, name="price", train={"epochs": 4})
     regression_frame(300).to_csv(tmp_path / "r.csv", index=False)
@@ -157,6 +159,7 @@ def test_distilled_student(table):
     assert Predictor.load(run.path).classes == ["no", "yes"]
 
 
+@pytest.mark.slow
 def test_student_starts_from_the_teachers_embeddings_top_layer_and_head(lora_text, tiny_bert):
     student = {"type": "pretrained", "path": str(tiny_bert), "layers": 1, "finetune": "full", "hidden": [16]}
     # one epoch at a negligible lr: the saved student is still its starting point

@@ -41,6 +41,7 @@ def _tune(tmp_path):
     tune(load_config(raw))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb, desc", [(_kfold, "k-fold"), (_kfold, "epoch 1/2"), (_profile, "profile"),
                                         (_tune, "study t")])
 def test_long_verbs_show_progress_when_asked_and_are_quiet_otherwise(tmp_path, capsys, monkeypatch, verb, desc):

@@ -44,6 +44,7 @@ def report_text(cfg: dict, row: int) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
+@pytest.mark.slow
 def test_text_profile_finds_duplicates_leakage_and_label_errors(texts):
     cfg, flipped = texts
     report = audit(load_config(cfg))
@@ -104,6 +105,7 @@ def test_single_class_target_skips_label_search(tmp_path):
     assert "skipped" in audit(cfg)["label_issues"]
 
 
+@pytest.mark.slow
 def test_clean_writes_a_copy_and_logs_every_change(texts, tmp_path):
     cfg, flipped = texts
     raw = {**cfg, "data": {**cfg["data"], "fixes": {"near_duplicates": "drop", "label_errors": "relabel",
@@ -156,6 +158,7 @@ def test_cli_profile_of_a_bare_file_and_clean(texts, tmp_path, capsys):
     assert "give -o OUT_DIR" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_near_threshold_and_dropping_label_errors(texts, tmp_path):
     cfg, flipped = texts
     strict = {**cfg, "data": {**cfg["data"], "audit": {"near_threshold": 1.0, "label_issues": False}}}

@@ -66,6 +66,7 @@ def test_trimmed_loss_leaves_the_highest_scores_out_in_training_only():
     assert torch.equal(trimmed(score, 0.0, training=True), score)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["autoencoder", "deep_svdd"])
 def test_learns_normal_rows_and_flags_new_ones(tmp_path, family, capsys):
     path = tmp_path / "tx.csv"

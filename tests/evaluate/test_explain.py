@@ -32,6 +32,8 @@ def noisy_table(n: int = 600) -> pd.DataFrame:
     return df
 
 
+pytestmark = pytest.mark.slow  # each test trains or explains for seconds; the fast tier leaves them out
+
 @pytest.fixture(scope="module")
 def table_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("explain")

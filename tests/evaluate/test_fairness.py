@@ -210,6 +210,7 @@ def test_a_compressed_variant_keeps_the_rule(mitigated):
     assert (got["prediction"] == want["prediction"]).mean() >= 0.95  # ONNX scores agree to ~1e-6
 
 
+@pytest.mark.slow
 def test_reweighing_weights_the_loss_and_narrows_the_gap(tmp_path):
     from modelfoundry.evaluate.fairness import reweighing
 

@@ -65,6 +65,7 @@ def test_partition_by_column_makes_one_site_per_value_and_leaves_it_out_of_the_i
     assert json.loads((run.path / "model" / "preprocessor.json").read_text())["schema"]["branch"] == "ignore"
 
 
+@pytest.mark.slow
 def test_robust_aggregation_resists_a_poisoned_site(tmp_path, table):
     poison = {"sites": [0], "method": "scale", "factor": -10}
     acc = {s: _metrics(train(_config(tmp_path, table, {"clients": 5, "rounds": 3, "strategy": s, "poison": poison,

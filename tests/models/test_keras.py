@@ -40,6 +40,7 @@ def _case(name: str, kind: str, n: int = 32):
     return cfg, s, batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kind", LEARN_CASES)
 def test_family_learns_each_input_kind_and_round_trips(name, kind, tmp_path):
     keras = keras_runtime("tensorflow")

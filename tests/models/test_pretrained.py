@@ -28,6 +28,7 @@ def _trainable(run) -> int:
     return json.loads((run.path / "manifest.json").read_text())["trainable_parameters"]
 
 
+@pytest.mark.slow
 def test_full_linear_probe_and_lora_train_and_reload(tmp_path, tiny_bert):
     runs = {ft: _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": ft}, epochs=10, lr=2e-2 if ft == "lora" else 5e-3)
             for ft in ("full", "linear_probe", "lora")}
@@ -98,6 +99,7 @@ def test_adapter_runs_store_only_the_adapter_and_head_and_refuse_another_base(tm
     assert len(before) == 1
 
 
+@pytest.mark.slow
 def test_ia3_and_adalora(tmp_path, tiny_bert):
     ia3 = _train(tmp_path, {"type": "pretrained", "path": str(tiny_bert), "finetune": "ia3",
                             "adapter": {"target_modules": ["key", "value", "dense"], "feedforward_modules": ["dense"]}}, epochs=1)
@@ -178,6 +180,7 @@ def test_an_interrupted_export_leaves_no_output_folder(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_predictor_merges_adapters_for_inference_and_predicts_the_same(tmp_path, tiny_bert):
     from modelfoundry.core.infer import predict_tensors
     from modelfoundry.models.pretrained import PretrainedEncoder
@@ -259,6 +262,7 @@ def test_regression_on_a_pretrained_encoder(tmp_path, tiny_bert):
     assert Predictor.load(run.path).predict(["one two three"])["prediction"].dtype.kind == "f"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["prefix", "prompt"])
 def test_prefix_and_prompt_tuning_work_on_an_encoder(tmp_path, tiny_bert, method):
     """PEFT's prefix tuning fails on BERT sequence classification under transformers 5; our encoder path works."""

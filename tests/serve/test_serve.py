@@ -181,6 +181,7 @@ def test_refused_runs(table_run, tmp_path):
         load_models([running])
 
 
+@pytest.mark.slow
 def test_fuzz_predict_never_answers_500(table_run):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st

@@ -260,6 +260,7 @@ def test_a_torch_run_does_not_import_tensorflow_for_its_tensorboard_logs(tmp_pat
     assert out.stdout.split()[-2:] == ["events.out.tfevents.", "False"], out.stdout
 
 
+@pytest.mark.slow
 def test_compile_compiles_the_training_step_once_and_trains_the_same_weights():
     """train.compile: the step runs through torch.compile for the first batch's shape (96 rows in 40s: two of each
     epoch's three batches); the last, smaller batch runs uncompiled (no second compile); the weights match eager."""

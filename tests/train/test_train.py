@@ -46,6 +46,7 @@ def test_run_directory_layout_and_numbers(tmp_path, table_csv):
     assert (out["prediction"] == df["label"]).mean() > 0.8
 
 
+@pytest.mark.slow
 def test_mixed_numeric_categorical_text_and_regression(tmp_path):
     run = train(load_config(tiny_config(tmp_path, {"target": "label", "types": {"note": "text"}}, train={"epochs": 10})),
                 frame=tabular_frame(200, text=True))

@@ -29,6 +29,7 @@ def _trials(sdir):
     return pd.read_csv(sdir / "leaderboard.csv")
 
 
+@pytest.mark.slow
 def test_random_search_writes_leaderboard_best_config_plots_and_refits(tmp_path, table_csv):
     sdir = tune(load_config(_cfg(tmp_path, table_csv)), refit=True)
     board = _trials(sdir)
@@ -47,6 +48,7 @@ def test_random_search_writes_leaderboard_best_config_plots_and_refits(tmp_path,
     assert "val" not in profile["splits"] and refit["epochs"] == summary["best_epoch"]
 
 
+@pytest.mark.slow
 def test_grid_search_covers_the_grid_once_and_tpe_runs(tmp_path, table_csv):
     space = {"train.lr": {"choice": [0.01, 0.05]}, "train.batch_size": {"int": [16, 32], "step": 16}}
     sdir = tune(load_config(_cfg(tmp_path, table_csv, space, sampler="grid", trials=10)))
