@@ -140,7 +140,7 @@ def test_recipe_runs_for_one_epoch(recipe: Path, tmp_path):
         overrides.append(f"train.max_steps={STEPS[recipe.stem]}")
     if recipe.stem in BATCH:
         overrides.append(f"train.batch_size={BATCH[recipe.stem]}")
-    if recipe.stem == "zh_department":  # 2% of 7.7k questions held out (154): MiniLM took most of a minute over 1.5k, 7 s over 385
+    if recipe.stem == "zh_department":  # 2% of 7.7k questions held out (154): MiniLM over 1.5k took most of a minute
         overrides.append("data.split.test=0.02")
     if recipe.stem == "gpt_mini":
         overrides += [f"data.path={REPO / 'datasets' / 'tinyshakespeare' / 'input.txt'}", "data.corpus.documents=blank_line"]

@@ -299,8 +299,8 @@ class Preprocessor:
         self.molecule_: dict[str, dict] = {}
         self._fitted_molecules: dict[str, tuple[list, tuple]] = {}  # not saved: see _molecules
         for col in self.molecule_cols_:
-            fp, ds, _, bad = self._molecules(df[col], bad_ok=True)
-            self._fitted_molecules[col] = (df[col].tolist(), (fp, ds, _, bad))
+            fp, ds, keep, bad = self._molecules(df[col], bad_ok=True)
+            self._fitted_molecules[col] = (df[col].tolist(), (fp, ds, keep, bad))
             med = np.nanmedian(ds, axis=0) if ds.shape[1] else np.zeros(0)
             med = np.where(np.isfinite(med), med, 0.0)
             filled = np.where(np.isnan(ds), med, ds)
